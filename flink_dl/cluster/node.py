@@ -1,0 +1,275 @@
+"""The node runner: register with the AM, start the entry in a child process, watch it.
+
+One ``NodeRunner`` per ML node (one Flink operator subtask). ``run()`` blocks until the
+entry finished (returns its result), was stopped by the AM, or failed (raises
+``NodeFailedError`` with the entry's traceback). Every exit path stops the child's whole
+process group and removes the node's private work directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flink_dl.cluster.am import am_key
+from flink_dl.cluster.api import ClusterState, RendezvousStore
+from flink_dl.cluster.context import ENTRY_FILE, RESULT_FILE, NodeContext
+from flink_dl.cluster.net import advertised_host, reserve_port
+from flink_dl.cluster.process import spawn, stop_process_group
+from flink_dl.cluster.protocol import client_handshake, recv_msg, send_msg
+from flink_dl.cluster.registry import get_store_factory
+from flink_dl.config import ClusterConfig
+from flink_dl.errors import (
+    AuthenticationError,
+    ClusterFailedError,
+    ClusterTimeoutError,
+    NodeFailedError,
+    ProtocolError,
+)
+
+log = logging.getLogger(__name__)
+
+WORK_DIR_PREFIX = "flink-dl-"
+
+
+@dataclass
+class NodeOutcome:
+    """How a node ended: ``state`` is FINISHED or STOPPED; ``result`` is the entry's return."""
+
+    role: str
+    index: int
+    attempt: int
+    state: str
+    address: str
+    cluster_spec: dict[str, list[str]]
+    result: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "node", "role": self.role, "index": self.index,
+                "attempt": self.attempt, "state": self.state, "address": self.address,
+                "cluster_spec": self.cluster_spec, "result": self.result}
+
+
+class AMConnection:
+    """An authenticated control connection from a node to the AM."""
+
+    def __init__(self, address: tuple[str, int], config: ClusterConfig, attempt: int) -> None:
+        self.timeouts = config.timeout
+        self.sock = socket.create_connection(address, timeout=self.timeouts.request)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            client_handshake(self.sock, config.secret, config.job_id, attempt)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def request(self, msg: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        self.sock.settimeout(timeout or self.timeouts.request)
+        send_msg(self.sock, msg)
+        reply = recv_msg(self.sock)
+        if reply["type"] == "error":
+            raise ClusterFailedError(f"AM refused {msg['type']}: {reply.get('message')}")
+        return reply
+
+    def close(self, say_bye: bool = True) -> None:
+        try:
+            if say_bye:
+                self.sock.settimeout(self.timeouts.request)
+                send_msg(self.sock, {"type": "bye"})
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
+
+
+def find_am(store: RendezvousStore, config: ClusterConfig, attempt: int) -> tuple[str, int]:
+    """Poll the rendezvous store for the AM of this job and attempt."""
+    deadline = time.monotonic() + config.timeout.rendezvous
+    delay = 0.02
+    while True:
+        found = store.lookup(am_key(attempt))
+        if found and found.get("attempt") == attempt and found.get("job_id") == config.job_id:
+            return str(found["host"]), int(found["port"])
+        if time.monotonic() > deadline:
+            raise ClusterTimeoutError(
+                f"no AM for job {config.job_id} attempt {attempt} appeared in the "
+                f"{config.rendezvous!r} rendezvous store within timeouts.rendezvous="
+                f"{config.timeout.rendezvous}s"
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+
+
+class NodeRunner:
+    """Runs one ML node; see the module docstring."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        role: str,
+        index: int,
+        attempt: int,
+        entry_bytes: bytes,
+        store: RendezvousStore | None = None,
+    ) -> None:
+        self.config = config
+        self.role = role
+        self.index = index
+        self.attempt = attempt
+        self.entry_bytes = entry_bytes
+        self.timeouts = config.timeout
+        self.store = store or get_store_factory(config.rendezvous)(
+            config.job_id, {"dir": config.rendezvous_dir}
+        )
+        self.name = f"{role}:{index}"
+
+    def run(self) -> NodeOutcome:
+        reserved = reserve_port(self.config.bind_host)
+        host = advertised_host(self.config.bind_host, self.config.advertise_host)
+        address = f"{host}:{reserved.getsockname()[1]}"
+        work_dir = Path(tempfile.mkdtemp(
+            prefix=f"{WORK_DIR_PREFIX}{self.config.job_id}-{self.attempt}-{self.role}-"
+                   f"{self.index}-"))
+        proc: subprocess.Popen[bytes] | None = None
+        conn: AMConnection | None = None
+        try:
+            conn = AMConnection(find_am(self.store, self.config, self.attempt), self.config,
+                                self.attempt)
+            reply = conn.request(
+                {"type": "register", "role": self.role, "index": self.index,
+                 "address": address, "pid": os.getpid(), "host": socket.gethostname()},
+                timeout=self.timeouts.registration + self.timeouts.request,
+            )
+            spec = reply["cluster_spec"]
+            ctx = NodeContext(
+                role=self.role, index=self.index, cluster_spec=spec,
+                properties=dict(self.config.properties), job_id=self.config.job_id,
+                attempt=self.attempt, work_dir=str(work_dir), reserved_fd=reserved.fileno(),
+            )
+            proc = self._start_entry(ctx, work_dir, reserved)
+            state, result = self._watch(conn, proc, work_dir)
+            return NodeOutcome(self.role, self.index, self.attempt, state, address, spec,
+                               result)
+        except (AuthenticationError, ProtocolError, ConnectionError, TimeoutError) as exc:
+            raise ClusterFailedError(
+                f"ML node {self.name} of job {self.config.job_id} attempt {self.attempt} "
+                f"lost its AM: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if proc is not None:
+                stop_process_group(proc, self.timeouts.stop_grace)
+            if conn is not None:
+                conn.close()
+            reserved.close()
+            shutil.rmtree(work_dir, ignore_errors=True)
+            self.store.close()
+
+    def _start_entry(self, ctx: NodeContext, work_dir: Path,
+                     reserved: socket.socket) -> subprocess.Popen[bytes]:
+        ctx.save(work_dir)
+        (work_dir / ENTRY_FILE).write_bytes(self.entry_bytes)
+        env = dict(os.environ)
+        env.update(self.config.env)
+        env.update({
+            "FLINK_DL_JOB_ID": self.config.job_id,
+            "FLINK_DL_ATTEMPT": str(self.attempt),
+            "FLINK_DL_ROLE": self.role,
+            "FLINK_DL_INDEX": str(self.index),
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)),
+        })
+        proc = spawn([_python_executable(), "-m", "flink_dl.cluster.node_main",
+                      str(work_dir)], env=env, pass_fds=(reserved.fileno(),), cwd=str(work_dir))
+        log.info("node %s started entry process %d", self.name, proc.pid)
+        return proc
+
+    def _watch(self, conn: AMConnection, proc: subprocess.Popen[bytes],
+               work_dir: Path) -> tuple[str, Any]:
+        """Heartbeat while the entry runs; returns (state, result) or raises."""
+        last_contact = time.monotonic()
+        stopping = False
+        while True:
+            try:
+                proc.wait(timeout=self.timeouts.heartbeat_interval)
+            except subprocess.TimeoutExpired:
+                pass
+            if proc.poll() is not None:
+                return self._report_exit(conn, proc, work_dir, stopping)
+            try:
+                reply = conn.request({"type": "heartbeat", "role": self.role,
+                                      "index": self.index, "running": True})
+                last_contact = time.monotonic()
+            except (ConnectionError, TimeoutError, OSError, ProtocolError) as exc:
+                if time.monotonic() - last_contact > self.timeouts.heartbeat_timeout:
+                    raise ConnectionError(f"no answer from the AM for "
+                                          f"timeouts.heartbeat_timeout="
+                                          f"{self.timeouts.heartbeat_timeout}s: {exc}") from exc
+                continue
+            if reply.get("stop") and not stopping:
+                stopping = True
+                failed = reply.get("state") == ClusterState.FAILED.value
+                log.info("node %s: AM asked to stop (cluster %s)", self.name, reply.get("state"))
+                stop_process_group(proc, self.timeouts.stop_grace)
+                if failed:
+                    conn.request({"type": "stopped", "role": self.role, "index": self.index})
+                    return "STOPPED", None
+
+    def _report_exit(self, conn: AMConnection, proc: subprocess.Popen[bytes], work_dir: Path,
+                     stopping: bool) -> tuple[str, Any]:
+        outcome = _read_result(work_dir)
+        status = outcome.get("status")
+        if status in ("finished", "stopped") and proc.returncode == 0:
+            kind = "stopped" if (status == "stopped" or stopping) else "finished"
+            conn.request({"type": kind, "role": self.role, "index": self.index,
+                          "result": outcome.get("result")})
+            return kind.upper(), outcome.get("result")
+        if stopping:
+            conn.request({"type": "stopped", "role": self.role, "index": self.index})
+            return "STOPPED", None
+        error = outcome.get("error") or _describe_exit(proc.returncode)
+        try:
+            conn.request({"type": "failed", "role": self.role, "index": self.index,
+                          "error": error})
+        except (ConnectionError, TimeoutError, OSError, ProtocolError, ClusterFailedError):
+            log.warning("node %s could not report its failure to the AM", self.name)
+        raise NodeFailedError(
+            f"ML node {self.name} (role {self.role!r}, index {self.index}) of job "
+            f"{self.config.job_id} attempt {self.attempt} failed: "
+            f"{outcome.get('exception') or _describe_exit(proc.returncode)}\n{error}"
+        )
+
+
+def _python_executable() -> str:
+    """The interpreter for node processes (``FLINK_DL_NODE_PYTHON`` overrides).
+
+    In PyFlink's thread mode Python is embedded in the JVM, so ``sys.executable`` may not
+    be a Python interpreter; fall back to the one of ``sys.prefix``.
+    """
+    override = os.environ.get("FLINK_DL_NODE_PYTHON")
+    if override:
+        return override
+    if sys.executable and os.path.basename(sys.executable).startswith("python"):
+        return sys.executable
+    return os.path.join(sys.prefix, "bin", "python3")
+
+
+def _read_result(work_dir: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads((work_dir / RESULT_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"entry process killed by signal {-returncode}"
+    return f"entry process exited with code {returncode} and no result"

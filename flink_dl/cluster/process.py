@@ -1,0 +1,73 @@
+"""Starting and stopping node child processes without orphans.
+
+Children start in their own session (process group), with ``PR_SET_PDEATHSIG=SIGKILL`` so
+the kernel kills them if the starting thread dies, and with a stdin pipe whose EOF the
+child's watchdog treats as "parent gone" (for loopback mode, where the parent outlives
+the job). ``stop_process_group`` sends SIGTERM, waits, then SIGKILLs the whole group.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def spawn(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    pass_fds: Sequence[int] = (),
+    cwd: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as a guarded child: own process group, dies with its parent."""
+    return subprocess.Popen(
+        list(argv),
+        env=dict(env),
+        cwd=cwd,
+        stdin=subprocess.PIPE,
+        pass_fds=tuple(pass_fds),
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float) -> int:
+    """Stop ``proc`` and every process in its group: SIGTERM, ``grace_s`` seconds, SIGKILL."""
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            log.warning("process %d did not exit %.1fs after SIGTERM; killing it", proc.pid,
+                        grace_s)
+    # The leader may be gone while grandchildren of its group live on: always sweep.
+    _signal_group(proc, signal.SIGKILL)
+    rc = proc.wait()
+    if proc.stdin is not None:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+    return rc
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,209 @@
+"""Cluster configuration: roles, node entry, properties, environment and timeouts.
+
+Everything here is validated when the job is built (``ClusterConfig.validate``), so a
+bad configuration fails in the client before Flink starts anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from flink_dl.errors import ConfigError
+
+AM_ROLE = "am"
+_ROLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_ENTRY_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+EntryFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every wait of the ML cluster, in seconds. Config keys: ``timeouts.<field>``."""
+
+    #: AM: how long to wait for every node of every role to register.
+    registration: float = 180.0
+    #: Node: how long to look for the AM's address in the rendezvous store.
+    rendezvous: float = 180.0
+    #: Node: interval between heartbeats to the AM.
+    heartbeat_interval: float = 0.5
+    #: AM and node: silence after which the peer is declared lost.
+    heartbeat_timeout: float = 10.0
+    #: Node: how long a stopped entry may take to exit after SIGTERM before SIGKILL.
+    stop_grace: float = 10.0
+    #: AM: after FAILED/FINISHED, how long to wait for nodes to acknowledge before exiting.
+    shutdown: float = 10.0
+    #: Network: connect / single request timeout on the control plane.
+    request: float = 10.0
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(
+                    f"timeouts.{f.name} must be a positive number of seconds, got {value!r}"
+                )
+        if self.heartbeat_interval >= self.heartbeat_timeout:
+            raise ConfigError(
+                "timeouts.heartbeat_interval must be smaller than timeouts.heartbeat_timeout "
+                f"({self.heartbeat_interval} >= {self.heartbeat_timeout})"
+            )
+
+    @classmethod
+    def from_value(cls, value: Timeouts | Mapping[str, float] | None) -> Timeouts:
+        if value is None:
+            return cls()
+        if isinstance(value, Timeouts):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"timeouts must be a Timeouts or a mapping, got {type(value).__name__}")
+        known = {f.name for f in fields(cls)}
+        for key in value:
+            if key not in known:
+                raise ConfigError(f"unknown config key timeouts.{key}; known: {sorted(known)}")
+        return cls(**dict(value))
+
+
+@dataclass
+class ClusterConfig:
+    """Configuration of one ML cluster: an AM plus groups of nodes in named roles.
+
+    Args:
+        roles: role name -> number of nodes, e.g. ``{"worker": 2, "ps": 1}``.
+        entry: the node's user code: a callable taking a ``NodeContext`` or a
+            ``"module:function"`` reference. Runs in a child process of each node.
+        properties: string properties every node sees as ``ctx.properties``.
+        env: environment variables set for the node process.
+        timeouts: a ``Timeouts`` or a mapping of its field names.
+        daemon_roles: roles whose nodes run until the AM tells them to stop
+            (e.g. ``ps``); the cluster is done when every other node has finished.
+        plugin: name of the registered cluster rules (state machine) to use.
+        bind_host: address the AM and the nodes bind their control/data ports to.
+        advertise_host: address published to peers (defaults to ``bind_host``, or the
+            host's name when binding to every interface).
+        rendezvous: name of the rendezvous store backend (``"file"`` by default).
+        rendezvous_dir: the file store's directory; must be shared by every
+            TaskManager host (defaults to a directory under the system temp dir).
+        name: prefix of the Flink operator names.
+        job_id: identifies this job run (generated when not given).
+        secret: per-job secret the nodes use to authenticate (generated when not given).
+    """
+
+    roles: Mapping[str, int]
+    entry: EntryFn | str
+    properties: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeouts: Timeouts | Mapping[str, float] | None = None
+    daemon_roles: frozenset[str] | set[str] | tuple[str, ...] = frozenset()
+    plugin: str = "default"
+    bind_host: str = "127.0.0.1"
+    advertise_host: str | None = None
+    rendezvous: str = "file"
+    rendezvous_dir: str | None = None
+    name: str = "ml-cluster"
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+
+    def __post_init__(self) -> None:
+        self.timeouts = Timeouts.from_value(self.timeouts)
+        self.daemon_roles = frozenset(self.daemon_roles)
+        self.roles = dict(self.roles) if isinstance(self.roles, Mapping) else self.roles
+        self.properties = (
+            dict(self.properties) if isinstance(self.properties, Mapping) else self.properties
+        )
+        self.env = dict(self.env) if isinstance(self.env, Mapping) else self.env
+
+    @property
+    def timeout(self) -> Timeouts:
+        """The validated ``Timeouts`` (``timeouts`` normalised)."""
+        assert isinstance(self.timeouts, Timeouts)
+        return self.timeouts
+
+    @property
+    def total_nodes(self) -> int:
+        return sum(self.roles.values())
+
+    def validate(self) -> None:
+        """Check every field; raise ``ConfigError`` naming the key at fault."""
+        if not isinstance(self.roles, Mapping) or not self.roles:
+            raise ConfigError("roles must be a non-empty mapping of role name -> node count")
+        for role, count in self.roles.items():
+            if not isinstance(role, str) or not _ROLE_NAME.match(role):
+                raise ConfigError(
+                    f"roles: invalid role name {role!r} (letters, digits, '_' and '-', "
+                    "starting with a letter)"
+                )
+            if role == AM_ROLE:
+                raise ConfigError(f"roles: {AM_ROLE!r} is reserved for the application master")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ConfigError(f"roles[{role!r}] must be an integer >= 1, got {count!r}")
+        for role in self.daemon_roles:
+            if role not in self.roles:
+                raise ConfigError(f"daemon_roles: unknown role {role!r}; roles: {list(self.roles)}")
+        if set(self.daemon_roles) == set(self.roles):
+            raise ConfigError("daemon_roles: at least one role must not be a daemon role")
+        validate_entry(self.entry, "entry")
+        _validate_str_map(self.properties, "properties")
+        _validate_str_map(self.env, "env")
+        self.timeout.validate()
+        for key in ("bind_host", "rendezvous", "name", "job_id", "secret", "plugin"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
+        if not re.match(r"^[A-Za-z0-9_-]+$", self.job_id):
+            raise ConfigError(f"job_id must use letters, digits, '_' and '-', got {self.job_id!r}")
+        if len(self.secret) < 16:
+            raise ConfigError("secret must have at least 16 characters")
+        if self.advertise_host is not None and not isinstance(self.advertise_host, str):
+            raise ConfigError(f"advertise_host must be a string, got {self.advertise_host!r}")
+        if self.rendezvous_dir is not None and not isinstance(self.rendezvous_dir, str):
+            raise ConfigError(f"rendezvous_dir must be a string, got {self.rendezvous_dir!r}")
+        from flink_dl.cluster.registry import get_rules, get_store_factory
+
+        get_rules(self.plugin)
+        get_store_factory(self.rendezvous)
+
+    def check_role(self, role: str) -> int:
+        """Return the node count of ``role``; raise ``ConfigError`` if it is unknown."""
+        if role not in self.roles:
+            raise ConfigError(f"unknown role {role!r}; roles of this cluster: {list(self.roles)}")
+        return self.roles[role]
+
+
+def validate_entry(entry: object, key: str) -> None:
+    """Check that ``entry`` is a callable or an importable ``"module:function"``."""
+    if callable(entry):
+        return
+    if not isinstance(entry, str) or not _ENTRY_REF.match(entry):
+        raise ConfigError(f"{key} must be a callable or 'module:function', got {entry!r}")
+    try:
+        resolve_entry(entry)
+    except Exception as exc:
+        raise ConfigError(f"{key} {entry!r} is not importable: {exc}") from exc
+
+
+def resolve_entry(entry: EntryFn | str) -> EntryFn:
+    """Turn an entry reference into the callable it names."""
+    if callable(entry):
+        return entry
+    module_name, _, attr_path = entry.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{entry!r} is not callable")
+    return obj
+
+
+def _validate_str_map(value: object, key: str) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} must be a mapping of str -> str, got {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ConfigError(f"{key}[{k!r}] must map a str to a str, got {type(v).__name__}")

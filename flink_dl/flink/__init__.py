@@ -1,0 +1,1 @@
+"""Mapping the ML cluster's AM and roles onto PyFlink operators."""

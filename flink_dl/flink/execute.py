@@ -1,0 +1,51 @@
+"""Running a Flink job with a deadline (``env.execute`` has none)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from pyflink.datastream import StreamExecutionEnvironment
+
+from flink_dl.errors import ClusterTimeoutError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job_id: str
+    wall_s: float
+    net_runtime_ms: int | None
+
+
+def execute(
+    env: StreamExecutionEnvironment,
+    job_name: str = "flink-dl",
+    timeout_s: float | None = None,
+    poll_s: float = 0.2,
+) -> JobOutcome:
+    """Run the job and wait for it; cancel it and raise ``ClusterTimeoutError`` after
+    ``timeout_s``. A failed job raises the Flink error (it carries the node's traceback)."""
+    started = time.monotonic()
+    client = env.execute_async(job_name)
+    job_id = str(client.get_job_id())
+    future = client.get_job_execution_result()
+    while not future.done():
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            log.error("job %s ran past its timeout of %ss; cancelling it", job_id, timeout_s)
+            try:
+                client.cancel().result()
+            except Exception as exc:
+                log.warning("cancelling job %s: %s", job_id, exc)
+            raise ClusterTimeoutError(f"job {job_name!r} ({job_id}) did not finish within "
+                                      f"timeout_s={timeout_s}")
+        time.sleep(poll_s)
+    result = future.result()
+    runtime = None
+    try:
+        runtime = int(result.get_net_runtime())
+    except Exception:
+        pass
+    return JobOutcome(job_id, time.monotonic() - started, runtime)

@@ -62,7 +62,9 @@ class Timeouts:
         if isinstance(value, Timeouts):
             return value
         if not isinstance(value, Mapping):
-            raise ConfigError(f"timeouts must be a Timeouts or a mapping, got {type(value).__name__}")
+            raise ConfigError(
+                f"timeouts must be a Timeouts or a mapping, got {type(value).__name__}"
+            )
         known = {f.name for f in fields(cls)}
         for key in value:
             if key not in known:

@@ -8,6 +8,7 @@ terminal state and every node has acknowledged it (or ``timeouts.shutdown`` pass
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -379,7 +380,5 @@ class AppMaster:
 
 
 def _close_quietly(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass

@@ -8,6 +8,7 @@ process group and removes the node's private work directory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -196,10 +197,8 @@ class NodeRunner:
         last_contact = time.monotonic()
         stopping = False
         while True:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=self.timeouts.heartbeat_interval)
-            except subprocess.TimeoutExpired:
-                pass
             if proc.poll() is not None:
                 return self._report_exit(conn, proc, work_dir, stopping)
             try:

@@ -8,6 +8,7 @@ the job). ``stop_process_group`` sends SIGTERM, waits, then SIGKILLs the whole g
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -59,15 +60,11 @@ def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float) -> int:
     _signal_group(proc, signal.SIGKILL)
     rc = proc.wait()
     if proc.stdin is not None:
-        try:
+        with contextlib.suppress(OSError):
             proc.stdin.close()
-        except OSError:
-            pass
     return rc
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

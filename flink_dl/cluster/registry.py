@@ -24,7 +24,9 @@ def get_rules(name: str) -> ClusterRules:
     try:
         return _RULES[name]()
     except KeyError:
-        raise ConfigError(f"plugin: unknown cluster rules {name!r}; known: {sorted(_RULES)}") from None
+        raise ConfigError(
+            f"plugin: unknown cluster rules {name!r}; known: {sorted(_RULES)}"
+        ) from None
 
 
 def register_store(name: str, factory: StoreFactory) -> None:

@@ -8,6 +8,7 @@ several hosts point ``rendezvous_dir`` at a shared filesystem or register anothe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -70,10 +71,9 @@ class FileStore(RendezvousStore):
         self._path(key).unlink(missing_ok=True)
 
     def close(self) -> None:
-        try:
+        # Absent, or other attempts' entries are still there: both fine.
+        with contextlib.suppress(OSError):
             self.scope.rmdir()
-        except OSError:
-            pass  # absent, or other attempts' entries are still there
 
 
 def _check_private(directory: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -44,8 +45,6 @@ def execute(
         time.sleep(poll_s)
     result = future.result()
     runtime = None
-    try:
+    with contextlib.suppress(Exception):
         runtime = int(result.get_net_runtime())
-    except Exception:
-        pass
     return JobOutcome(job_id, time.monotonic() - started, runtime)

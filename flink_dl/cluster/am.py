@@ -227,13 +227,13 @@ class AppMaster:
             while self._state not in TERMINAL_STATES:
                 now = time.monotonic()
                 if self._state is ClusterState.INIT and now > registration_deadline:
-                    missing = [f"{r}:{i}" for (r, i), n in self._nodes.items()
-                               if n.state is NodeState.PENDING]
-                    self._fire(Event(EventKind.REGISTRATION_TIMEOUT, detail=(
-                        f"nodes {missing} did not register within timeouts.registration="
-                        f"{self.timeouts.registration}s")))
+                    missing = [k for k, n in self._nodes.items() if n.state is NodeState.PENDING]
                     for key in missing:
-                        self._nodes[key].error = "did not register in time"
+                        self._nodes[key].error = (
+                            "did not register within timeouts.registration="
+                            f"{self.timeouts.registration}s")
+                    self._fire(Event(EventKind.REGISTRATION_TIMEOUT, detail=(
+                        f"{len(missing)} node(s) did not register in time")))
                     continue
                 for key, node in self._nodes.items():
                     if node.state in (NodeState.REGISTERED, NodeState.RUNNING) and (

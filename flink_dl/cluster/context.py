@@ -38,6 +38,7 @@ class NodeContext:
     work_dir: str
     reserved_fd: int | None = None
     _stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cooperative: bool = field(default=False, repr=False)
 
     @property
     def address(self) -> str:
@@ -72,12 +73,23 @@ class NodeContext:
 
     @property
     def stop_requested(self) -> bool:
-        """True once the AM asked this node to stop (e.g. a ps node after the workers)."""
+        """True once the AM asked this node to stop (e.g. a ps node after the workers).
+
+        An entry that reads this (or calls ``wait_for_stop``) is trusted to stop by itself;
+        otherwise a stop request raises ``SystemExit`` in the entry's main thread.
+        """
+        self._cooperative = True
         return self._stop_event.is_set()
 
     def wait_for_stop(self, timeout: float | None = None) -> bool:
         """Block until the AM asks this node to stop (or ``timeout``); returns whether it did."""
+        self._cooperative = True
         return self._stop_event.wait(timeout)
+
+    def request_stop(self) -> bool:
+        """Mark a stop request; returns whether the entry handles it by itself."""
+        self._stop_event.set()
+        return self._cooperative
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -3,8 +3,8 @@
 Run as ``python -m flink_dl.cluster.node_main <work_dir>``. Reads ``context.json`` and
 ``entry.pkl`` (written by the node runner into a private directory: local files only),
 writes ``result.json`` with ``{"status": "finished"|"failed"|"stopped", ...}``.
-Exits when the parent closes stdin (the parent is gone) and on SIGTERM sets the stop flag
-and raises ``SystemExit`` so the entry unwinds.
+Exits when the parent closes stdin (the parent is gone). On SIGTERM (the AM's stop) it sets
+the stop flag; an entry that never looked at the flag gets ``SystemExit`` so it unwinds.
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=_watch_parent, name="flink-dl-parent-watch", daemon=True).start()
 
     def on_sigterm(signum: int, frame: object) -> None:
-        if ctx.stop_requested:
+        if ctx._stop_event.is_set():
             return
-        ctx._stop_event.set()
-        raise StopRequested(0)
+        if not ctx.request_stop():
+            raise StopRequested(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -76,13 +76,13 @@ def main(argv: list[str]) -> int:
         _write_result(work_dir, {"status": "stopped"})
         return 0
     except BaseException as exc:
-        if ctx.stop_requested and isinstance(exc, SystemExit):
+        if ctx._stop_event.is_set() and isinstance(exc, SystemExit):
             _write_result(work_dir, {"status": "stopped"})
             return 0
         _write_result(work_dir, {"status": "failed", "error": traceback.format_exc(),
                                  "exception": f"{type(exc).__name__}: {exc}"})
         return 1
-    _write_result(work_dir, {"status": "stopped" if ctx.stop_requested else "finished",
+    _write_result(work_dir, {"status": "stopped" if ctx._stop_event.is_set() else "finished",
                              "result": result})
     return 0
 

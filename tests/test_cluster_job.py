@@ -1,0 +1,99 @@
+"""Integration: real Flink jobs on the local mini-cluster, real node processes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+import flink_dl
+from tests import entries
+from tests.leftovers import pid_alive, wait_clean
+
+
+def _read_seen(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+
+
+def test_six_nodes_agree_on_one_spec(flink_env, tmp_path: Path) -> None:
+    config = flink_dl.ClusterConfig(
+        roles={"a": 1, "b": 2, "c": 3}, entry=entries.record,
+        properties={"out": str(tmp_path)}, env={"TEST_MARKER": "marker-42"},
+    )
+    flink_dl.add_cluster(flink_env, config)
+    flink_dl.execute(flink_env, "six-nodes", timeout_s=180)
+
+    seen = _read_seen(tmp_path)
+    assert sorted(seen) == ["a-0", "b-0", "b-1", "c-0", "c-1", "c-2"]
+    specs = {json.dumps(s["cluster_spec"], sort_keys=True) for s in seen.values()}
+    assert len(specs) == 1, "every node must see the same cluster spec"
+    spec = next(iter(seen.values()))["cluster_spec"]
+    assert {role: len(addrs) for role, addrs in spec.items()} == {"a": 1, "b": 2, "c": 3}
+    addresses = [a for addrs in spec.values() for a in addrs]
+    assert len(set(addresses)) == 6
+    for key, s in seen.items():
+        assert s["job_id"] == config.job_id
+        assert s["attempt"] == 0
+        assert spec[s["role"]][s["index"]].endswith(f":{s['port']}"), key
+        assert s["properties"]["out"] == str(tmp_path)
+        assert s["env_marker"] == "marker-42"
+        assert s["env_role"] == s["role"]
+    assert len({s["pid"] for s in seen.values()}) == 6, "each node runs in its own process"
+
+    assert wait_clean(config.job_id) == {}
+    assert not [s["pid"] for s in seen.values() if pid_alive(s["pid"])]
+    assert not [s["work_dir"] for s in seen.values() if Path(s["work_dir"]).exists()]
+
+
+def test_failing_entry_fails_job_with_role_index_and_message(tmp_path: Path) -> None:
+    import os
+
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    os.environ["_python_worker_execution_mode"] = "process"
+    try:
+        env = StreamExecutionEnvironment.get_execution_environment()
+        config = flink_dl.ClusterConfig(
+            roles={"a": 1, "b": 2, "c": 3}, entry=entries.boom_on_b1,
+            properties={"out": str(tmp_path)},
+        )
+        flink_dl.add_cluster(env, config)
+        started = time.monotonic()
+        with pytest.raises(Exception) as info:
+            flink_dl.execute(env, "boom", timeout_s=120)
+        elapsed = time.monotonic() - started
+    finally:
+        os.environ.pop("_python_worker_execution_mode", None)
+    message = str(info.value)
+    assert "boom" in message
+    assert "ML node b:1" in message and "role 'b', index 1" in message
+    assert "ValueError" in message
+    assert elapsed < 30, f"job took {elapsed:.1f}s to fail"
+    seen = _read_seen(tmp_path)
+    assert len(seen) == 6
+    left = wait_clean(config.job_id)
+    assert not left.get("processes"), left
+    assert not [s["pid"] for s in seen.values() if pid_alive(s["pid"])]
+
+
+def test_daemon_role_is_stopped_gracefully_after_workers(tmp_path: Path) -> None:
+    import os
+
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    os.environ["_python_worker_execution_mode"] = "process"
+    try:
+        env = StreamExecutionEnvironment.get_execution_environment()
+        config = flink_dl.ClusterConfig(
+            roles={"worker": 2, "ps": 1}, daemon_roles={"ps"},
+            entry=entries.worker_or_daemon, properties={"out": str(tmp_path)},
+        )
+        flink_dl.add_cluster(env, config)
+        flink_dl.execute(env, "daemon", timeout_s=120)
+    finally:
+        os.environ.pop("_python_worker_execution_mode", None)
+    assert (tmp_path / "ps-0.stopped").read_text() == "True"
+    assert sorted(p.stem for p in tmp_path.glob("*.json")) == ["ps-0", "worker-0", "worker-1"]
+    assert wait_clean(config.job_id) == {}

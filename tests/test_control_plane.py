@@ -1,0 +1,162 @@
+"""Control plane with real sockets: authentication, spec hand-out, heartbeats, wire format."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from flink_dl import ClusterConfig
+from flink_dl.cluster.am import AppMaster
+from flink_dl.cluster.api import ClusterState
+from flink_dl.cluster.node import AMConnection, find_am
+from flink_dl.cluster.protocol import MAX_FRAME_BYTES, recv_msg
+from flink_dl.cluster.registry import get_store_factory
+from flink_dl.errors import AuthenticationError, ClusterFailedError, ProtocolError
+
+
+def _entry(ctx) -> None:
+    return None
+
+
+@pytest.fixture
+def config(tmp_path) -> ClusterConfig:
+    return ClusterConfig(roles={"w": 2}, entry=_entry, rendezvous_dir=str(tmp_path / "rdv"),
+                         timeouts={"registration": 10, "heartbeat_timeout": 2,
+                                   "heartbeat_interval": 0.2, "shutdown": 2})
+
+
+def _run_am(am: AppMaster) -> dict:
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["summary"] = am.run()
+        except Exception as exc:  # noqa: BLE001
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    box["thread"] = t
+    return box
+
+
+def _store(config: ClusterConfig):
+    return get_store_factory(config.rendezvous)(config.job_id, {"dir": config.rendezvous_dir})
+
+
+def test_wrong_secret_is_refused(config: ClusterConfig) -> None:
+    am = AppMaster(config)
+    am.start()
+    try:
+        address = find_am(_store(config), config, 0)
+        impostor = ClusterConfig(**{**config.__dict__, "secret": "x" * 64})
+        with pytest.raises(AuthenticationError, match="refused"):
+            AMConnection(address, impostor, 0)
+        # The right secret but another attempt is refused as well.
+        with pytest.raises(AuthenticationError):
+            AMConnection(address, config, 1)
+        deadline = time.monotonic() + 5
+        while am.refused_connections < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert am.refused_connections == 2
+        assert am.state is ClusterState.INIT
+        # The genuine node still gets in.
+        AMConnection(address, config, 0).close()
+    finally:
+        am.close()
+
+
+def test_registration_heartbeat_and_finish(config: ClusterConfig) -> None:
+    am = AppMaster(config)
+    am.start()
+    box = _run_am(am)
+    address = find_am(_store(config), config, 0)
+    conns = [AMConnection(address, config, 0) for _ in range(2)]
+    replies: dict[int, dict] = {}
+
+    def register(i: int) -> None:
+        replies[i] = conns[i].request({"type": "register", "role": "w", "index": i,
+                                       "address": f"127.0.0.1:{5000 + i}"}, timeout=10)
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert replies[0]["cluster_spec"] == {"w": ["127.0.0.1:5000", "127.0.0.1:5001"]}
+    assert replies[0] == replies[1]
+    for i in range(2):
+        status = conns[i].request({"type": "heartbeat", "role": "w", "index": i,
+                                   "running": True})
+        assert status == {"type": "status", "state": "RUNNING", "stop": False}
+    for i in range(2):
+        conns[i].request({"type": "finished", "role": "w", "index": i, "result": i})
+        conns[i].close()
+    box["thread"].join(10)
+    summary = box["summary"]
+    assert summary.state is ClusterState.FINISHED
+    assert summary.nodes == {"w:0": "FINISHED", "w:1": "FINISHED"}
+    assert summary.timing["all_running"] >= summary.timing["am_started"]
+    assert _store(config).lookup("am-0") is None, "the AM removes its address when done"
+
+
+def test_silent_node_is_lost_and_fails_cluster(config: ClusterConfig) -> None:
+    am = AppMaster(config)
+    am.start()
+    box = _run_am(am)
+    address = find_am(_store(config), config, 0)
+    conns = [AMConnection(address, config, 0) for _ in range(2)]
+    threads = [threading.Thread(target=conns[i].request, args=(
+        {"type": "register", "role": "w", "index": i, "address": f"h:{i + 1}"}, 10))
+        for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    started = time.monotonic()
+    while box["thread"].is_alive() and time.monotonic() - started < 10:
+        conns[0].request({"type": "heartbeat", "role": "w", "index": 0, "running": True})
+        time.sleep(0.2)
+    assert isinstance(box.get("error"), ClusterFailedError)
+    assert "node w:1 LOST: no heartbeat" in str(box["error"])
+    assert time.monotonic() - started < config.timeout.heartbeat_timeout + 3
+
+
+def test_registration_timeout_names_missing_nodes(tmp_path) -> None:
+    config = ClusterConfig(roles={"w": 2}, entry=_entry, rendezvous_dir=str(tmp_path),
+                           timeouts={"registration": 0.5, "shutdown": 0.5})
+    with pytest.raises(ClusterFailedError, match="w:0.*did not register"):
+        AppMaster(config).run()
+
+
+def test_oversize_and_garbage_frames_are_rejected() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(struct.pack(">I", MAX_FRAME_BYTES + 1))
+        with pytest.raises(ProtocolError, match="exceeds"):
+            recv_msg(b)
+    a, b = socket.socketpair()
+    with a, b:
+        payload = b"\x80\x04pickle"
+        a.sendall(struct.pack(">I", len(payload)) + payload)
+        with pytest.raises(ProtocolError, match="not JSON"):
+            recv_msg(b)
+
+
+def test_rendezvous_files_are_private(config: ClusterConfig) -> None:
+    import os
+    import stat
+
+    store = _store(config)
+    store.publish("am-0", {"host": "h", "port": 1})
+    path = store.scope / "am-0.json"
+    assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+    assert stat.S_IMODE(store.scope.stat().st_mode) == 0o700
+    assert store.lookup("am-0") == {"host": "h", "port": 1}
+    store.delete("am-0")
+    store.close()
+    assert not os.path.exists(store.scope)

@@ -47,25 +47,16 @@ def test_six_nodes_agree_on_one_spec(flink_env, tmp_path: Path) -> None:
     assert not [s["work_dir"] for s in seen.values() if Path(s["work_dir"]).exists()]
 
 
-def test_failing_entry_fails_job_with_role_index_and_message(tmp_path: Path) -> None:
-    import os
-
-    from pyflink.datastream import StreamExecutionEnvironment
-
-    os.environ["_python_worker_execution_mode"] = "process"
-    try:
-        env = StreamExecutionEnvironment.get_execution_environment()
-        config = flink_dl.ClusterConfig(
-            roles={"a": 1, "b": 2, "c": 3}, entry=entries.boom_on_b1,
-            properties={"out": str(tmp_path)},
-        )
-        flink_dl.add_cluster(env, config)
-        started = time.monotonic()
-        with pytest.raises(Exception) as info:
-            flink_dl.execute(env, "boom", timeout_s=120)
-        elapsed = time.monotonic() - started
-    finally:
-        os.environ.pop("_python_worker_execution_mode", None)
+def test_failing_entry_fails_job_with_role_index_and_message(process_env, tmp_path: Path) -> None:
+    config = flink_dl.ClusterConfig(
+        roles={"a": 1, "b": 2, "c": 3}, entry=entries.boom_on_b1,
+        properties={"out": str(tmp_path)},
+    )
+    flink_dl.add_cluster(process_env, config)
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:
+        flink_dl.execute(process_env, "boom", timeout_s=120)
+    elapsed = time.monotonic() - started
     message = str(info.value)
     assert "boom" in message
     assert "ML node b:1" in message and "role 'b', index 1" in message
@@ -78,22 +69,13 @@ def test_failing_entry_fails_job_with_role_index_and_message(tmp_path: Path) -> 
     assert not [s["pid"] for s in seen.values() if pid_alive(s["pid"])]
 
 
-def test_daemon_role_is_stopped_gracefully_after_workers(tmp_path: Path) -> None:
-    import os
-
-    from pyflink.datastream import StreamExecutionEnvironment
-
-    os.environ["_python_worker_execution_mode"] = "process"
-    try:
-        env = StreamExecutionEnvironment.get_execution_environment()
-        config = flink_dl.ClusterConfig(
-            roles={"worker": 2, "ps": 1}, daemon_roles={"ps"},
-            entry=entries.worker_or_daemon, properties={"out": str(tmp_path)},
-        )
-        flink_dl.add_cluster(env, config)
-        flink_dl.execute(env, "daemon", timeout_s=120)
-    finally:
-        os.environ.pop("_python_worker_execution_mode", None)
+def test_daemon_role_is_stopped_gracefully_after_workers(process_env, tmp_path: Path) -> None:
+    config = flink_dl.ClusterConfig(
+        roles={"worker": 2, "ps": 1}, daemon_roles={"ps"},
+        entry=entries.worker_or_daemon, properties={"out": str(tmp_path)},
+    )
+    flink_dl.add_cluster(process_env, config)
+    flink_dl.execute(process_env, "daemon", timeout_s=120)
     assert (tmp_path / "ps-0.stopped").read_text() == "True"
     assert sorted(p.stem for p in tmp_path.glob("*.json")) == ["ps-0", "worker-0", "worker-1"]
     assert wait_clean(config.job_id) == {}

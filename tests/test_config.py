@@ -65,8 +65,8 @@ def test_unknown_role_in_add_role() -> None:
 
 
 def test_entry_reference_resolves() -> None:
-    from flink_dl.config import resolve_entry
-
     import json
+
+    from flink_dl.config import resolve_entry
 
     assert resolve_entry("json:dumps") is json.dumps

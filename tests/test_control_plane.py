@@ -35,7 +35,7 @@ def _run_am(am: AppMaster) -> dict:
     def target() -> None:
         try:
             box["summary"] = am.run()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             box["error"] = exc
 
     t = threading.Thread(target=target, daemon=True)
@@ -129,7 +129,7 @@ def test_silent_node_is_lost_and_fails_cluster(config: ClusterConfig) -> None:
 def test_registration_timeout_names_missing_nodes(tmp_path) -> None:
     config = ClusterConfig(roles={"w": 2}, entry=_entry, rendezvous_dir=str(tmp_path),
                            timeouts={"registration": 0.5, "shutdown": 0.5})
-    with pytest.raises(ClusterFailedError, match="w:0.*did not register"):
+    with pytest.raises(ClusterFailedError, match=r"w:0.*did not register"):
         AppMaster(config).run()
 
 

@@ -196,9 +196,12 @@ class NodeRunner:
         """Heartbeat while the entry runs; returns (state, result) or raises."""
         last_contact = time.monotonic()
         stopping = False
+        first = True
         while True:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=self.timeouts.heartbeat_interval)
+            if not first:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=self.timeouts.heartbeat_interval)
+            first = False
             if proc.poll() is not None:
                 return self._report_exit(conn, proc, work_dir, stopping)
             try:

@@ -41,6 +41,8 @@ class Timeouts:
     shutdown: float = 10.0
     #: Network: connect / single request timeout on the control plane.
     request: float = 10.0
+    #: Data channel: longest wait for room (backpressure) or data while the peer is alive.
+    channel: float = 600.0
 
     def validate(self) -> None:
         for f in fields(self):

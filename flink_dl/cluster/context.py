@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,11 @@ class NodeContext:
     attempt: int
     work_dir: str
     reserved_fd: int | None = None
+    channels: dict[str, Any] | None = None
     _stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     _cooperative: bool = field(default=False, repr=False)
+    _input: Any = field(default=None, repr=False)
+    _output: Any = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -91,20 +95,106 @@ class NodeContext:
         self._stop_event.set()
         return self._cooperative
 
+    # ------------------------------------------------------------ data channels
+    def _node_input(self) -> Any:
+        if self._input is None:
+            handle = (self.channels or {}).get("input")
+            if handle is None:
+                raise RuntimeError(f"role {self.role!r} has no input: pass input=... to "
+                                   "add_role for this role")
+            from flink_dl.channel.codecs import get_codec
+            from flink_dl.channel.node_io import NodeInput
+            from flink_dl.channel.ring import Ring, RingHandle
+
+            assert self.channels is not None
+            ring = Ring(RingHandle.from_json(handle), timeout_s=self.channels["timeout"],
+                        peer_alive=_parent_alive)
+            self._input = NodeInput(ring, get_codec("arrow"), int(self.channels["epochs"]),
+                                    Path(self.work_dir))
+        return self._input
+
+    def _node_output(self) -> Any:
+        if self._output is None:
+            handle = (self.channels or {}).get("output")
+            if handle is None:
+                raise RuntimeError(f"role {self.role!r} declares no output: pass "
+                                   "output_schema=... to add_role for this role")
+            import base64
+
+            import pyarrow as pa
+
+            from flink_dl.channel.codecs import get_codec
+            from flink_dl.channel.node_io import NodeOutput
+            from flink_dl.channel.ring import Ring, RingHandle
+
+            assert self.channels is not None
+            schema = pa.ipc.read_schema(pa.py_buffer(
+                base64.b64decode(self.channels["output_schema"])))
+            ring = Ring(RingHandle.from_json(handle), timeout_s=self.channels["timeout"],
+                        peer_alive=_parent_alive)
+            self._output = NodeOutput(ring, get_codec("arrow"), schema)
+        return self._output
+
+    @property
+    def epoch(self) -> int:
+        """The input epoch being read (0-based)."""
+        return self._node_input().epoch
+
+    @property
+    def epochs_total(self) -> int:
+        return int((self.channels or {}).get("epochs") or 1)
+
+    def epochs(self) -> Iterator[Any]:
+        """One ``Epoch`` per pass over the input (iterate each for ``pyarrow.RecordBatch``es)."""
+        return self._node_input().epochs()
+
+    def batches(self) -> Iterator[Any]:
+        """Every input ``pyarrow.RecordBatch``, over all epochs (``ctx.epoch`` says which)."""
+        return self._node_input().batches()
+
+    def numpy_batches(self, batch_size: int, columns: list[str] | None = None,
+                      drop_last: bool = False) -> Iterator[dict[str, Any]]:
+        """Input as dicts of numpy arrays of ``batch_size`` rows, over all epochs.
+
+        Batches never straddle an epoch boundary.
+        """
+        from flink_dl.channel.node_io import numpy_batches
+
+        for epoch in self.epochs():
+            yield from numpy_batches(iter(epoch), batch_size, columns, drop_last)
+
+    def write(self, rows: Any) -> None:
+        """Send rows out of the node; they leave the role's operator as a Flink stream."""
+        self._node_output().write(rows)
+
+    def _close_io(self) -> None:
+        if (self.channels or {}).get("output") is not None:
+            self._node_output().close()
+        if self._input is not None:
+            self._input.ring.close_consumer()
+
     def to_json(self) -> dict[str, Any]:
         return {
             "role": self.role, "index": self.index, "cluster_spec": self.cluster_spec,
             "properties": self.properties, "job_id": self.job_id, "attempt": self.attempt,
             "work_dir": self.work_dir, "reserved_fd": self.reserved_fd,
+            "channels": self.channels,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NodeContext:
         return cls(**{k: data[k] for k in (
             "role", "index", "cluster_spec", "properties", "job_id", "attempt", "work_dir",
-            "reserved_fd")})
+            "reserved_fd", "channels")})
 
     def save(self, directory: Path) -> Path:
         path = directory / CONTEXT_FILE
         path.write_text(json.dumps(self.to_json()))
         return path
+
+
+_PARENT = os.getppid()
+
+
+def _parent_alive() -> bool:
+    return os.getppid() == _PARENT

@@ -16,11 +16,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flink_dl.channel.ring import Ring
 from flink_dl.cluster.am import am_key
 from flink_dl.cluster.api import ClusterState, RendezvousStore
 from flink_dl.cluster.context import ENTRY_FILE, RESULT_FILE, NodeContext
@@ -110,8 +112,24 @@ def find_am(store: RendezvousStore, config: ClusterConfig, attempt: int) -> tupl
         delay = min(delay * 1.5, 0.25)
 
 
+@dataclass(frozen=True)
+class ChannelSpec:
+    """Data channels of a node: input fed by its Flink operator, output read back by it."""
+
+    input: bool = False
+    output: bool = False
+    capacity: int = 64 * 1024 * 1024
+    epochs: int = 1
+    output_schema: bytes | None = None  # Arrow IPC-serialised schema of ``ctx.write`` rows
+
+
 class NodeRunner:
-    """Runs one ML node; see the module docstring."""
+    """Runs one ML node; see the module docstring.
+
+    ``run()`` registers, spawns the entry process, then heartbeats the AM and watches the
+    entry until it ends, all in the calling thread. ``run_in_background()`` does the same
+    in a thread of its own, for operators that feed the node while it runs.
+    """
 
     def __init__(
         self,
@@ -121,6 +139,7 @@ class NodeRunner:
         attempt: int,
         entry_bytes: bytes,
         store: RendezvousStore | None = None,
+        channels: ChannelSpec | None = None,
     ) -> None:
         self.config = config
         self.role = role
@@ -128,50 +147,161 @@ class NodeRunner:
         self.attempt = attempt
         self.entry_bytes = entry_bytes
         self.timeouts = config.timeout
+        self.channels = channels or ChannelSpec()
         self.store = store or get_store_factory(config.rendezvous)(
             config.job_id, {"dir": config.rendezvous_dir}
         )
         self.name = f"{role}:{index}"
+        self.input: Ring | None = None
+        self.output: Ring | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._outcome: NodeOutcome | None = None
+        self._error: BaseException | None = None
+        self._cleaned = False
+
+    @property
+    def entry_alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def run(self) -> NodeOutcome:
+        """Run the node in the calling thread; returns the outcome or raises its error."""
+        self.start()
+        self._monitor_main()
+        return self._result()
+
+    def run_in_background(self) -> None:
+        """Run the node in a thread of its own (it must outlive the entry process: the
+        kernel kills the entry when the thread that started it ends)."""
+
+        def main() -> None:
+            try:
+                self.start()
+            except BaseException as exc:
+                self._error = exc
+                self._started.set()
+                return
+            self._started.set()
+            self._monitor_main()
+
+        self._thread = threading.Thread(target=main, daemon=True,
+                                        name=f"flink-dl-node-{self.name}")
+        self._thread.start()
+
+    def wait_started(self) -> None:
+        """Block until the entry process runs (or raise why it could not start)."""
+        self._started.wait()
+        if self._error is not None and self._proc is None:
+            raise self._error
+
+    def join(self, timeout: float | None = None) -> NodeOutcome:
+        """Wait for a background node to end; return its outcome or raise its error."""
+        assert self._thread is not None, "run_in_background() first"
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise ClusterTimeoutError(f"node {self.name} still running after {timeout}s")
+        return self._result()
+
+    def _result(self) -> NodeOutcome:
+        self._cleanup()
+        if self._error is not None:
+            raise self._error
+        assert self._outcome is not None
+        return self._outcome
+
+    def start(self) -> None:
+        """Register with the AM, receive the spec, and start the entry process."""
         reserved = reserve_port(self.config.bind_host)
         host = advertised_host(self.config.bind_host, self.config.advertise_host)
         address = f"{host}:{reserved.getsockname()[1]}"
         work_dir = Path(tempfile.mkdtemp(
             prefix=f"{WORK_DIR_PREFIX}{self.config.job_id}-{self.attempt}-{self.role}-"
                    f"{self.index}-"))
-        proc: subprocess.Popen[bytes] | None = None
-        conn: AMConnection | None = None
+        self._reserved, self._work_dir, self._conn = reserved, work_dir, None
         try:
-            conn = AMConnection(find_am(self.store, self.config, self.attempt), self.config,
-                                self.attempt)
-            reply = conn.request(
+            self._conn = AMConnection(find_am(self.store, self.config, self.attempt),
+                                      self.config, self.attempt)
+            reply = self._conn.request(
                 {"type": "register", "role": self.role, "index": self.index,
                  "address": address, "pid": os.getpid(), "host": socket.gethostname()},
                 timeout=self.timeouts.registration + self.timeouts.request,
             )
             spec = reply["cluster_spec"]
+            self._open_channels()
             ctx = NodeContext(
                 role=self.role, index=self.index, cluster_spec=spec,
                 properties=dict(self.config.properties), job_id=self.config.job_id,
                 attempt=self.attempt, work_dir=str(work_dir), reserved_fd=reserved.fileno(),
+                channels=self._channel_info(),
             )
-            proc = self._start_entry(ctx, work_dir, reserved)
-            state, result = self._watch(conn, proc, work_dir)
-            return NodeOutcome(self.role, self.index, self.attempt, state, address, spec,
-                               result)
-        except (AuthenticationError, ProtocolError, ConnectionError, TimeoutError) as exc:
-            raise ClusterFailedError(
-                f"ML node {self.name} of job {self.config.job_id} attempt {self.attempt} "
-                f"lost its AM: {type(exc).__name__}: {exc}") from exc
+            self._proc = self._start_entry(ctx, work_dir, reserved)
+        except BaseException as exc:
+            self._cleanup()
+            raise self._as_cluster_error(exc) from exc
+        self._address, self._spec = address, spec
+
+    def _monitor_main(self) -> None:
+        assert self._proc is not None and self._conn is not None
+        try:
+            state, result = self._watch(self._conn, self._proc, self._work_dir)
+            self._outcome = NodeOutcome(self.role, self.index, self.attempt, state,
+                                        self._address, self._spec, result)
+        except BaseException as exc:
+            self._error = self._as_cluster_error(exc)
         finally:
-            if proc is not None:
-                stop_process_group(proc, self.timeouts.stop_grace)
-            if conn is not None:
-                conn.close()
-            reserved.close()
-            shutil.rmtree(work_dir, ignore_errors=True)
-            self.store.close()
+            stop_process_group(self._proc, self.timeouts.stop_grace)
+
+    def _as_cluster_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, AuthenticationError | ProtocolError | ConnectionError | TimeoutError):
+            err = ClusterFailedError(
+                f"ML node {self.name} of job {self.config.job_id} attempt {self.attempt} "
+                f"lost its AM: {type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            return err
+        return exc
+
+    def _open_channels(self) -> None:
+        tag = f"{self.config.job_id}-{self.attempt}-{self.role}-{self.index}"
+        t = self.timeouts.channel
+        if self.channels.input:
+            self.input = Ring.create(f"{tag}-in", self.channels.capacity, timeout_s=t)
+            self.input.peer_alive = lambda: self.entry_alive
+        if self.channels.output:
+            self.output = Ring.create(f"{tag}-out", self.channels.capacity, timeout_s=t)
+            self.output.peer_alive = lambda: self.entry_alive
+
+    def _channel_info(self) -> dict[str, Any]:
+        import base64
+
+        schema = self.channels.output_schema
+        return {
+            "input": self.input.handle.to_json() if self.input else None,
+            "output": self.output.handle.to_json() if self.output else None,
+            "epochs": self.channels.epochs,
+            "timeout": self.timeouts.channel,
+            "output_schema": base64.b64encode(schema).decode() if schema else None,
+        }
+
+    def _cleanup(self) -> None:
+        """Stop the entry's process group, close the AM connection, remove the work dir."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        if self._proc is not None:
+            stop_process_group(self._proc, self.timeouts.stop_grace)
+        if self._conn is not None:
+            self._conn.close()
+        self._reserved.close()
+        shutil.rmtree(self._work_dir, ignore_errors=True)
+        self.store.close()
+
+    def close_channels(self) -> None:
+        """Release the node's shared memory (memfds are freed with their last mapping)."""
+        for ring in (self.input, self.output):
+            if ring is not None:
+                ring.close()
+        self.input = self.output = None
 
     def _start_entry(self, ctx: NodeContext, work_dir: Path,
                      reserved: socket.socket) -> subprocess.Popen[bytes]:
@@ -186,8 +316,12 @@ class NodeRunner:
             "FLINK_DL_INDEX": str(self.index),
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)),
         })
+        fds = [reserved.fileno()]
+        for ring in (self.input, self.output):
+            if ring is not None:
+                fds.extend(ring.handle.fds())
         proc = spawn([_python_executable(), "-m", "flink_dl.cluster.node_main",
-                      str(work_dir)], env=env, pass_fds=(reserved.fileno(),), cwd=str(work_dir))
+                      str(work_dir)], env=env, pass_fds=fds, cwd=str(work_dir))
         log.info("node %s started entry process %d", self.name, proc.pid)
         return proc
 

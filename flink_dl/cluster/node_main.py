@@ -22,6 +22,7 @@ from typing import Any
 import cloudpickle
 
 from flink_dl.cluster.context import CONTEXT_FILE, ENTRY_FILE, RESULT_FILE, NodeContext
+from flink_dl.cluster.process import die_with_parent
 
 log = logging.getLogger("flink_dl.node")
 
@@ -51,6 +52,7 @@ def _write_result(work_dir: Path, payload: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()
     logging.basicConfig(level=os.environ.get("FLINK_DL_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s [node %(process)d] %(message)s")
     work_dir = Path(argv[0])
@@ -72,6 +74,7 @@ def main(argv: list[str]) -> int:
 
             entry = resolve_entry(entry)
         result = entry(ctx)
+        ctx._close_io()
     except StopRequested:
         _write_result(work_dir, {"status": "stopped"})
         return 0

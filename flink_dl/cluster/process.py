@@ -1,9 +1,12 @@
 """Starting and stopping node child processes without orphans.
 
-Children start in their own session (process group), with ``PR_SET_PDEATHSIG=SIGKILL`` so
-the kernel kills them if the starting thread dies, and with a stdin pipe whose EOF the
-child's watchdog treats as "parent gone" (for loopback mode, where the parent outlives
-the job). ``stop_process_group`` sends SIGTERM, waits, then SIGKILLs the whole group.
+Children start in their own session (process group) and with a stdin pipe whose EOF the
+child's watchdog treats as "parent gone" (for loopback mode, where the parent outlives the
+job). The child itself sets ``PR_SET_PDEATHSIG=SIGKILL`` first thing (``die_with_parent``),
+so the kernel kills it if the starting thread dies; doing it in the child instead of a
+``preexec_fn`` lets ``subprocess`` use vfork/exec with no Python code between fork and exec
+(the parent runs gRPC threads). ``stop_process_group`` sends SIGTERM, waits, then SIGKILLs
+the whole group.
 """
 
 from __future__ import annotations
@@ -21,12 +24,19 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+PARENT_PID_ENV = "FLINK_DL_PARENT_PID"
+
+
+def die_with_parent() -> None:
+    """In a child: get SIGKILL when the parent dies; exit now if it already has."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
-        pass
+        log.warning("prctl(PR_SET_PDEATHSIG) unavailable; relying on the stdin watchdog")
+    expected = os.environ.get(PARENT_PID_ENV)
+    if expected and os.getppid() != int(expected):
+        os._exit(3)  # the parent died before we could register for its death
 
 
 def spawn(
@@ -35,15 +45,17 @@ def spawn(
     pass_fds: Sequence[int] = (),
     cwd: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as a guarded child: own process group, dies with its parent."""
+    """Start ``argv`` as a guarded child: own process group, stdin pipe for the watchdog.
+
+    The child must call ``die_with_parent()`` at start (``node_main`` does).
+    """
     return subprocess.Popen(
         list(argv),
-        env=dict(env),
+        env={**env, PARENT_PID_ENV: str(os.getpid())},
         cwd=cwd,
         stdin=subprocess.PIPE,
         pass_fds=tuple(pass_fds),
         start_new_session=True,
-        preexec_fn=_die_with_parent,
     )
 
 

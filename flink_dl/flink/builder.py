@@ -5,7 +5,7 @@ of ``range(count)`` (the p1 -> pN rebalance gives every subtask exactly one elem
 starts its node). The AM is a parallelism-1 flat_map. ``add_cluster`` unions every node's
 and the AM's outcome stream and sends it to a discarding sink, so the cluster runs even
 when nothing downstream consumes it, and so AM and nodes form one pipelined region
-(a failover restarts them together).
+(a failover restarts them together). A role with input is fed by ``flink.feed``.
 """
 
 from __future__ import annotations
@@ -15,16 +15,22 @@ import logging
 import re
 import sys
 
+import pyarrow as pa
 from pyflink.common import Configuration
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors import Sink
 from pyflink.java_gateway import get_gateway
+from pyflink.table import Table
 
+from flink_dl.channel.ring import DEFAULT_CAPACITY, FRAME_HEADER
+from flink_dl.cluster.node import ChannelSpec
 from flink_dl.config import ClusterConfig
 from flink_dl.errors import ConfigError
 from flink_dl.flink.entry import serialize_entry
-from flink_dl.flink.operators import AMFunction, NodeFunction
+from flink_dl.flink.feed import feed, output_type_info
+from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM
+from flink_dl.flink.operators import AMFunction, FedNodeFunction, NodeFunction
 
 log = logging.getLogger(__name__)
 
@@ -74,47 +80,84 @@ def add_am_role(env: StreamExecutionEnvironment, config: ClusterConfig) -> DataS
     """Add the cluster's AM (parallelism 1); returns its outcome stream (one JSON string)."""
     _prepare(env, config)
     seed = env.from_collection([0], type_info=Types.INT()).name(f"{config.name}-am-seed")
-    return (
+    am = (
         seed.flat_map(AMFunction(_operator_config(config)), output_type=Types.STRING())
         .name(f"{config.name}-am")
         .uid(f"{config.name}-am")
         .set_parallelism(1)
     )
+    _ensure_runs(am, f"{config.name}-am")
+    return am
 
 
 def add_role(
     env: StreamExecutionEnvironment,
     config: ClusterConfig,
     role: str,
-    input: object | None = None,
+    input: Table | DataStream | None = None,
+    *,
+    epochs: int = 1,
+    output_schema: pa.Schema | None = None,
+    channel_capacity: int = DEFAULT_CAPACITY,
 ) -> DataStream:
-    """Add the nodes of ``role`` (parallelism = its count); returns their outcome stream."""
+    """Add the nodes of ``role`` (parallelism = its count).
+
+    Args:
+        input: a Table or a DataStream of named rows; its rows are split across the role's
+            nodes as Arrow batches (``ctx.batches()``, ``ctx.numpy_batches(n)``).
+        epochs: passes over a bounded input each node gets (the node caches the first).
+        output_schema: the Arrow schema of rows the nodes ``ctx.write(...)``; the returned
+            stream then carries those rows (named fields), else one JSON outcome per node.
+        channel_capacity: bytes of each node's shared-memory ring (bounds buffering).
+    """
     _prepare(env, config)
     count = config.check_role(role)
-    if input is not None:
-        raise ConfigError(
-            f"add_role(role={role!r}, input=...): feeding input to nodes is not supported "
-            "by this version of flink-dl yet"
-        )
-    seed = env.from_collection(list(range(count)), type_info=Types.INT()).name(
-        f"{config.name}-{role}-seed")
-    function = NodeFunction(_operator_config(config), role, serialize_entry(config.entry))
-    return (
-        seed.flat_map(function, output_type=Types.STRING())
-        .name(f"{config.name}-{role}")
-        .uid(f"{config.name}-{role}")
-        .set_parallelism(count)
-    )
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ConfigError(f"add_role(role={role!r}): epochs must be an integer >= 1, "
+                          f"got {epochs!r}")
+    if output_schema is not None and not isinstance(output_schema, pa.Schema):
+        raise ConfigError(f"add_role(role={role!r}): output_schema must be a pyarrow.Schema, "
+                          f"got {type(output_schema).__name__}")
+    if epochs > 1 and input is None:
+        raise ConfigError(f"add_role(role={role!r}): epochs={epochs} needs an input")
+    if channel_capacity < 64 * 1024 or channel_capacity % 8:
+        raise ConfigError(f"add_role(role={role!r}): channel_capacity must be a multiple of 8 "
+                          f">= 65536, got {channel_capacity}")
+    out_type = output_type_info(output_schema) if output_schema is not None else Types.STRING()
+    schema_bytes = output_schema.serialize().to_pybytes() if output_schema is not None else None
+    channels = ChannelSpec(input=input is not None, output=output_schema is not None,
+                           capacity=channel_capacity, epochs=epochs, output_schema=schema_bytes)
+    entry_bytes = serialize_entry(config.entry)
+    name = f"{config.name}-{role}"
+    if input is None:
+        seed = env.from_collection(list(range(count)), type_info=Types.INT()).name(
+            f"{name}-seed")
+        stream = seed.flat_map(NodeFunction(_operator_config(config), role, entry_bytes,
+                                            channels), output_type=out_type)
+    else:
+        plan = feed(env, input, role, count, channel_capacity - FRAME_HEADER)
+        stream = plan.stream.process(
+            FedNodeFunction(_operator_config(config), role, entry_bytes, channels,
+                            schema_bytes), output_type=out_type,
+        ).set_max_parallelism(DEFAULT_MAX_PARALLELISM)
+    stream = stream.name(name).uid(name).set_parallelism(count)
+    _ensure_runs(stream, name)
+    return stream
 
 
 def add_cluster(env: StreamExecutionEnvironment, config: ClusterConfig) -> DataStream:
-    """Add the AM and every role; returns the union of their outcome streams (JSON strings)."""
+    """Add the AM and every role (without inputs); returns the union of their outcome
+    streams (JSON strings). For roles with input or output, use ``add_am_role`` and
+    ``add_role``."""
     _prepare(env, config)
     am = add_am_role(env, config)
     roles = [add_role(env, config, role) for role in config.roles]
-    outcomes = am.union(*roles)
-    outcomes.sink_to(discarding_sink()).name(f"{config.name}-outcomes").set_parallelism(1)
-    return outcomes
+    return am.union(*roles)
+
+
+def _ensure_runs(stream: DataStream, name: str) -> None:
+    """Flink only runs operators that reach a sink: give every ML operator one."""
+    stream.sink_to(discarding_sink()).name(f"{name}-discard").set_parallelism(1)
 
 
 def discarding_sink() -> Sink:

@@ -1,0 +1,270 @@
+"""The node-process side of the data channels: reading input batches, writing output rows.
+
+Epochs: the Flink input is read once; during the first pass the node caches every batch
+in an Arrow IPC file in its private work dir, and passes 2..N replay that file through a
+memory map (no copy, no second read of the Flink source). Bounded input only: an
+unbounded stream has a single, endless epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from flink_dl.channel.codecs import Codec
+from flink_dl.channel.ring import FrameKind, Ring
+from flink_dl.errors import FlinkDLError
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "input-cache.arrow"
+
+
+class SchemaChangedError(FlinkDLError, ValueError):
+    """The input's schema changed mid-stream; the message names the columns."""
+
+
+class NullValueError(FlinkDLError, ValueError):
+    """A column holds nulls where the API needs values; the message names the column."""
+
+
+class OutputSchemaError(FlinkDLError, ValueError):
+    """Rows written by the node do not match the declared output schema."""
+
+
+def describe_schema_change(old: pa.Schema, new: pa.Schema) -> str:
+    parts = []
+    old_fields = {f.name: f.type for f in old}
+    new_fields = {f.name: f.type for f in new}
+    for name in old_fields.keys() - new_fields.keys():
+        parts.append(f"column {name!r} disappeared")
+    for name in new_fields.keys() - old_fields.keys():
+        parts.append(f"column {name!r} appeared ({new_fields[name]})")
+    for name in old_fields.keys() & new_fields.keys():
+        if old_fields[name] != new_fields[name]:
+            parts.append(f"column {name!r} changed type {old_fields[name]} -> {new_fields[name]}")
+    if not parts and old.names != new.names:
+        parts.append(f"column order changed {old.names} -> {new.names}")
+    return "; ".join(parts) or "schema metadata changed"
+
+
+class Epoch:
+    """One pass over the node's input; iterate it for its batches."""
+
+    def __init__(self, number: int, batches: Iterator[pa.RecordBatch]) -> None:
+        self.number = number
+        self._batches = batches
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return self._batches
+
+
+class NodeInput:
+    """Reads the node's input channel: decoded batches, epochs, schema checks."""
+
+    def __init__(self, ring: Ring, codec: Codec, epochs: int, work_dir: Path) -> None:
+        self.ring = ring
+        self.codec = codec
+        self.epochs_total = epochs
+        self.cache_path = work_dir / CACHE_FILE
+        self.schema: pa.Schema | None = None
+        self.epoch = 0
+        self.rows_read = 0
+        self._consumed = False
+
+    def epochs(self) -> Iterator[Epoch]:
+        """Yield one ``Epoch`` per pass; the first streams from Flink, the rest from cache."""
+        if self._consumed:
+            raise RuntimeError("the node's input can be iterated only once")
+        self._consumed = True
+        for number in range(self.epochs_total):
+            self.epoch = number
+            source = self._first_pass() if number == 0 else self._replay()
+            epoch = Epoch(number, source)
+            yield epoch
+            for _ in source:  # an epoch the entry did not finish is still consumed
+                pass
+
+    def batches(self, copy: bool = True) -> Iterator[pa.RecordBatch]:
+        """Every batch of every epoch, in order (``self.epoch`` tells which epoch)."""
+        for epoch in self.epochs():
+            yield from epoch
+
+    def _first_pass(self) -> Iterator[pa.RecordBatch]:
+        writer = None
+        try:
+            while True:
+                kind, view = self.ring.recv_view()
+                if kind is FrameKind.END:
+                    self.ring.release()
+                    return
+                if kind is FrameKind.ERROR:
+                    raise FlinkDLError(f"input channel error: {bytes(view).decode()}")
+                if kind is not FrameKind.DATA:
+                    self.ring.release()
+                    continue
+                batch = self.codec.decode(pa.py_buffer(bytes(view)))
+                self.ring.release()
+                self._check_schema(batch.schema)
+                if self.epochs_total > 1:
+                    if writer is None:
+                        writer = pa.ipc.new_file(str(self.cache_path), batch.schema)
+                    writer.write_batch(batch)
+                self.rows_read += batch.num_rows
+                yield batch
+        finally:
+            if writer is not None:
+                writer.close()
+
+    def _replay(self) -> Iterator[pa.RecordBatch]:
+        if not self.cache_path.exists():
+            return
+        with pa.memory_map(str(self.cache_path)) as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                self.rows_read += batch.num_rows
+                yield batch
+
+    def _check_schema(self, schema: pa.Schema) -> None:
+        if self.schema is None:
+            self.schema = schema
+        elif not schema.equals(self.schema):
+            raise SchemaChangedError(
+                f"input schema changed mid-stream: {describe_schema_change(self.schema, schema)}")
+
+
+def numpy_batches(batches: Iterator[pa.RecordBatch], batch_size: int,
+                  columns: Sequence[str] | None = None,
+                  drop_last: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """Re-chunk ``batches`` into dicts of numpy arrays of exactly ``batch_size`` rows.
+
+    Arrays share the Arrow buffers when a batch lies within one input batch and the column
+    has no nulls; a column with nulls raises ``NullValueError`` naming it.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in batches:
+        if columns is not None:
+            missing = [c for c in columns if c not in batch.schema.names]
+            if missing:
+                raise KeyError(f"columns {missing} not in the input; it has {batch.schema.names}")
+            batch = batch.select(list(columns))
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= batch_size:
+            table = pa.Table.from_batches(pending)
+            yield _to_numpy(table.slice(0, batch_size))
+            rest = table.slice(batch_size)
+            pending = rest.to_batches()
+            pending_rows = rest.num_rows
+    if pending_rows and not drop_last:
+        yield _to_numpy(pa.Table.from_batches(pending))
+
+
+def _to_numpy(table: pa.Table) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if column.null_count:
+            raise NullValueError(
+                f"column {name!r} has {column.null_count} null value(s); numpy batches need "
+                "values (fill or filter nulls in Flink, or read ctx.batches())")
+        if column.num_chunks == 1:
+            out[name] = column.chunk(0).to_numpy(zero_copy_only=False)
+        else:
+            out[name] = column.to_numpy()
+    return out
+
+
+class NodeOutput:
+    """Writes rows to the node's output channel, checked against the declared schema."""
+
+    def __init__(self, ring: Ring, codec: Codec, schema: pa.Schema) -> None:
+        self.ring = ring
+        self.codec = codec
+        self.schema = schema
+        self.rows_written = 0
+        self.closed = False
+
+    def write(self, rows: Any) -> None:
+        """Write rows: a RecordBatch/Table, a dict of columns, a list of row dicts, or a
+        pandas DataFrame. Columns are matched to the output schema by name."""
+        if self.closed:
+            raise RuntimeError("the node's output is closed")
+        batch = to_batch(rows, self.schema)
+        if batch.num_rows == 0:
+            return
+        payload = self.codec.encode(batch)
+        size = len(payload) if not isinstance(payload, pa.Buffer) else payload.size
+        if size > self.ring.max_message_bytes and batch.num_rows > 1:
+            half = batch.num_rows // 2
+            self.write(batch.slice(0, half))
+            self.write(batch.slice(half))
+            return
+        self.ring.send(memoryview(payload) if isinstance(payload, pa.Buffer) else payload)
+        self.rows_written += batch.num_rows
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.ring.send_end()
+
+
+def to_batch(rows: Any, schema: pa.Schema) -> pa.RecordBatch:
+    """Convert ``rows`` to a batch of ``schema``; errors name the column at fault."""
+    if isinstance(rows, pa.Table):
+        rows = rows.combine_chunks().to_batches()[0] if rows.num_rows else \
+            pa.RecordBatch.from_pylist([], schema=schema)
+    if isinstance(rows, pa.RecordBatch):
+        columns = {name: rows.column(name) for name in rows.schema.names}
+    elif isinstance(rows, Mapping):
+        columns = dict(rows)
+    elif hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas DataFrame
+        columns = {str(c): rows[c].to_numpy() for c in rows.columns}
+    elif isinstance(rows, Sequence):
+        if not rows:
+            return pa.RecordBatch.from_pylist([], schema=schema)
+        bad = [r for r in rows if not isinstance(r, Mapping)]
+        if bad:
+            raise OutputSchemaError(f"rows must be dicts of column -> value, got {bad[0]!r}")
+        columns = {f.name: [r.get(f.name) for r in rows] for f in schema}
+        extra = {k for r in rows for k in r} - set(schema.names)
+        if extra:
+            raise OutputSchemaError(f"columns {sorted(extra)} are not in the output schema "
+                                    f"{schema.names}")
+    else:
+        raise OutputSchemaError(f"cannot write {type(rows).__name__}; write a RecordBatch, a "
+                                "dict of columns, a list of row dicts or a DataFrame")
+    missing = [n for n in schema.names if n not in columns]
+    extra = [n for n in columns if n not in schema.names]
+    if missing or extra:
+        raise OutputSchemaError(f"output columns do not match the declared schema "
+                                f"{schema.names}: missing {missing}, unexpected {extra}")
+    arrays = []
+    length = None
+    for field in schema:
+        try:
+            array = pa.array(columns[field.name], type=field.type) if not isinstance(
+                columns[field.name], pa.Array | pa.ChunkedArray) else columns[field.name].cast(
+                field.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            raise OutputSchemaError(
+                f"output column {field.name!r} cannot be {field.type}: {exc}") from exc
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        if not field.nullable and array.null_count:
+            raise NullValueError(f"output column {field.name!r} is declared not null but has "
+                                 f"{array.null_count} null value(s)")
+        if length is not None and len(array) != length:
+            raise OutputSchemaError(f"output column {field.name!r} has {len(array)} rows, "
+                                    f"others have {length}")
+        length = len(array)
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

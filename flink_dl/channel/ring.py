@@ -1,0 +1,256 @@
+"""A single-producer / single-consumer ring of framed messages in shared memory.
+
+The memory is an anonymous ``memfd`` (no file in ``/dev/shm``: nothing can leak when a
+process is killed, and only processes holding the descriptor can map it); two
+``eventfd``s carry the wake-ups ("data published", "space freed"). The node runner
+creates the ring and the node process inherits the three descriptors.
+
+Layout (all little-endian, 8-byte aligned)::
+
+    0    magic u64 | capacity u64
+    64   write_pos u64            (producer-owned, monotonic byte counter)
+    128  read_pos  u64            (consumer-owned, monotonic byte counter)
+    192  producer_closed u64 | consumer_closed u64
+    256  data[capacity]
+
+A frame is an 8-byte header ``(length u32, kind u32)`` plus the payload, padded to 8
+bytes. A frame never wraps: if it does not fit before the end, a WRAP frame fills the
+rest. The producer blocks while the ring lacks room (backpressure) and the consumer while
+it is empty; every wait has a timeout and checks that the peer is still there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import enum
+import mmap
+import os
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flink_dl.errors import ClusterTimeoutError, FlinkDLError
+
+MAGIC = 0x464C4B444C52494E  # "FLKDLRIN"
+HEADER_BYTES = 256
+FRAME_HEADER = 8
+DEFAULT_CAPACITY = 64 * 1024 * 1024
+
+
+class ChannelClosedError(FlinkDLError):
+    """The peer closed the channel or went away."""
+
+
+class MessageTooLargeError(FlinkDLError, ValueError):
+    """A message does not fit in the channel (raise the channel capacity)."""
+
+
+class FrameKind(enum.IntEnum):
+    DATA = 1
+    EPOCH = 2  # payload: the epoch number that just ended (ASCII)
+    END = 3  # end of data
+    WRAP = 4  # internal: skip to the start of the ring
+    ERROR = 5  # payload: UTF-8 error text from the producer
+
+
+class _Header(ctypes.Structure):
+    _fields_ = [
+        ("magic", ctypes.c_uint64), ("capacity", ctypes.c_uint64), ("_pad0", ctypes.c_uint64 * 6),
+        ("write_pos", ctypes.c_uint64), ("_pad1", ctypes.c_uint64 * 7),
+        ("read_pos", ctypes.c_uint64), ("_pad2", ctypes.c_uint64 * 7),
+        ("producer_closed", ctypes.c_uint64), ("consumer_closed", ctypes.c_uint64),
+        ("_pad3", ctypes.c_uint64 * 6),
+    ]
+
+
+assert ctypes.sizeof(_Header) == HEADER_BYTES
+
+
+def _pad8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+@dataclass(frozen=True)
+class RingHandle:
+    """The three descriptors of a ring, to hand to another process (``pass_fds``)."""
+
+    mem_fd: int
+    data_fd: int
+    space_fd: int
+
+    def fds(self) -> tuple[int, int, int]:
+        return (self.mem_fd, self.data_fd, self.space_fd)
+
+    def to_json(self) -> list[int]:
+        return list(self.fds())
+
+    @classmethod
+    def from_json(cls, value: list[int]) -> RingHandle:
+        return cls(*value)
+
+
+class Ring:
+    """One end (or both, in tests) of a shared-memory ring. See the module docstring."""
+
+    def __init__(self, handle: RingHandle, create_capacity: int | None = None,
+                 timeout_s: float = 60.0, peer_alive: Callable[[], bool] | None = None) -> None:
+        self.handle = handle
+        self.timeout_s = timeout_s
+        self.peer_alive = peer_alive
+        size = os.fstat(handle.mem_fd).st_size
+        if create_capacity is not None:
+            size = HEADER_BYTES + create_capacity
+            os.ftruncate(handle.mem_fd, size)
+        self._mm = mmap.mmap(handle.mem_fd, size)
+        self._hdr = _Header.from_buffer(self._mm)
+        if create_capacity is not None:
+            self._hdr.capacity = create_capacity
+            self._hdr.magic = MAGIC
+        if self._hdr.magic != MAGIC:
+            raise FlinkDLError("shared memory is not a flink-dl ring")
+        self.capacity = int(self._hdr.capacity)
+        self._data = memoryview(self._mm)[HEADER_BYTES:HEADER_BYTES + self.capacity]
+        self._pending_release = 0
+
+    # --------------------------------------------------------------- creation
+    @classmethod
+    def create(cls, name: str, capacity: int = DEFAULT_CAPACITY,
+               timeout_s: float = 60.0) -> Ring:
+        """Create a new ring (memfd + two eventfds, all inheritable)."""
+        if capacity < 4096 or capacity % 8:
+            raise ValueError(
+                f"channel capacity must be a multiple of 8 and >= 4096, got {capacity}")
+        mem_fd = os.memfd_create(f"flink-dl-{name}", os.MFD_CLOEXEC)
+        data_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        space_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        return cls(RingHandle(mem_fd, data_fd, space_fd), create_capacity=capacity,
+                   timeout_s=timeout_s)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.capacity - FRAME_HEADER
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes currently held in the ring (published and not yet released)."""
+        return int(self._hdr.write_pos - self._hdr.read_pos)
+
+    # ---------------------------------------------------------------- producer
+    def send(self, payload: bytes | bytearray | memoryview, kind: FrameKind = FrameKind.DATA,
+             timeout_s: float | None = None) -> None:
+        """Publish one frame; blocks while the ring is full (backpressure)."""
+        n = len(payload) if not isinstance(payload, memoryview) else payload.nbytes
+        if n > self.max_message_bytes:
+            raise MessageTooLargeError(
+                f"message of {n} bytes exceeds the channel capacity of {self.capacity} bytes "
+                "(set a larger channel capacity, or smaller batches)")
+        need = FRAME_HEADER + _pad8(n)
+        hdr = self._hdr
+        w = hdr.write_pos
+        off = w % self.capacity
+        skip = self.capacity - off if off + need > self.capacity else 0
+        self._wait_for(lambda: self.capacity - (w - hdr.read_pos) >= skip + need,
+                       self.handle.space_fd, "space in the channel", timeout_s)
+        if hdr.consumer_closed:
+            raise ChannelClosedError("the consumer closed the channel")
+        if skip:
+            self._write_header(off, 0, FrameKind.WRAP)
+            off = 0
+        self._write_header(off, n, kind)
+        start = off + FRAME_HEADER
+        self._data[start:start + n] = payload
+        hdr.write_pos = w + skip + need
+        os.eventfd_write(self.handle.data_fd, 1)
+
+    def send_end(self) -> None:
+        self.send(b"", FrameKind.END)
+
+    def close_producer(self) -> None:
+        self._hdr.producer_closed = 1
+        os.eventfd_write(self.handle.data_fd, 1)
+
+    def _write_header(self, off: int, length: int, kind: FrameKind) -> None:
+        self._data[off:off + FRAME_HEADER] = length.to_bytes(4, "little") + int(kind).to_bytes(
+            4, "little")
+
+    # ---------------------------------------------------------------- consumer
+    def recv_view(self, timeout_s: float | None = None) -> tuple[FrameKind, memoryview]:
+        """Next frame as a view into shared memory, valid until ``release()``."""
+        self.release()
+        hdr = self._hdr
+        while True:
+            r = hdr.read_pos
+            self._wait_for(lambda r=r: hdr.write_pos != r or hdr.producer_closed,
+                           self.handle.data_fd, "data from the channel", timeout_s)
+            if hdr.write_pos == r:
+                raise ChannelClosedError("the producer closed the channel without END")
+            off = r % self.capacity
+            head = self._data[off:off + FRAME_HEADER]
+            length = int.from_bytes(head[:4], "little")
+            kind = FrameKind(int.from_bytes(head[4:], "little"))
+            if kind is FrameKind.WRAP:
+                hdr.read_pos = r + (self.capacity - off)
+                os.eventfd_write(self.handle.space_fd, 1)
+                continue
+            self._pending_release = FRAME_HEADER + _pad8(length)
+            start = off + FRAME_HEADER
+            return kind, self._data[start:start + length]
+
+    def poll_view(self) -> tuple[FrameKind, memoryview] | None:
+        """Like ``recv_view`` but returns ``None`` at once when no frame is waiting."""
+        self.release()
+        while self._hdr.write_pos != self._hdr.read_pos:
+            kind, view = self.recv_view(timeout_s=0.001)
+            return kind, view
+        return None
+
+    def release(self) -> None:
+        """Give the last frame's space back to the producer."""
+        if self._pending_release:
+            self._hdr.read_pos = self._hdr.read_pos + self._pending_release
+            self._pending_release = 0
+            os.eventfd_write(self.handle.space_fd, 1)
+
+    def recv(self, timeout_s: float | None = None) -> tuple[FrameKind, bytes]:
+        """Next frame, copied out of shared memory."""
+        kind, view = self.recv_view(timeout_s)
+        data = bytes(view)
+        self.release()
+        return kind, data
+
+    def close_consumer(self) -> None:
+        self._hdr.consumer_closed = 1
+        os.eventfd_write(self.handle.space_fd, 1)
+
+    # ------------------------------------------------------------------ common
+    def _wait_for(self, ready: Callable[[], bool], fd: int, what: str,
+                  timeout_s: float | None) -> None:
+        if ready():
+            return
+        limit = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + limit
+        while not ready():
+            if self._hdr.consumer_closed and fd == self.handle.space_fd:
+                raise ChannelClosedError("the consumer closed the channel")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ClusterTimeoutError(f"waited {limit}s for {what} (channel timeout)")
+            readable, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+            if readable:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(fd)
+            elif self.peer_alive is not None and not self.peer_alive():
+                raise ChannelClosedError(f"the peer went away while waiting for {what}")
+
+    def close(self, close_fds: bool = True) -> None:
+        """Unmap; close the descriptors (the memory is freed when no process maps it)."""
+        self.release()
+        del self._hdr
+        self._data.release()
+        self._mm.close()
+        if close_fds:
+            for fd in self.handle.fds():
+                with contextlib.suppress(OSError):
+                    os.close(fd)

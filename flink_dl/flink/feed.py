@@ -1,0 +1,189 @@
+"""Feeding a Flink Table or DataStream to the nodes of a role, as Arrow batches.
+
+Pipeline (all batched, never row by row in Python)::
+
+    Table --pandas UDF "pack" (vectorized)--> one Arrow IPC message per Arrow batch,
+          prefixed with the key of the node it goes to (round robin over nodes)
+      --> to_data_stream --> union(one seed per node) --> key_by(node key)
+      --> node operator (KeyedProcessFunction, parallelism = node count)
+
+Each node has one key that ``key_by`` sends to its own subtask (``flink.keys``), so every
+message reaches exactly one node. The seed gives every node an element even if it gets
+no data, and with it an event-time timer at the end of time: when bounded input ends,
+Flink's final watermark fires the timer, which is the node's end-of-data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from pyflink.common import Row
+from pyflink.common.typeinfo import RowTypeInfo, TypeInformation, Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import DataTypes, StreamTableEnvironment, Table
+from pyflink.table import types as ft
+from pyflink.table.expressions import col
+from pyflink.table.udf import FunctionContext, ScalarFunction, udf
+
+from flink_dl.channel.codecs import get_codec
+from flink_dl.errors import ConfigError
+from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM, keys_for_subtasks
+
+KEY_BYTES = 4
+PACKED_FIELD = "flink_dl_packed"
+PACKED_TYPE = Types.ROW_NAMED([PACKED_FIELD], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
+
+
+def arrow_type_of(name: str, dtype: ft.DataType) -> pa.DataType:
+    """The Arrow type a Flink column travels as; ``ConfigError`` naming the column if none."""
+    simple: list[tuple[type, pa.DataType]] = [
+        (ft.TinyIntType, pa.int8()), (ft.SmallIntType, pa.int16()), (ft.IntType, pa.int32()),
+        (ft.BigIntType, pa.int64()), (ft.FloatType, pa.float32()), (ft.DoubleType, pa.float64()),
+        (ft.BooleanType, pa.bool_()), (ft.VarCharType, pa.string()), (ft.CharType, pa.string()),
+        (ft.VarBinaryType, pa.binary()), (ft.BinaryType, pa.binary()),
+        (ft.DateType, pa.date32()),
+    ]
+    for flink_type, arrow_type in simple:
+        if isinstance(dtype, flink_type):
+            return arrow_type
+    if isinstance(dtype, ft.DecimalType):
+        return pa.decimal128(dtype.precision, dtype.scale)
+    if isinstance(dtype, ft.TimestampType | ft.LocalZonedTimestampType):
+        return pa.timestamp("us")
+    if isinstance(dtype, ft.ArrayType):
+        element = arrow_type_of(f"{name}[]", dtype.element_type)
+        if not (pa.types.is_integer(element) or pa.types.is_floating(element)
+                or pa.types.is_boolean(element)):
+            raise ConfigError(f"input column {name!r}: ARRAY<{dtype.element_type}> cannot be "
+                              "fed to nodes; arrays of numbers and booleans can")
+        return pa.list_(element)
+    raise ConfigError(f"input column {name!r} has type {dtype}, which the Arrow channel "
+                      "cannot carry; cast it (e.g. to STRING or BYTES) in Flink first")
+
+
+def arrow_schema_of(table: Table) -> pa.Schema:
+    schema = table.get_resolved_schema()
+    fields = []
+    for name, dtype in zip(schema.get_column_names(), schema.get_column_data_types(),
+                           strict=True):
+        fields.append(pa.field(name, arrow_type_of(name, dtype),
+                               nullable=bool(getattr(dtype, "_nullable", True))))
+    return pa.schema(fields)
+
+
+def flink_type_of(name: str, arrow_type: pa.DataType) -> TypeInformation:
+    """Flink type information for an output column of ``arrow_type``."""
+    table = [
+        (pa.types.is_int8, Types.BYTE()), (pa.types.is_int16, Types.SHORT()),
+        (pa.types.is_int32, Types.INT()), (pa.types.is_int64, Types.LONG()),
+        (pa.types.is_float32, Types.FLOAT()), (pa.types.is_float64, Types.DOUBLE()),
+        (pa.types.is_boolean, Types.BOOLEAN()), (pa.types.is_string, Types.STRING()),
+        (pa.types.is_large_string, Types.STRING()),
+        (pa.types.is_binary, Types.PRIMITIVE_ARRAY(Types.BYTE())),
+    ]
+    for check, type_info in table:
+        if check(arrow_type):
+            return type_info
+    if pa.types.is_list(arrow_type):
+        return Types.LIST(flink_type_of(f"{name}[]", arrow_type.value_type))
+    raise ConfigError(f"output column {name!r}: Arrow type {arrow_type} has no Flink "
+                      "equivalent here; use ints, floats, bools, strings, binary or lists")
+
+
+def output_type_info(schema: pa.Schema) -> RowTypeInfo:
+    return Types.ROW_NAMED(schema.names, [flink_type_of(f.name, f.type) for f in schema])
+
+
+class PackBatches(ScalarFunction):
+    """Pandas UDF: packs each Arrow batch it receives into one message for one node."""
+
+    def __init__(self, schema_bytes: bytes, node_keys: list[int], max_message_bytes: int,
+                 codec: str) -> None:
+        self.schema_bytes = schema_bytes
+        self.node_keys = node_keys
+        self.max_message_bytes = max_message_bytes
+        self.codec_name = codec
+        self.next_node = 0
+
+    def open(self, function_context: FunctionContext) -> None:
+        self.schema = pa.ipc.read_schema(pa.py_buffer(self.schema_bytes))
+        self.codec = get_codec(self.codec_name)
+        self.next_node = function_context.get_index_of_this_subtask() % len(self.node_keys)
+
+    def eval(self, *columns: pd.Series) -> pd.Series:
+        arrays = [pa.Array.from_pandas(c, type=f.type) for c, f in zip(columns, self.schema,
+                                                                        strict=True)]
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        out = pd.Series([None] * batch.num_rows, dtype=object)
+        for i, payload in enumerate(self._encode(batch)):
+            key = self.node_keys[self.next_node]
+            self.next_node = (self.next_node + 1) % len(self.node_keys)
+            out.iloc[i] = key.to_bytes(KEY_BYTES, "little") + payload
+        return out
+
+    def _encode(self, batch: pa.RecordBatch) -> list[bytes]:
+        payload = self.codec.encode(batch)
+        data = payload.to_pybytes() if isinstance(payload, pa.Buffer) else bytes(payload)
+        if len(data) <= self.max_message_bytes:
+            return [data]
+        if batch.num_rows == 1:
+            sizes = {name: batch.column(name).nbytes for name in batch.schema.names}
+            widest = max(sizes, key=lambda n: sizes[n])
+            raise ValueError(
+                f"one input row encodes to {len(data)} bytes, more than the channel's "
+                f"{self.max_message_bytes} (column {widest!r} holds {sizes[widest]} bytes); "
+                "raise channel_capacity in add_role")
+        half = batch.num_rows // 2
+        return self._encode(batch.slice(0, half)) + self._encode(batch.slice(half))
+
+
+@dataclass(frozen=True)
+class FeedPlan:
+    """How a role's input is wired: the keyed stream and what the nodes will receive."""
+
+    stream: Any  # KeyedStream
+    schema: pa.Schema
+    node_keys: list[int]
+
+
+def as_table(env: StreamExecutionEnvironment, input: Table | DataStream,
+             role: str) -> Table:
+    if isinstance(input, Table):
+        return input
+    if isinstance(input, DataStream):
+        type_info = input.get_type()
+        if not isinstance(type_info, RowTypeInfo):
+            raise ConfigError(
+                f"add_role(role={role!r}): a DataStream input must carry named rows "
+                f"(Types.ROW_NAMED); got {type_info}. Map it to rows first.")
+        t_env = StreamTableEnvironment.create(env)
+        return t_env.from_data_stream(input)
+    raise ConfigError(f"add_role(role={role!r}): input must be a pyflink Table or DataStream, "
+                      f"got {type(input).__name__}")
+
+
+def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
+         role: str, nodes: int, max_message_bytes: int, codec: str = "arrow") -> FeedPlan:
+    """Build the packing pipeline for ``role``'s ``nodes`` (see the module docstring)."""
+    table = as_table(env, input, role)
+    schema = arrow_schema_of(table)
+    if not schema.names:
+        raise ConfigError(f"add_role(role={role!r}): the input has no columns")
+    t_env = table._t_env
+    keys = keys_for_subtasks(nodes, DEFAULT_MAX_PARALLELISM)
+    pack = udf(PackBatches(schema.serialize().to_pybytes(), keys, max_message_bytes, codec),
+               result_type=DataTypes.BYTES(), func_type="pandas")
+    packed = table.select(pack(*[col(n) for n in schema.names]).alias(PACKED_FIELD)).where(
+        col(PACKED_FIELD).is_not_null)
+    stream = t_env.to_data_stream(packed)
+    seeds = env.from_collection([Row(k.to_bytes(KEY_BYTES, "little")) for k in keys],
+                                type_info=PACKED_TYPE)
+    keyed = stream.union(seeds).key_by(_node_key, key_type=Types.INT())
+    return FeedPlan(keyed, schema, keys)
+
+
+def _node_key(value: Row) -> int:
+    return int.from_bytes(value[0][:KEY_BYTES], "little")

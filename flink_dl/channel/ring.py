@@ -141,7 +141,9 @@ class Ring:
     def send(self, payload: bytes | bytearray | memoryview, kind: FrameKind = FrameKind.DATA,
              timeout_s: float | None = None) -> None:
         """Publish one frame; blocks while the ring is full (backpressure)."""
-        n = len(payload) if not isinstance(payload, memoryview) else payload.nbytes
+        if not isinstance(payload, memoryview) or payload.format != "B" or payload.ndim != 1:
+            payload = memoryview(payload).cast("B")
+        n = payload.nbytes
         if n > self.max_message_bytes:
             raise MessageTooLargeError(
                 f"message of {n} bytes exceeds the channel capacity of {self.capacity} bytes "

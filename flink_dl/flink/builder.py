@@ -30,11 +30,13 @@ from flink_dl.errors import ConfigError
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.flink.feed import feed, output_type_info
 from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM
-from flink_dl.flink.operators import AMFunction, FedNodeFunction, NodeFunction
+from flink_dl.flink.operators import AMFunction, DropAll, FedNodeFunction, NodeFunction
 
 log = logging.getLogger(__name__)
 
 _SERIALIZED_ENTRY = "flink_dl:serialized_entry"
+#: AM outcome streams by (environment, job id), so ``add_role`` can tie its stream to the AM.
+_AM_STREAMS: dict[tuple[int, str], DataStream] = {}
 _JOB_ID_KEY = "$internal.pipeline.job-id"
 
 
@@ -87,6 +89,7 @@ def add_am_role(env: StreamExecutionEnvironment, config: ClusterConfig) -> DataS
         .set_parallelism(1)
     )
     _ensure_runs(am, f"{config.name}-am")
+    _AM_STREAMS[(id(env), config.job_id)] = am
     return am
 
 
@@ -142,6 +145,11 @@ def add_role(
         ).set_max_parallelism(DEFAULT_MAX_PARALLELISM)
     stream = stream.name(name).uid(name).set_parallelism(count)
     _ensure_runs(stream, name)
+    am = _AM_STREAMS.get((id(env), config.job_id))
+    if am is not None:
+        # Whoever consumes (or collects) this stream also runs the AM.
+        tie = am.flat_map(DropAll(), output_type=out_type).name(f"{name}-am-tie")
+        stream = stream.union(tie)
     return stream
 
 
@@ -151,8 +159,7 @@ def add_cluster(env: StreamExecutionEnvironment, config: ClusterConfig) -> DataS
     ``add_role``."""
     _prepare(env, config)
     am = add_am_role(env, config)
-    roles = [add_role(env, config, role) for role in config.roles]
-    return am.union(*roles)
+    return am.union(*[add_role(env, config, role) for role in config.roles])
 
 
 def _ensure_runs(stream: DataStream, name: str) -> None:

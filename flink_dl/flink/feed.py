@@ -4,7 +4,7 @@ Pipeline (all batched, never row by row in Python)::
 
     Table --pandas UDF "pack" (vectorized)--> one Arrow IPC message per Arrow batch,
           prefixed with the key of the node it goes to (round robin over nodes)
-      --> to_data_stream --> union(one seed per node) --> key_by(node key)
+      --> union_all(one seed row per node) --> to_data_stream --> key_by(node key)
       --> node operator (KeyedProcessFunction, parallelism = node count)
 
 Each node has one key that ``key_by`` sends to its own subtask (``flink.keys``), so every
@@ -34,7 +34,6 @@ from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM, keys_for_subtasks
 
 KEY_BYTES = 4
 PACKED_FIELD = "flink_dl_packed"
-PACKED_TYPE = Types.ROW_NAMED([PACKED_FIELD], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
 
 
 def arrow_type_of(name: str, dtype: ft.DataType) -> pa.DataType:
@@ -178,10 +177,11 @@ def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
                result_type=DataTypes.BYTES(), func_type="pandas")
     packed = table.select(pack(*[col(n) for n in schema.names]).alias(PACKED_FIELD)).where(
         col(PACKED_FIELD).is_not_null)
-    stream = t_env.to_data_stream(packed)
-    seeds = env.from_collection([Row(k.to_bytes(KEY_BYTES, "little")) for k in keys],
-                                type_info=PACKED_TYPE)
-    keyed = stream.union(seeds).key_by(_node_key, key_type=Types.INT())
+    seeds = t_env.from_elements(
+        [(bytearray(k.to_bytes(KEY_BYTES, "little")),) for k in keys],
+        DataTypes.ROW([DataTypes.FIELD(PACKED_FIELD, DataTypes.BYTES())]))
+    stream = t_env.to_data_stream(packed.union_all(seeds))
+    keyed = stream.key_by(_node_key, key_type=Types.INT())
     return FeedPlan(keyed, schema, keys)
 
 

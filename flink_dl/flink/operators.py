@@ -36,8 +36,10 @@ class AMFunction(FlatMapFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.attempt = attempt_number(runtime_context)
+        log.info("AM operator of job %s opened (attempt %d)", self.config.job_id, self.attempt)
 
     def flat_map(self, value: Any) -> Iterator[str]:
+        log.info("AM of job %s starting", self.config.job_id)
         summary = AppMaster(self.config, self.attempt).run()
         yield json.dumps(summary.to_dict())
 
@@ -71,6 +73,13 @@ class NodeFunction(FlatMapFunction):
         yield from drain_rows(runner.output, block=True)
         runner.join()
         runner.close_channels()
+
+
+class DropAll(FlatMapFunction):
+    """Emits nothing: ties the AM into a role's output stream (same job, same region)."""
+
+    def flat_map(self, value: Any) -> Iterator[Any]:
+        return iter(())
 
 
 END_OF_TIME = 2**63 - 2  # fired by the final watermark of a bounded input

@@ -22,9 +22,22 @@ def leftovers(job_id: str) -> dict[str, list[str]]:
     temp_dirs = [str(p) for p in tmp.glob(f"flink-dl-{job_id}*")]
     shm = [str(p) for p in Path("/dev/shm").glob(f"*{job_id}*")] if Path("/dev/shm").exists() \
         else []
+    shm += memfds(job_id)
     scope = default_rendezvous_root() / job_id
     rendezvous = [str(p) for p in scope.glob("*")] + ([str(scope)] if scope.exists() else [])
     return {"processes": procs, "temp_dirs": temp_dirs, "shm": shm, "rendezvous": rendezvous}
+
+
+def memfds(job_id: str) -> list[str]:
+    """Open shared-memory descriptors (memfd) of the job in any process of this user."""
+    found = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = [(p, os.readlink(p)) for p in fd_dir.iterdir()]
+        except OSError:
+            continue
+        found += [f"{p} -> {target}" for p, target in links if f"flink-dl-{job_id}" in target]
+    return found
 
 
 def wait_clean(job_id: str, timeout_s: float = 20.0) -> dict[str, list[str]]:

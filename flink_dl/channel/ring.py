@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import enum
+import logging
 import mmap
 import os
 import select
@@ -32,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flink_dl.errors import ClusterTimeoutError, FlinkDLError
+
+log = logging.getLogger(__name__)
 
 MAGIC = 0x464C4B444C52494E  # "FLKDLRIN"
 HEADER_BYTES = 256
@@ -152,19 +155,28 @@ class Ring:
         hdr = self._hdr
         w = hdr.write_pos
         off = w % self.capacity
-        skip = self.capacity - off if off + need > self.capacity else 0
-        self._wait_for(lambda: self.capacity - (w - hdr.read_pos) >= skip + need,
-                       self.handle.space_fd, "space in the channel", timeout_s)
-        if hdr.consumer_closed:
-            raise ChannelClosedError("the consumer closed the channel")
-        if skip:
+        if off + need > self.capacity:  # does not fit before the end: WRAP, then start over
+            skip = self.capacity - off
+            self._wait_for(lambda: self.capacity - (w - hdr.read_pos) >= skip,
+                           self.handle.space_fd, "space in the channel", timeout_s)
+            self._check_consumer()
             self._write_header(off, 0, FrameKind.WRAP)
+            w += skip
+            hdr.write_pos = w
+            os.eventfd_write(self.handle.data_fd, 1)
             off = 0
+        self._wait_for(lambda: self.capacity - (w - hdr.read_pos) >= need,
+                       self.handle.space_fd, "space in the channel", timeout_s)
+        self._check_consumer()
         self._write_header(off, n, kind)
         start = off + FRAME_HEADER
         self._data[start:start + n] = payload
-        hdr.write_pos = w + skip + need
+        hdr.write_pos = w + need
         os.eventfd_write(self.handle.data_fd, 1)
+
+    def _check_consumer(self) -> None:
+        if self._hdr.consumer_closed:
+            raise ChannelClosedError("the consumer closed the channel")
 
     def send_end(self) -> None:
         self.send(b"", FrameKind.END)
@@ -248,10 +260,15 @@ class Ring:
 
     def close(self, close_fds: bool = True) -> None:
         """Unmap; close the descriptors (the memory is freed when no process maps it)."""
-        self.release()
+        if self._mm.closed:
+            return
+        self._pending_release = 0
         del self._hdr
-        self._data.release()
-        self._mm.close()
+        try:
+            self._data.release()
+            self._mm.close()
+        except BufferError:
+            log.debug("ring still has views in use; the mapping goes with them")
         if close_fds:
             for fd in self.handle.fds():
                 with contextlib.suppress(OSError):

@@ -113,31 +113,37 @@ class FedNodeFunction(KeyedProcessFunction):
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         assert self.runner is not None
-        if not self.timer_set:
-            ctx.timer_service().register_event_time_timer(END_OF_TIME)
-            self.timer_set = True
-        if not self.started:
-            self.runner.wait_started()
-            self.started = True
-        payload = memoryview(value[0])[KEY_BYTES:]
-        if payload.nbytes:
-            self._send(payload)
-        if self.runner.output is not None:
-            yield from self._drain(block=False)
+        try:
+            if not self.timer_set:
+                ctx.timer_service().register_event_time_timer(END_OF_TIME)
+                self.timer_set = True
+            if not self.started:
+                self.runner.wait_started()
+                self.started = True
+            payload = memoryview(value[0])[KEY_BYTES:]
+            if payload.nbytes:
+                self._send(payload)
+            rows = list(self._drain(block=False)) if self.runner.output is not None else []
+        except BaseException:
+            self.runner.close_channels()
+            raise
+        yield from rows
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         assert self.runner is not None
-        self.runner.wait_started()
-        if self.runner.input is not None:
-            self._send_end()
-        if self.runner.output is not None:
-            yield from self._drain(block=True)
-        outcome = self.runner.join()
-        self.runner.close_channels()
+        try:
+            self.runner.wait_started()
+            if self.runner.input is not None:
+                self._send_end()
+            rows = list(self._drain(block=True)) if self.runner.output is not None else []
+            outcome = self.runner.join()
+        finally:
+            self.runner.close_channels()
         if self.dropped_messages:
             log.warning("node %s:%d returned before reading all its input: %d message(s) "
                         "were not consumed", self.role, self.index, self.dropped_messages)
-        if self.runner.output is None and self.output_schema is None:
+        yield from rows
+        if self.output_schema is None:
             yield json.dumps(outcome.to_dict())
 
     def _send(self, payload: memoryview) -> None:

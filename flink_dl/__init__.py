@@ -2,36 +2,66 @@
 
 An ML cluster (an application master plus groups of nodes in named roles) runs inside a
 Flink job, one operator subtask per node, each node's user code in its own process.
+
+Attributes load lazily (PEP 562): Flink's Python workers import submodules from several
+threads at once, and an eager package ``__init__`` that imports them all would make those
+imports deadlock on each other.
 """
 
-from flink_dl.cluster.context import NodeContext
-from flink_dl.config import ClusterConfig, Timeouts
-from flink_dl.errors import (
-    AuthenticationError,
-    ClusterFailedError,
-    ClusterTimeoutError,
-    ConfigError,
-    FlinkDLError,
-    NodeFailedError,
-)
-from flink_dl.flink.builder import add_am_role, add_cluster, add_role
-from flink_dl.flink.execute import JobOutcome, execute
+from __future__ import annotations
 
-__all__ = [
-    "AuthenticationError",
-    "ClusterConfig",
-    "ClusterFailedError",
-    "ClusterTimeoutError",
-    "ConfigError",
-    "FlinkDLError",
-    "JobOutcome",
-    "NodeContext",
-    "NodeFailedError",
-    "Timeouts",
-    "add_am_role",
-    "add_cluster",
-    "add_role",
-    "execute",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "NodeContext": "flink_dl.cluster.context",
+    "ClusterConfig": "flink_dl.config",
+    "Timeouts": "flink_dl.config",
+    "AuthenticationError": "flink_dl.errors",
+    "ClusterFailedError": "flink_dl.errors",
+    "ClusterTimeoutError": "flink_dl.errors",
+    "ConfigError": "flink_dl.errors",
+    "FlinkDLError": "flink_dl.errors",
+    "NodeFailedError": "flink_dl.errors",
+    "add_am_role": "flink_dl.flink.builder",
+    "add_cluster": "flink_dl.flink.builder",
+    "add_role": "flink_dl.flink.builder",
+    "JobOutcome": "flink_dl.flink.execute",
+    "execute": "flink_dl.flink.execute",
+}
+
+__all__ = [  # noqa: RUF022 - grouped like _EXPORTS
+    "NodeContext", "ClusterConfig", "Timeouts", "AuthenticationError", "ClusterFailedError",
+    "ClusterTimeoutError", "ConfigError", "FlinkDLError", "NodeFailedError", "add_am_role",
+    "add_cluster", "add_role", "JobOutcome", "execute",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flink_dl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from flink_dl.cluster.context import NodeContext
+    from flink_dl.config import ClusterConfig, Timeouts
+    from flink_dl.errors import (
+        AuthenticationError,
+        ClusterFailedError,
+        ClusterTimeoutError,
+        ConfigError,
+        FlinkDLError,
+        NodeFailedError,
+    )
+    from flink_dl.flink.builder import add_am_role, add_cluster, add_role
+    from flink_dl.flink.execute import JobOutcome, execute

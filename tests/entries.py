@@ -42,3 +42,62 @@ def worker_or_daemon(ctx: NodeContext) -> None:
         (out / f"ps-{ctx.index}.stopped").write_text(str(stopped))
         return
     time.sleep(1.0)
+
+
+def _mix64(ids):
+    """splitmix64 of int64 ids, summed modulo 2**64: an order-free checksum of the id set."""
+    import numpy as np
+
+    z = ids.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return int(z.sum(dtype=np.uint64))
+
+
+def checksum_epochs(ctx: NodeContext) -> None:
+    """Per epoch: rows, sum of ids and an order-free hash of ids; one output row each."""
+    import numpy as np
+
+    for epoch in ctx.epochs():
+        rows = total = mixed = 0
+        for batch in epoch:
+            ids = batch.column("id").to_numpy()
+            rows += len(ids)
+            total += int(ids.sum())
+            mixed = (mixed + _mix64(ids)) % (1 << 64)
+        ctx.write([{"index": ctx.index, "epoch": epoch.number, "rows": rows, "total": total,
+                    "mixed": str(mixed)}])
+    assert np  # imported for the checksum helper
+
+
+def double_ids(ctx: NodeContext) -> None:
+    """Write back one row per input row: the id and twice the value."""
+    for batch in ctx.numpy_batches(batch_size=1000):
+        ctx.write({"id": batch["id"], "doubled": batch["value"] * 2})
+
+
+def slow_reader(ctx: NodeContext) -> None:
+    """Reads slowly and records how full its input channel ever got."""
+    rows, peak = 0, 0
+    for batch in ctx.batches():
+        rows += batch.num_rows
+        peak = max(peak, ctx.input_stats()["buffered_bytes"])
+        time.sleep(0.02)
+    stats = ctx.input_stats()
+    ctx.write([{"rows": rows, "peak": peak, "capacity": stats["capacity"]}])
+
+
+def die_mid_stream(ctx: NodeContext) -> None:
+    """SIGKILLs its own process after two batches."""
+    import signal
+
+    for seen, _ in enumerate(ctx.batches(), start=1):
+        if seen == 2:
+            (Path(ctx.properties["out"]) / f"dying-{ctx.index}").write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def numpy_reader(ctx: NodeContext) -> None:
+    for _ in ctx.numpy_batches(batch_size=10):
+        pass

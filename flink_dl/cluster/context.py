@@ -163,6 +163,12 @@ class NodeContext:
         for epoch in self.epochs():
             yield from numpy_batches(iter(epoch), batch_size, columns, drop_last)
 
+    def input_stats(self) -> dict[str, int]:
+        """The input channel's fill level: ``buffered_bytes`` now and its ``capacity``."""
+        ring = self._node_input().ring
+        return {"buffered_bytes": ring.used_bytes, "capacity": ring.capacity,
+                "rows_read": self._node_input().rows_read}
+
     def write(self, rows: Any) -> None:
         """Send rows out of the node; they leave the role's operator as a Flink stream."""
         self._node_output().write(rows)

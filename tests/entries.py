@@ -73,7 +73,7 @@ def checksum_epochs(ctx: NodeContext) -> None:
 
 def double_ids(ctx: NodeContext) -> None:
     """Write back one row per input row: the id and twice the value."""
-    for batch in ctx.numpy_batches(batch_size=1000):
+    for batch in ctx.numpy_batches(batch_size=300):
         ctx.write({"id": batch["id"], "doubled": batch["value"] * 2})
 
 

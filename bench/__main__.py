@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from bench import cluster_startup
+from bench import cluster_startup, data_plane
 
 
 def _fmt(value: object) -> str:
@@ -29,11 +29,26 @@ def print_table(title: str, rows: list[dict[str, object]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=["startup", "channel", "ingest", "memory"],
+                        action="append", help="run only these benchmarks (default: all)")
+    parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print_table("ML cluster start-up, 6 nodes, local mini-cluster (median of "
-                f"{args.repeats}; baseline = same topology of no-op Python operators)",
-                cluster_startup.main(args.repeats))
+    only = set(args.only or ["startup", "channel", "ingest", "memory"])
+    if "startup" in only:
+        print_table("ML cluster start-up, 6 nodes, local mini-cluster (median of "
+                    f"{args.repeats}; baseline = same topology of no-op Python operators)",
+                    cluster_startup.main(args.repeats))
+    if "channel" in only:
+        print_table("Shared-memory channel, two processes, vs memcpy of the same bytes",
+                    data_plane.channel_table())
+    if "ingest" in only:
+        print_table(f"Flink source -> nodes counting rows, {args.rows:,} rows x 16 float32 "
+                    "(rates from job wall time, start-up included)",
+                    data_plane.end_to_end(args.rows, row_path_rows=200_000))
+    if "memory" in only:
+        print_table("Peak memory as the input grows (1 node, datagen)",
+                    data_plane.memory_growth((args.rows // 2, args.rows * 2)))
 
 
 if __name__ == "__main__":

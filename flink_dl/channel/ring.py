@@ -10,13 +10,16 @@ Layout (all little-endian, 8-byte aligned)::
     0    magic u64 | capacity u64
     64   write_pos u64            (producer-owned, monotonic byte counter)
     128  read_pos  u64            (consumer-owned, monotonic byte counter)
-    192  producer_closed u64 | consumer_closed u64
+    192  producer_closed u64 | consumer_closed u64 | producer_waiting u64 | consumer_waiting
     256  data[capacity]
 
 A frame is an 8-byte header ``(length u32, kind u32)`` plus the payload, padded to 8
 bytes. A frame never wraps: if it does not fit before the end, a WRAP frame fills the
 rest. The producer blocks while the ring lacks room (backpressure) and the consumer while
-it is empty; every wait has a timeout and checks that the peer is still there.
+it is empty; every wait has a timeout and checks that the peer is still there. A side
+signals the other's eventfd only when the other has raised its ``*_waiting`` flag, so a
+busy stream costs no system calls; a waiter re-checks every few milliseconds, which bounds
+the cost of a wake-up lost to store/load reordering.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import logging
 import mmap
 import os
 import select
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 MAGIC = 0x464C4B444C52494E  # "FLKDLRIN"
 HEADER_BYTES = 256
 FRAME_HEADER = 8
+_FRAME = struct.Struct("<II")
 DEFAULT_CAPACITY = 64 * 1024 * 1024
 
 
@@ -64,7 +69,8 @@ class _Header(ctypes.Structure):
         ("write_pos", ctypes.c_uint64), ("_pad1", ctypes.c_uint64 * 7),
         ("read_pos", ctypes.c_uint64), ("_pad2", ctypes.c_uint64 * 7),
         ("producer_closed", ctypes.c_uint64), ("consumer_closed", ctypes.c_uint64),
-        ("_pad3", ctypes.c_uint64 * 6),
+        ("producer_waiting", ctypes.c_uint64), ("consumer_waiting", ctypes.c_uint64),
+        ("_pad3", ctypes.c_uint64 * 4),
     ]
 
 
@@ -157,22 +163,30 @@ class Ring:
         off = w % self.capacity
         if off + need > self.capacity:  # does not fit before the end: WRAP, then start over
             skip = self.capacity - off
-            self._wait_for(lambda: self.capacity - (w - hdr.read_pos) >= skip,
-                           self.handle.space_fd, "space in the channel", timeout_s)
+            if self.capacity - (w - hdr.read_pos) < skip:
+                self._wait_for(lambda: self.capacity - (w - hdr.read_pos) >= skip,
+                               self.handle.space_fd, "space in the channel", timeout_s)
             self._check_consumer()
             self._write_header(off, 0, FrameKind.WRAP)
             w += skip
             hdr.write_pos = w
-            os.eventfd_write(self.handle.data_fd, 1)
+            self._notify_consumer()
             off = 0
-        self._wait_for(lambda: self.capacity - (w - hdr.read_pos) >= need,
-                       self.handle.space_fd, "space in the channel", timeout_s)
-        self._check_consumer()
-        self._write_header(off, n, kind)
-        start = off + FRAME_HEADER
-        self._data[start:start + n] = payload
+        if self.capacity - (w - hdr.read_pos) < need:
+            self._wait_for(lambda: self.capacity - (w - hdr.read_pos) >= need,
+                           self.handle.space_fd, "space in the channel", timeout_s)
+        if hdr.consumer_closed:
+            raise ChannelClosedError("the consumer closed the channel")
+        base = HEADER_BYTES + off
+        _FRAME.pack_into(self._mm, base, n, kind)
+        self._mm[base + FRAME_HEADER:base + FRAME_HEADER + n] = payload
         hdr.write_pos = w + need
-        os.eventfd_write(self.handle.data_fd, 1)
+        if hdr.consumer_waiting:
+            os.eventfd_write(self.handle.data_fd, 1)
+
+    def _notify_consumer(self) -> None:
+        if self._hdr.consumer_waiting:
+            os.eventfd_write(self.handle.data_fd, 1)
 
     def _check_consumer(self) -> None:
         if self._hdr.consumer_closed:
@@ -183,11 +197,10 @@ class Ring:
 
     def close_producer(self) -> None:
         self._hdr.producer_closed = 1
-        os.eventfd_write(self.handle.data_fd, 1)
+        os.eventfd_write(self.handle.data_fd, 1)  # always: the consumer may be about to wait
 
     def _write_header(self, off: int, length: int, kind: FrameKind) -> None:
-        self._data[off:off + FRAME_HEADER] = length.to_bytes(4, "little") + int(kind).to_bytes(
-            4, "little")
+        self._data[off:off + FRAME_HEADER] = _FRAME.pack(length, kind)
 
     # ---------------------------------------------------------------- consumer
     def recv_view(self, timeout_s: float | None = None) -> tuple[FrameKind, memoryview]:
@@ -196,17 +209,17 @@ class Ring:
         hdr = self._hdr
         while True:
             r = hdr.read_pos
-            self._wait_for(lambda r=r: hdr.write_pos != r or hdr.producer_closed,
-                           self.handle.data_fd, "data from the channel", timeout_s)
             if hdr.write_pos == r:
-                raise ChannelClosedError("the producer closed the channel without END")
+                self._wait_for(lambda r=r: hdr.write_pos != r or hdr.producer_closed,
+                               self.handle.data_fd, "data from the channel", timeout_s)
+                if hdr.write_pos == r:
+                    raise ChannelClosedError("the producer closed the channel without END")
             off = r % self.capacity
-            head = self._data[off:off + FRAME_HEADER]
-            length = int.from_bytes(head[:4], "little")
-            kind = FrameKind(int.from_bytes(head[4:], "little"))
+            length, kind_value = _FRAME.unpack_from(self._data, off)
+            kind = FrameKind(kind_value)
             if kind is FrameKind.WRAP:
                 hdr.read_pos = r + (self.capacity - off)
-                os.eventfd_write(self.handle.space_fd, 1)
+                self._notify_producer()
                 continue
             self._pending_release = FRAME_HEADER + _pad8(length)
             start = off + FRAME_HEADER
@@ -225,6 +238,10 @@ class Ring:
         if self._pending_release:
             self._hdr.read_pos = self._hdr.read_pos + self._pending_release
             self._pending_release = 0
+            self._notify_producer()
+
+    def _notify_producer(self) -> None:
+        if self._hdr.producer_waiting:
             os.eventfd_write(self.handle.space_fd, 1)
 
     def recv(self, timeout_s: float | None = None) -> tuple[FrameKind, bytes]:
@@ -243,20 +260,35 @@ class Ring:
                   timeout_s: float | None) -> None:
         if ready():
             return
+        hdr = self._hdr
+        producer_side = fd == self.handle.space_fd
         limit = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + limit
-        while not ready():
-            if self._hdr.consumer_closed and fd == self.handle.space_fd:
-                raise ChannelClosedError("the consumer closed the channel")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ClusterTimeoutError(f"waited {limit}s for {what} (channel timeout)")
-            readable, _, _ = select.select([fd], [], [], min(remaining, 0.5))
-            if readable:
-                with contextlib.suppress(BlockingIOError):
-                    os.eventfd_read(fd)
-            elif self.peer_alive is not None and not self.peer_alive():
-                raise ChannelClosedError(f"the peer went away while waiting for {what}")
+        last_peer_check = time.monotonic()
+        if producer_side:
+            hdr.producer_waiting = 1
+        else:
+            hdr.consumer_waiting = 1
+        try:
+            while not ready():
+                if producer_side and hdr.consumer_closed:
+                    raise ChannelClosedError("the consumer closed the channel")
+                now = time.monotonic()
+                if now >= deadline:
+                    raise ClusterTimeoutError(f"waited {limit}s for {what} (channel timeout)")
+                readable, _, _ = select.select([fd], [], [], min(deadline - now, 0.005))
+                if readable:
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_read(fd)
+                elif now - last_peer_check > 0.5:
+                    last_peer_check = now
+                    if self.peer_alive is not None and not self.peer_alive() and not ready():
+                        raise ChannelClosedError(f"the peer went away while waiting for {what}")
+        finally:
+            if producer_side:
+                hdr.producer_waiting = 0
+            else:
+                hdr.consumer_waiting = 0
 
     def close(self, close_fds: bool = True) -> None:
         """Unmap; close the descriptors (the memory is freed when no process maps it)."""

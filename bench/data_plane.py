@@ -1,0 +1,239 @@
+"""Benchmarks of the data plane (issue 3), each against a limit measured in the same run.
+
+* channel: GB/s through the shared-memory ring between two processes (producer copies in,
+  consumer reads in place) vs a plain memcpy of the same bytes in one process;
+* end to end: rows/s from a Flink source (datagen, CSV files) into nodes that only count
+  rows, 16 float32 columns, 1 and 2 nodes, vs Flink's own source -> blackhole and vs a
+  row-at-a-time Python operator;
+* memory: the node's and the operator process's peak memory as the input grows.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment
+
+import flink_dl
+from flink_dl.channel.ring import FrameKind, Ring
+from flink_dl.flink.builder import discarding_sink
+
+COLUMNS = [f"f{i}" for i in range(16)]
+
+
+# ----------------------------------------------------------------------- channel
+def channel_gbps(message_bytes: int,
+                 total_bytes: int = 2 << 30) -> tuple[float, float, float]:
+    """GB/s for messages of ``message_bytes``: the ring between two processes, memcpy into
+    one cache-hot buffer, and memcpy into a ring-sized buffer."""
+    count = max(1, total_bytes // message_bytes)
+    payload = os.urandom(message_bytes)
+    ring = Ring.create("bench", capacity=max(8 << 20, 4 * message_bytes))
+    pid = os.fork()
+    if pid == 0:
+        try:
+            consumer = Ring(ring.handle)
+            while True:
+                kind, _view = consumer.recv_view()
+                consumer.release()
+                if kind is FrameKind.END:
+                    break
+        finally:
+            os._exit(0)
+    started = time.perf_counter()
+    for _ in range(count):
+        ring.send(payload)
+    ring.send_end()
+    os.waitpid(pid, 0)
+    ring_s = time.perf_counter() - started
+    ring.close()
+    target = bytearray(message_bytes)
+    started = time.perf_counter()
+    for _ in range(count):
+        target[:] = payload
+    copy_s = time.perf_counter() - started
+    # The same copies into a buffer as large as the ring (as the ring's writes land).
+    region = bytearray(ring.capacity)
+    slots = ring.capacity // message_bytes
+    started = time.perf_counter()
+    for i in range(count):
+        offset = (i % slots) * message_bytes
+        region[offset:offset + message_bytes] = payload
+    region_s = time.perf_counter() - started
+    total = count * message_bytes
+    return total / ring_s / 1e9, total / copy_s / 1e9, total / region_s / 1e9
+
+
+# ------------------------------------------------------------------- end to end
+def count_rows(ctx: flink_dl.NodeContext) -> None:
+    """Node entry: count rows; report rate from first to last batch and peak memory."""
+    import resource as res
+    import time as t
+
+    rows, first, last = 0, None, None
+    for batch in ctx.batches():
+        now = t.perf_counter()
+        first = first or now
+        last = now
+        rows += batch.num_rows
+    ctx.write([{"rows": rows, "busy_s": (last - first) if first else 0.0,
+                "peak_rss_mb": res.getrusage(res.RUSAGE_SELF).ru_maxrss / 1024}])
+
+
+OUT_SCHEMA = pa.schema([("rows", pa.int64()), ("busy_s", pa.float64()),
+                        ("peak_rss_mb", pa.float64())])
+
+
+def _source_ddl(name: str, rows: int, csv_dir: Path | None) -> str:
+    cols = ", ".join(f"{c} FLOAT" for c in COLUMNS)
+    if csv_dir is None:
+        return (f"CREATE TEMPORARY TABLE {name} ({cols}) WITH ('connector'='datagen', "
+                f"'number-of-rows'='{rows}', 'rows-per-second'='1000000000')")
+    return (f"CREATE TEMPORARY TABLE {name} ({cols}) WITH ('connector'='filesystem', "
+            f"'path'='{csv_dir}', 'format'='csv')")
+
+
+def _env() -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    env = StreamExecutionEnvironment.get_execution_environment()
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("python.fn-execution.arrow.batch.size", "10000")
+    t_env.get_config().set("python.fn-execution.bundle.size", "100000")
+    return env, t_env
+
+
+class PeakRss:
+    """Samples this process's RSS (loopback: Flink's Python operators run here)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        proc = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, proc.memory_info().rss)
+            time.sleep(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_blackhole(rows: int, csv_dir: Path | None) -> float:
+    env, t_env = _env()
+    t_env.execute_sql(_source_ddl("src", rows, csv_dir))
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE sink ({', '.join(f'{c} FLOAT' for c in COLUMNS)})"
+                      " WITH ('connector'='blackhole')")
+    started = time.perf_counter()
+    t_env.execute_sql("INSERT INTO sink SELECT * FROM src").wait()
+    return time.perf_counter() - started
+
+
+def run_row_at_a_time(rows: int, csv_dir: Path | None) -> float:
+    env, t_env = _env()
+    t_env.execute_sql(_source_ddl("src", rows, csv_dir))
+    stream = t_env.to_data_stream(t_env.from_path("src"))
+    stream.map(lambda r: 1, output_type=Types.INT()).sink_to(discarding_sink())
+    started = time.perf_counter()
+    env.execute("row-at-a-time")
+    return time.perf_counter() - started
+
+
+def run_flink_dl(rows: int, csv_dir: Path | None, nodes: int) -> dict[str, float]:
+    env, t_env = _env()
+    t_env.execute_sql(_source_ddl("src", rows, csv_dir))
+    config = flink_dl.ClusterConfig(roles={"worker": nodes}, entry=count_rows, name="bench")
+    flink_dl.add_am_role(env, config)
+    out = flink_dl.add_role(env, config, "worker", t_env.from_path("src"),
+                            output_schema=OUT_SCHEMA)
+    started = time.perf_counter()
+    with PeakRss() as rss, out.execute_and_collect("flink-dl ingest") as results:
+        reports = list(results)
+    wall = time.perf_counter() - started
+    got = sum(r.rows for r in reports)
+    if got != rows:
+        raise AssertionError(f"nodes counted {got} rows, expected {rows}")
+    return {"wall_s": wall, "busy_s": max(r.busy_s for r in reports),
+            "node_peak_mb": max(r.peak_rss_mb for r in reports),
+            "operator_peak_mb": rss.peak / 2**20}
+
+
+def write_csv(directory: Path, rows: int, files: int = 4) -> None:
+    rng = np.random.default_rng(0)
+    per_file = rows // files
+    for i in range(files):
+        data = rng.random((per_file, len(COLUMNS)), dtype=np.float32)
+        table = pa.table({c: data[:, j] for j, c in enumerate(COLUMNS)})
+        pacsv.write_csv(table, directory / f"part-{i}.csv",
+                        pacsv.WriteOptions(include_header=False))
+
+
+def end_to_end(rows: int, row_path_rows: int) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    csv_root = Path(tempfile.mkdtemp(prefix="flink-dl-bench-csv-"))
+    try:
+        (csv_root / "full").mkdir()
+        (csv_root / "small").mkdir()
+        write_csv(csv_root / "full", rows)
+        write_csv(csv_root / "small", row_path_rows)
+        for source, csv_dir, small_dir in (("datagen", None, None),
+                                           ("csv", csv_root / "full", csv_root / "small")):
+            limit_s = run_blackhole(rows, csv_dir)
+            limit = rows / limit_s
+            row_s = run_row_at_a_time(row_path_rows, small_dir)
+            row_rate = row_path_rows / row_s
+            for nodes in (1, 2):
+                r = run_flink_dl(rows, csv_dir, nodes)
+                rate = rows / r["wall_s"]
+                out.append({
+                    "source": source, "nodes": nodes, "rows": rows,
+                    "flink-dl rows/s": round(rate),
+                    "node busy rows/s": round(rows / r["busy_s"]) if r["busy_s"] else None,
+                    "limit (source->blackhole) rows/s": round(limit),
+                    "row-at-a-time rows/s": round(row_rate),
+                    "vs limit": rate / limit, "vs row path": rate / row_rate,
+                })
+    finally:
+        shutil.rmtree(csv_root, ignore_errors=True)
+    return out
+
+
+def memory_growth(sizes: tuple[int, ...]) -> list[dict[str, object]]:
+    rows_out = []
+    for rows in sizes:
+        r = run_flink_dl(rows, None, 1)
+        rows_out.append({"input rows": rows, "input MB": rows * 16 * 4 / 1e6,
+                         "node peak RSS MB": r["node_peak_mb"],
+                         "operator process peak RSS MB": r["operator_peak_mb"]})
+    return rows_out
+
+
+def channel_table() -> list[dict[str, object]]:
+    rows = []
+    for size, label in ((64 << 10, "64 KiB"), (1 << 20, "1 MiB")):
+        ring, hot, region = channel_gbps(size)
+        rows.append({"message": label, "ring GB/s": ring, "memcpy hot GB/s": hot,
+                     "memcpy ring-sized GB/s": region, "ring / hot": ring / hot,
+                     "ring / ring-sized": ring / region})
+    return rows
+
+
+def self_peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -137,10 +137,10 @@ class PeakRss:
 
 
 def run_blackhole(rows: int, csv_dir: Path | None) -> float:
-    env, t_env = _env()
+    _, t_env = _env()
     t_env.execute_sql(_source_ddl("src", rows, csv_dir))
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE sink ({', '.join(f'{c} FLOAT' for c in COLUMNS)})"
-                      " WITH ('connector'='blackhole')")
+    cols = ", ".join(f"{c} FLOAT" for c in COLUMNS)
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE sink ({cols}) WITH ('connector'='blackhole')")
     started = time.perf_counter()
     t_env.execute_sql("INSERT INTO sink SELECT * FROM src").wait()
     return time.perf_counter() - started

@@ -44,7 +44,7 @@ def main() -> None:
                     data_plane.channel_table())
     if "ingest" in only:
         print_table(f"Flink source -> nodes counting rows, {args.rows:,} rows x 16 float32 "
-                    "(rates from job wall time, start-up included)",
+                    "(steady rates: large minus 1,000-row job; loopback mode)",
                     data_plane.end_to_end(args.rows, row_path_rows=200_000))
     if "memory" in only:
         print_table("Peak memory as the input grows (1 node, datagen)",

@@ -48,6 +48,22 @@ def _store(config: ClusterConfig):
     return get_store_factory(config.rendezvous)(config.job_id, {"dir": config.rendezvous_dir})
 
 
+def _register_all(conns: list[AMConnection], addresses: list[str]) -> dict[int, dict]:
+    """Register node w:i on conns[i] concurrently (the AM answers once all registered)."""
+    replies: dict[int, dict] = {}
+
+    def register(i: int) -> None:
+        replies[i] = conns[i].request({"type": "register", "role": "w", "index": i,
+                                       "address": addresses[i]}, timeout=10)
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(len(conns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return replies
+
+
 def test_wrong_secret_is_refused(config: ClusterConfig) -> None:
     am = AppMaster(config)
     am.start()
@@ -76,17 +92,7 @@ def test_registration_heartbeat_and_finish(config: ClusterConfig) -> None:
     box = _run_am(am)
     address = find_am(_store(config), config, 0)
     conns = [AMConnection(address, config, 0) for _ in range(2)]
-    replies: dict[int, dict] = {}
-
-    def register(i: int) -> None:
-        replies[i] = conns[i].request({"type": "register", "role": "w", "index": i,
-                                       "address": f"127.0.0.1:{5000 + i}"}, timeout=10)
-
-    threads = [threading.Thread(target=register, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    replies = _register_all(conns, ["127.0.0.1:5000", "127.0.0.1:5001"])
     assert replies[0]["cluster_spec"] == {"w": ["127.0.0.1:5000", "127.0.0.1:5001"]}
     assert replies[0] == replies[1]
     for i in range(2):
@@ -110,13 +116,7 @@ def test_silent_node_is_lost_and_fails_cluster(config: ClusterConfig) -> None:
     box = _run_am(am)
     address = find_am(_store(config), config, 0)
     conns = [AMConnection(address, config, 0) for _ in range(2)]
-    threads = [threading.Thread(target=conns[i].request, args=(
-        {"type": "register", "role": "w", "index": i, "address": f"h:{i + 1}"}, 10))
-        for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    _register_all(conns, ["h:1", "h:2"])
     started = time.monotonic()
     while box["thread"].is_alive() and time.monotonic() - started < 10:
         conns[0].request({"type": "heartbeat", "role": "w", "index": 0, "running": True})

@@ -18,8 +18,9 @@ bytes. A frame never wraps: if it does not fit before the end, a WRAP frame fill
 rest. The producer blocks while the ring lacks room (backpressure) and the consumer while
 it is empty; every wait has a timeout and checks that the peer is still there. A side
 signals the other's eventfd only when the other has raised its ``*_waiting`` flag, so a
-busy stream costs no system calls; a waiter re-checks every few milliseconds, which bounds
-the cost of a wake-up lost to store/load reordering.
+busy stream costs no system calls. Flag and position are each stored, then fenced, then
+the other one is read (Dekker-style), so a wake-up cannot be lost; a waiter also re-checks
+every few milliseconds as a backstop.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import mmap
 import os
 import select
 import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +47,15 @@ HEADER_BYTES = 256
 FRAME_HEADER = 8
 _FRAME = struct.Struct("<II")
 DEFAULT_CAPACITY = 64 * 1024 * 1024
+
+
+_FENCE = threading.Lock()
+
+
+def _full_fence() -> None:
+    """A full memory barrier: taking a lock is an atomic read-modify-write (x86 ``lock``)."""
+    _FENCE.acquire()
+    _FENCE.release()
 
 
 class ChannelClosedError(FlinkDLError):
@@ -181,10 +192,10 @@ class Ring:
         _FRAME.pack_into(self._mm, base, n, kind)
         self._mm[base + FRAME_HEADER:base + FRAME_HEADER + n] = payload
         hdr.write_pos = w + need
-        if hdr.consumer_waiting:
-            os.eventfd_write(self.handle.data_fd, 1)
+        self._notify_consumer()
 
     def _notify_consumer(self) -> None:
+        _full_fence()  # the write_pos store must be visible before we read the flag
         if self._hdr.consumer_waiting:
             os.eventfd_write(self.handle.data_fd, 1)
 
@@ -241,6 +252,7 @@ class Ring:
             self._notify_producer()
 
     def _notify_producer(self) -> None:
+        _full_fence()  # the read_pos store must be visible before we read the flag
         if self._hdr.producer_waiting:
             os.eventfd_write(self.handle.space_fd, 1)
 
@@ -269,6 +281,7 @@ class Ring:
             hdr.producer_waiting = 1
         else:
             hdr.consumer_waiting = 1
+        _full_fence()  # the flag must be visible before we re-check the positions
         try:
             while not ready():
                 if producer_side and hdr.consumer_closed:

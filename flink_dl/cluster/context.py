@@ -96,42 +96,41 @@ class NodeContext:
         return self._cooperative
 
     # ------------------------------------------------------------ data channels
+    def _channel_ring(self, name: str, missing: str) -> Any:
+        """Map the ``input``/``output`` ring this node process inherited."""
+        handle = (self.channels or {}).get(name)
+        if handle is None:
+            raise RuntimeError(f"role {self.role!r} {missing}")
+        from flink_dl.channel.ring import Ring, RingHandle
+
+        assert self.channels is not None
+        return Ring(RingHandle.from_json(handle), timeout_s=self.channels["timeout"],
+                    peer_alive=_parent_alive)
+
     def _node_input(self) -> Any:
         if self._input is None:
-            handle = (self.channels or {}).get("input")
-            if handle is None:
-                raise RuntimeError(f"role {self.role!r} has no input: pass input=... to "
-                                   "add_role for this role")
             from flink_dl.channel.codecs import get_codec
             from flink_dl.channel.node_io import NodeInput
-            from flink_dl.channel.ring import Ring, RingHandle
 
-            assert self.channels is not None
-            ring = Ring(RingHandle.from_json(handle), timeout_s=self.channels["timeout"],
-                        peer_alive=_parent_alive)
-            self._input = NodeInput(ring, get_codec("arrow"), int(self.channels["epochs"]),
+            ring = self._channel_ring("input", "has no input: pass input=... to add_role")
+            self._input = NodeInput(ring, get_codec("arrow"), self.epochs_total,
                                     Path(self.work_dir))
         return self._input
 
     def _node_output(self) -> Any:
         if self._output is None:
-            handle = (self.channels or {}).get("output")
-            if handle is None:
-                raise RuntimeError(f"role {self.role!r} declares no output: pass "
-                                   "output_schema=... to add_role for this role")
             import base64
 
             import pyarrow as pa
 
             from flink_dl.channel.codecs import get_codec
             from flink_dl.channel.node_io import NodeOutput
-            from flink_dl.channel.ring import Ring, RingHandle
 
+            ring = self._channel_ring(
+                "output", "declares no output: pass output_schema=... to add_role")
             assert self.channels is not None
             schema = pa.ipc.read_schema(pa.py_buffer(
                 base64.b64decode(self.channels["output_schema"])))
-            ring = Ring(RingHandle.from_json(handle), timeout_s=self.channels["timeout"],
-                        peer_alive=_parent_alive)
             self._output = NodeOutput(ring, get_codec("arrow"), schema)
         return self._output
 

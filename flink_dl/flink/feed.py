@@ -2,10 +2,10 @@
 
 Pipeline (all batched, never row by row in Python)::
 
-    Table --pandas UDF "pack" (vectorized)--> one Arrow IPC message per Arrow batch,
-          prefixed with the key of the node it goes to (round robin over nodes)
-      --> union_all(one seed row per node) --> to_data_stream --> key_by(node key)
-      --> node operator (KeyedProcessFunction, parallelism = node count)
+    Table --pandas UDF "pack" (vectorized)--> (node key, one Arrow IPC message) per Arrow
+          batch, round robin over nodes
+      --> union_all(one seed row per node) --> to_data_stream --> keyBy(key column, in the
+          JVM) --> node operator (KeyedProcessFunction, parallelism = node count)
 
 Each node has one key that ``key_by`` sends to its own subtask (``flink.keys``), so every
 message reaches exactly one node. The seed gives every node an element even if it gets
@@ -16,23 +16,22 @@ Flink's final watermark fires the timer, which is the node's end-of-data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-from pyflink.common import Row
 from pyflink.common.typeinfo import RowTypeInfo, TypeInformation, Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.data_stream import KeyedStream
+from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, StreamTableEnvironment, Table
 from pyflink.table import types as ft
-from pyflink.table.expressions import col
+from pyflink.table.expressions import col, row
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from flink_dl.channel.codecs import get_codec
 from flink_dl.errors import ConfigError
 from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM, keys_for_subtasks
 
-KEY_BYTES = 4
 PACKED_FIELD = "flink_dl_packed"
 
 
@@ -112,16 +111,17 @@ class PackBatches(ScalarFunction):
         self.codec = get_codec(self.codec_name)
         self.next_node = function_context.get_index_of_this_subtask() % len(self.node_keys)
 
-    def eval(self, *columns: pd.Series) -> pd.Series:
+    def eval(self, *columns: pd.Series) -> pd.DataFrame:
         arrays = [pa.Array.from_pandas(c, type=f.type) for c, f in zip(columns, self.schema,
                                                                         strict=True)]
         batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
-        out = pd.Series([None] * batch.num_rows, dtype=object)
+        keys = pd.Series([None] * batch.num_rows, dtype=object)
+        payloads = pd.Series([None] * batch.num_rows, dtype=object)
         for i, payload in enumerate(self._encode(batch)):
-            key = self.node_keys[self.next_node]
+            keys.iloc[i] = self.node_keys[self.next_node]
+            payloads.iloc[i] = payload
             self.next_node = (self.next_node + 1) % len(self.node_keys)
-            out.iloc[i] = key.to_bytes(KEY_BYTES, "little") + payload
-        return out
+        return pd.DataFrame({"k": keys, "p": payloads})
 
     def _encode(self, batch: pa.RecordBatch) -> list[bytes]:
         payload = self.codec.encode(batch)
@@ -143,7 +143,7 @@ class PackBatches(ScalarFunction):
 class FeedPlan:
     """How a role's input is wired: the keyed stream and what the nodes will receive."""
 
-    stream: Any  # KeyedStream
+    stream: KeyedStream
     schema: pa.Schema
     node_keys: list[int]
 
@@ -174,16 +174,37 @@ def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
     t_env = table._t_env
     keys = keys_for_subtasks(nodes, DEFAULT_MAX_PARALLELISM)
     pack = udf(PackBatches(schema.serialize().to_pybytes(), keys, max_message_bytes, codec),
-               result_type=DataTypes.BYTES(), func_type="pandas")
-    packed = table.select(pack(*[col(n) for n in schema.names]).alias(PACKED_FIELD)).where(
-        col(PACKED_FIELD).is_not_null)
+               result_type=DataTypes.ROW([DataTypes.FIELD("k", DataTypes.INT()),
+                                          DataTypes.FIELD("p", DataTypes.BYTES())]),
+               func_type="pandas")
+    packed = (
+        table.select(pack(*[col(n) for n in schema.names]).alias("r"))
+        .select(col("r").get("k").alias("k"), row(col("r").get("p")).alias("v"))
+        .where(col("k").is_not_null)
+    )
     seeds = t_env.from_elements(
-        [(bytearray(k.to_bytes(KEY_BYTES, "little")),) for k in keys],
-        DataTypes.ROW([DataTypes.FIELD(PACKED_FIELD, DataTypes.BYTES())]))
+        [(k, (bytearray(),)) for k in keys],
+        DataTypes.ROW([DataTypes.FIELD("k", DataTypes.INT()),
+                       DataTypes.FIELD("v", DataTypes.ROW(
+                           [DataTypes.FIELD(PACKED_FIELD, DataTypes.BYTES())]))]))
     stream = t_env.to_data_stream(packed.union_all(seeds))
-    keyed = stream.key_by(_node_key, key_type=Types.INT())
-    return FeedPlan(keyed, schema, keys)
+    return FeedPlan(_key_by_first_field(stream), schema, keys)
 
 
-def _node_key(value: Row) -> int:
-    return int.from_bytes(value[0][:KEY_BYTES], "little")
+def _key_by_first_field(stream: DataStream) -> KeyedStream:
+    """Key ``Row(key INT, value Row(payload))`` records by their first field in the JVM.
+
+    PyFlink's ``key_by`` runs a Python key selector that sends every record through Python
+    and back just to read its key; here the key is already a column, so key by it the way
+    ``key_by`` does internally (``KeyByKeySelector`` on field 0), with no Python hop.
+    """
+    value_type = Types.ROW_NAMED([PACKED_FIELD], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
+    keyed_type = Types.ROW([Types.INT(), value_type])
+    j_stream = stream._j_data_stream
+    # The table conversion's external type info -> the plain Row type the keyed Python
+    # operator accepts (TableToDataStream emits Row objects either way).
+    j_stream.getTransformation().setOutputType(keyed_type.get_java_type_info())
+    gateway = get_gateway()
+    j_keyed = j_stream.keyBy(gateway.jvm.KeyByKeySelector(),
+                             Types.ROW([Types.INT()]).get_java_type_info())
+    return KeyedStream(j_keyed, value_type, stream)

@@ -21,7 +21,6 @@ from flink_dl.channel.ring import ChannelClosedError, FrameKind, Ring
 from flink_dl.cluster.am import AppMaster
 from flink_dl.cluster.node import ChannelSpec, NodeRunner
 from flink_dl.config import ClusterConfig
-from flink_dl.flink.feed import KEY_BYTES
 from flink_dl.flink.task_info import attempt_number, subtask_index
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ class FedNodeFunction(KeyedProcessFunction):
             if not self.started:
                 self.runner.wait_started()
                 self.started = True
-            payload = memoryview(value[0])[KEY_BYTES:]
+            payload = memoryview(value[0])
             if payload.nbytes:
                 self._send(payload)
             rows = list(self._drain(block=False)) if self.runner.output is not None else []

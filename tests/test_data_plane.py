@@ -80,6 +80,23 @@ def test_nodes_write_rows_that_a_downstream_operator_receives(process_env) -> No
     assert sorted(rows) == [(i, i / 2) for i in range(OUTPUT_ROWS)]
 
 
+def test_json_codec_carries_input_and_output(process_env) -> None:
+    t_env = StreamTableEnvironment.create(process_env)
+    table = t_env.from_elements(
+        [(i, i / 4) for i in range(500)],
+        DataTypes.ROW([DataTypes.FIELD("id", DataTypes.BIGINT()),
+                       DataTypes.FIELD("value", DataTypes.DOUBLE())]))
+    config = flink_dl.ClusterConfig(roles={"worker": 2}, entry=entries.double_ids)
+    flink_dl.add_am_role(process_env, config)
+    out = flink_dl.add_role(process_env, config, "worker", table, codec="json",
+                            output_schema=pa.schema([("id", pa.int64()),
+                                                     ("doubled", pa.float64())]))
+    rows = _collect(out, "json-codec")
+    assert sorted((r.id, r.doubled) for r in rows) == [(i, i / 2) for i in range(500)]
+    with pytest.raises(ConfigError, match="unknown codec 'nope'"):
+        flink_dl.add_role(process_env, config, "worker", table, codec="nope")
+
+
 def test_slow_node_backpressures_with_bounded_buffer(process_env) -> None:
     t_env = StreamTableEnvironment.create(process_env)
     t_env.get_config().set("python.fn-execution.arrow.batch.size", "1000")

@@ -113,7 +113,7 @@ class NodeContext:
             from flink_dl.channel.node_io import NodeInput
 
             ring = self._channel_ring("input", "has no input: pass input=... to add_role")
-            self._input = NodeInput(ring, get_codec("arrow"), self.epochs_total,
+            self._input = NodeInput(ring, get_codec(self._codec_name), self.epochs_total,
                                     Path(self.work_dir))
         return self._input
 
@@ -131,8 +131,12 @@ class NodeContext:
             assert self.channels is not None
             schema = pa.ipc.read_schema(pa.py_buffer(
                 base64.b64decode(self.channels["output_schema"])))
-            self._output = NodeOutput(ring, get_codec("arrow"), schema)
+            self._output = NodeOutput(ring, get_codec(self._codec_name), schema)
         return self._output
+
+    @property
+    def _codec_name(self) -> str:
+        return str((self.channels or {}).get("codec") or "arrow")
 
     @property
     def epoch(self) -> int:

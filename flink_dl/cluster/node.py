@@ -121,6 +121,7 @@ class ChannelSpec:
     capacity: int = 64 * 1024 * 1024
     epochs: int = 1
     output_schema: bytes | None = None  # Arrow IPC-serialised schema of ``ctx.write`` rows
+    codec: str = "arrow"  # how batches travel through the rings (flink_dl.channel.codecs)
 
 
 class NodeRunner:
@@ -281,6 +282,7 @@ class NodeRunner:
             "epochs": self.channels.epochs,
             "timeout": self.timeouts.channel,
             "output_schema": base64.b64encode(schema).decode() if schema else None,
+            "codec": self.channels.codec,
         }
 
     def _cleanup(self) -> None:

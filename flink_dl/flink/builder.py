@@ -23,6 +23,7 @@ from pyflink.datastream.connectors import Sink
 from pyflink.java_gateway import get_gateway
 from pyflink.table import Table
 
+from flink_dl.channel.codecs import get_codec
 from flink_dl.channel.ring import DEFAULT_CAPACITY, FRAME_HEADER
 from flink_dl.cluster.node import ChannelSpec
 from flink_dl.config import ClusterConfig
@@ -102,6 +103,7 @@ def add_role(
     epochs: int = 1,
     output_schema: pa.Schema | None = None,
     channel_capacity: int = DEFAULT_CAPACITY,
+    codec: str = "arrow",
 ) -> DataStream:
     """Add the nodes of ``role`` (parallelism = its count).
 
@@ -112,6 +114,8 @@ def add_role(
         output_schema: the Arrow schema of rows the nodes ``ctx.write(...)``; the returned
             stream then carries those rows (named fields), else one JSON outcome per node.
         channel_capacity: bytes of each node's shared-memory ring (bounds buffering).
+        codec: how batches travel through the rings: ``"arrow"`` (default), ``"json"``,
+            ``"pickle"`` (explicit only) or a name given to ``register_codec``.
     """
     _prepare(env, config)
     count = config.check_role(role)
@@ -128,8 +132,10 @@ def add_role(
                           f">= 65536, got {channel_capacity}")
     out_type = output_type_info(output_schema) if output_schema is not None else Types.STRING()
     schema_bytes = output_schema.serialize().to_pybytes() if output_schema is not None else None
+    get_codec(codec)  # unknown codec: ConfigError naming it, before anything starts
     channels = ChannelSpec(input=input is not None, output=output_schema is not None,
-                           capacity=channel_capacity, epochs=epochs, output_schema=schema_bytes)
+                           capacity=channel_capacity, epochs=epochs, output_schema=schema_bytes,
+                           codec=codec)
     entry_bytes = serialize_entry(config.entry)
     name = f"{config.name}-{role}"
     if input is None:
@@ -138,7 +144,7 @@ def add_role(
         stream = seed.flat_map(NodeFunction(_operator_config(config), role, entry_bytes,
                                             channels), output_type=out_type)
     else:
-        plan = feed(env, input, role, count, channel_capacity - FRAME_HEADER)
+        plan = feed(env, input, role, count, channel_capacity - FRAME_HEADER, codec)
         stream = plan.stream.process(
             FedNodeFunction(_operator_config(config), role, entry_bytes, channels,
                             schema_bytes), output_type=out_type,

@@ -69,7 +69,7 @@ class NodeFunction(FlatMapFunction):
         runner.run_in_background()
         runner.wait_started()
         assert runner.output is not None
-        yield from drain_rows(runner.output, block=True)
+        yield from drain_rows(runner.output, block=True, codec=self.channels.codec)
         runner.join()
         runner.close_channels()
 
@@ -173,12 +173,12 @@ class FedNodeFunction(KeyedProcessFunction):
 
     def _drain(self, block: bool) -> Iterator[Any]:
         assert self.runner is not None and self.runner.output is not None
-        return drain_rows(self.runner.output, block)
+        return drain_rows(self.runner.output, block, codec=self.channels.codec)
 
 
-def drain_rows(ring: Ring, block: bool) -> Iterator[Row]:
+def drain_rows(ring: Ring, block: bool, codec: str = "arrow") -> Iterator[Row]:
     """Rows the node wrote, until END (or, when not blocking, until the ring is empty)."""
-    codec = get_codec("arrow")
+    decoder = get_codec(codec)
     while True:
         try:
             frame = ring.recv_view() if block else ring.poll_view()
@@ -191,7 +191,7 @@ def drain_rows(ring: Ring, block: bool) -> Iterator[Row]:
             ring.release()
             return
         if kind is FrameKind.DATA:
-            batch = codec.decode(pa.py_buffer(bytes(view)))
+            batch = decoder.decode(pa.py_buffer(bytes(view)))
             ring.release()
             for row in batch.to_pylist():
                 yield Row(**row)

@@ -86,12 +86,17 @@ def test_wrong_secret_is_refused(config: ClusterConfig) -> None:
         am.close()
 
 
-def test_registration_heartbeat_and_finish(config: ClusterConfig) -> None:
+def _am_with_two_connections(config: ClusterConfig) -> tuple[dict, list[AMConnection]]:
+    """A running AM (its thread and outcome in the box) and two authenticated connections."""
     am = AppMaster(config)
     am.start()
     box = _run_am(am)
     address = find_am(_store(config), config, 0)
-    conns = [AMConnection(address, config, 0) for _ in range(2)]
+    return box, [AMConnection(address, config, 0) for _ in range(2)]
+
+
+def test_registration_heartbeat_and_finish(config: ClusterConfig) -> None:
+    box, conns = _am_with_two_connections(config)
     replies = _register_all(conns, ["127.0.0.1:5000", "127.0.0.1:5001"])
     assert replies[0]["cluster_spec"] == {"w": ["127.0.0.1:5000", "127.0.0.1:5001"]}
     assert replies[0] == replies[1]
@@ -111,11 +116,7 @@ def test_registration_heartbeat_and_finish(config: ClusterConfig) -> None:
 
 
 def test_silent_node_is_lost_and_fails_cluster(config: ClusterConfig) -> None:
-    am = AppMaster(config)
-    am.start()
-    box = _run_am(am)
-    address = find_am(_store(config), config, 0)
-    conns = [AMConnection(address, config, 0) for _ in range(2)]
+    box, conns = _am_with_two_connections(config)
     _register_all(conns, ["h:1", "h:2"])
     started = time.monotonic()
     while box["thread"].is_alive() and time.monotonic() - started < 10:

@@ -90,7 +90,7 @@ class NodeInput:
             for _ in source:  # an epoch the entry did not finish is still consumed
                 pass
 
-    def batches(self, copy: bool = True) -> Iterator[pa.RecordBatch]:
+    def batches(self) -> Iterator[pa.RecordBatch]:
         """Every batch of every epoch, in order (``self.epoch`` tells which epoch)."""
         for epoch in self.epochs():
             yield from epoch

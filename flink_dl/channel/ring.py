@@ -239,10 +239,9 @@ class Ring:
     def poll_view(self) -> tuple[FrameKind, memoryview] | None:
         """Like ``recv_view`` but returns ``None`` at once when no frame is waiting."""
         self.release()
-        while self._hdr.write_pos != self._hdr.read_pos:
-            kind, view = self.recv_view(timeout_s=0.001)
-            return kind, view
-        return None
+        if self._hdr.write_pos == self._hdr.read_pos:
+            return None
+        return self.recv_view(timeout_s=0.001)
 
     def release(self) -> None:
         """Give the last frame's space back to the producer."""

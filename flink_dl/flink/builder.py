@@ -144,8 +144,8 @@ def add_role(
         stream = seed.flat_map(NodeFunction(_operator_config(config), role, entry_bytes,
                                             channels), output_type=out_type)
     else:
-        plan = feed(env, input, role, count, channel_capacity - FRAME_HEADER, codec)
-        stream = plan.stream.process(
+        keyed = feed(env, input, role, count, channel_capacity - FRAME_HEADER, codec)
+        stream = keyed.process(
             FedNodeFunction(_operator_config(config), role, entry_bytes, channels,
                             schema_bytes), output_type=out_type,
         ).set_max_parallelism(DEFAULT_MAX_PARALLELISM)

@@ -15,8 +15,6 @@ Flink's final watermark fires the timer, which is the node's end-of-data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import pyarrow as pa
 from pyflink.common.typeinfo import RowTypeInfo, TypeInformation, Types
@@ -139,15 +137,6 @@ class PackBatches(ScalarFunction):
         return self._encode(batch.slice(0, half)) + self._encode(batch.slice(half))
 
 
-@dataclass(frozen=True)
-class FeedPlan:
-    """How a role's input is wired: the keyed stream and what the nodes will receive."""
-
-    stream: KeyedStream
-    schema: pa.Schema
-    node_keys: list[int]
-
-
 def as_table(env: StreamExecutionEnvironment, input: Table | DataStream,
              role: str) -> Table:
     if isinstance(input, Table):
@@ -165,8 +154,9 @@ def as_table(env: StreamExecutionEnvironment, input: Table | DataStream,
 
 
 def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
-         role: str, nodes: int, max_message_bytes: int, codec: str = "arrow") -> FeedPlan:
-    """Build the packing pipeline for ``role``'s ``nodes`` (see the module docstring)."""
+         role: str, nodes: int, max_message_bytes: int, codec: str = "arrow") -> KeyedStream:
+    """Build the packing pipeline for ``role``'s ``nodes`` (see the module docstring); returns
+    the stream keyed so that node *i*'s messages reach subtask *i*."""
     table = as_table(env, input, role)
     schema = arrow_schema_of(table)
     if not schema.names:
@@ -188,7 +178,7 @@ def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
                        DataTypes.FIELD("v", DataTypes.ROW(
                            [DataTypes.FIELD(PACKED_FIELD, DataTypes.BYTES())]))]))
     stream = t_env.to_data_stream(packed.union_all(seeds))
-    return FeedPlan(_key_by_first_field(stream), schema, keys)
+    return _key_by_first_field(stream)
 
 
 def _key_by_first_field(stream: DataStream) -> KeyedStream:

@@ -101,3 +101,10 @@ def die_mid_stream(ctx: NodeContext) -> None:
 def numpy_reader(ctx: NodeContext) -> None:
     for _ in ctx.numpy_batches(batch_size=10):
         pass
+
+
+def run_forever(ctx: NodeContext) -> None:
+    """Records its pid, then runs until killed (never looks at the stop flag)."""
+    (Path(ctx.properties["out"]) / f"{ctx.role}-{ctx.index}.pid").write_text(str(os.getpid()))
+    while True:
+        time.sleep(0.2)

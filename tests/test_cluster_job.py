@@ -79,3 +79,17 @@ def test_daemon_role_is_stopped_gracefully_after_workers(process_env, tmp_path: 
     assert (tmp_path / "ps-0.stopped").read_text() == "True"
     assert sorted(p.stem for p in tmp_path.glob("*.json")) == ["ps-0", "worker-0", "worker-1"]
     assert wait_clean(config.job_id) == {}
+
+
+def test_cancelled_job_leaves_nothing_behind(flink_env, tmp_path: Path) -> None:
+    """A job cancelled on timeout: no node process, work dir, shm or rendezvous file remains
+    (in loopback mode PyFlink cannot interrupt the operators' Python threads)."""
+    config = flink_dl.ClusterConfig(roles={"worker": 2}, entry=entries.run_forever,
+                                    properties={"out": str(tmp_path)})
+    flink_dl.add_cluster(flink_env, config)
+    with pytest.raises(flink_dl.ClusterTimeoutError, match="did not finish within"):
+        flink_dl.execute(flink_env, "cancel", timeout_s=20)
+    pids = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+    assert len(pids) == 2, "both entries were running when the job was cancelled"
+    assert wait_clean(config.job_id) == {}
+    assert not [pid for pid in pids if pid_alive(pid)]

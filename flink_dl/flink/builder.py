@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 _SERIALIZED_ENTRY = "flink_dl:serialized_entry"
 #: AM outcome streams by (environment, job id), so ``add_role`` can tie its stream to the AM.
 _AM_STREAMS: dict[tuple[int, str], DataStream] = {}
+#: Cluster configs added to each environment (by id), for ``execute``'s clean-up.
+_CONFIGS: dict[int, dict[str, ClusterConfig]] = {}
+
+
+def cluster_configs_of(env: StreamExecutionEnvironment) -> list[ClusterConfig]:
+    """The ML clusters added to ``env`` so far."""
+    return list(_CONFIGS.get(id(env), {}).values())
 _JOB_ID_KEY = "$internal.pipeline.job-id"
 
 
@@ -53,6 +60,7 @@ def _prepare(env: StreamExecutionEnvironment, config: ClusterConfig) -> None:
         raise ConfigError(
             f"env must be a pyflink StreamExecutionEnvironment, got {type(env).__name__}")
     config.validate()
+    _CONFIGS.setdefault(id(env), {})[config.job_id] = config
     _pin_flink_job_id(env, config.job_id)
     _default_python_executable(env)
 

@@ -28,22 +28,35 @@ def execute(
     poll_s: float = 0.2,
 ) -> JobOutcome:
     """Run the job and wait for it; cancel it and raise ``ClusterTimeoutError`` after
-    ``timeout_s``. A failed job raises the Flink error (it carries the node's traceback)."""
+    ``timeout_s``. A failed job raises the Flink error (it carries the node's traceback).
+    After a failure or a cancel, node processes, work dirs and rendezvous files that the
+    job's ML clusters left on this host are swept (``flink.janitor``)."""
+    from flink_dl.flink.builder import cluster_configs_of
+    from flink_dl.flink.janitor import sweep
+
+    clusters = cluster_configs_of(env)
     started = time.monotonic()
     client = env.execute_async(job_name)
     job_id = str(client.get_job_id())
     future = client.get_job_execution_result()
-    while not future.done():
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
-            log.error("job %s ran past its timeout of %ss; cancelling it", job_id, timeout_s)
-            try:
-                client.cancel().result()
-            except Exception as exc:
-                log.warning("cancelling job %s: %s", job_id, exc)
-            raise ClusterTimeoutError(f"job {job_name!r} ({job_id}) did not finish within "
-                                      f"timeout_s={timeout_s}")
-        time.sleep(poll_s)
-    result = future.result()
+    try:
+        while not future.done():
+            if timeout_s is not None and time.monotonic() - started > timeout_s:
+                log.error("job %s ran past its timeout of %ss; cancelling it", job_id,
+                          timeout_s)
+                try:
+                    client.cancel().result()
+                except Exception as exc:
+                    log.warning("cancelling job %s: %s", job_id, exc)
+                raise ClusterTimeoutError(f"job {job_name!r} ({job_id}) did not finish "
+                                          f"within timeout_s={timeout_s}")
+            time.sleep(poll_s)
+        result = future.result()
+    except BaseException:
+        # Failed or cancelled: sweep what PyFlink gave no chance to clean (this host only).
+        for config in clusters:
+            sweep([config.job_id], config.rendezvous_dir)
+        raise
     runtime = None
     with contextlib.suppress(Exception):
         runtime = int(result.get_net_runtime())

@@ -1,0 +1,54 @@
+"""Sweeping what a local job of ML clusters left behind: node processes, work dirs, rendezvous.
+
+Normally every exit path cleans up after itself. This is the safety net for the paths
+PyFlink does not give a chance to run: a cancelled job (in loopback mode PyFlink cannot
+interrupt Python threads; in process mode it kills the Python worker before ``finally``
+blocks run). It only touches this host and this user, and only artifacts named after the
+given job ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import psutil
+
+from flink_dl.cluster.node import WORK_DIR_PREFIX
+from flink_dl.cluster.rendezvous import default_rendezvous_root
+
+log = logging.getLogger(__name__)
+
+
+def sweep(job_ids: Iterable[str], rendezvous_dir: str | None = None) -> dict[str, int]:
+    """Kill node process groups, remove work dirs and rendezvous scopes of ``job_ids``."""
+    killed = removed = 0
+    for job_id in job_ids:
+        marker = f"{WORK_DIR_PREFIX}{job_id}-"
+        for proc in psutil.process_iter(["pid", "cmdline", "uids"]):
+            cmdline = " ".join(proc.info.get("cmdline") or [])
+            if marker not in cmdline or "flink_dl.cluster.node_main" not in cmdline:
+                continue
+            if proc.info["uids"] and proc.info["uids"].real != os.getuid():
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # a node process leads its own group
+                killed += 1
+        for path in Path(tempfile.gettempdir()).glob(f"{marker}*"):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        root = Path(rendezvous_dir) if rendezvous_dir else default_rendezvous_root()
+        scope = root / job_id
+        if scope.exists():
+            shutil.rmtree(scope, ignore_errors=True)
+            removed += 1
+    if killed or removed:
+        log.warning("cleaned up after the job: %d node process group(s) killed, %d dir(s) "
+                    "removed", killed, removed)
+    return {"killed": killed, "removed": removed}

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import tempfile
 import threading
@@ -253,6 +252,3 @@ def channel_table(repeats: int = 3) -> list[dict[str, object]]:
                      "ring / ring-sized": ring / region})
     return rows
 
-
-def self_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -68,7 +68,6 @@ class MessageTooLargeError(FlinkDLError, ValueError):
 
 class FrameKind(enum.IntEnum):
     DATA = 1
-    EPOCH = 2  # payload: the epoch number that just ended (ASCII)
     END = 3  # end of data
     WRAP = 4  # internal: skip to the start of the ring
     ERROR = 5  # payload: UTF-8 error text from the producer

@@ -88,9 +88,6 @@ class ClusterView:
     daemon_roles: frozenset[str]
     nodes: dict[NodeKey, NodeState] = field(default_factory=dict)
 
-    def nodes_of(self, role: str) -> dict[NodeKey, NodeState]:
-        return {k: v for k, v in self.nodes.items() if k[0] == role}
-
     def all_registered(self) -> bool:
         return all(s is not NodeState.PENDING for s in self.nodes.values())
 

@@ -183,6 +183,31 @@ def _to_numpy(table: pa.Table) -> dict[str, np.ndarray]:
     return out
 
 
+def column_to_numpy(name: str, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """One column as numpy, zero-copy where Arrow allows; nulls raise naming the column."""
+    if column.null_count:
+        raise NullValueError(f"column {name!r} has {column.null_count} null value(s); tensors "
+                             "need values (fill or filter nulls in Flink)")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) \
+            or pa.types.is_fixed_size_list(column.type):
+        offsets = None if pa.types.is_fixed_size_list(column.type) else \
+            column.offsets.to_numpy()
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        if len(column) == 0:
+            return values.reshape(0, 0)
+        width = len(values) // len(column)
+        if offsets is not None and not np.all(np.diff(offsets) == width):
+            raise ValueError(f"list column {name!r} has rows of different lengths; arrays "
+                             "need equal lengths")
+        return values.reshape(len(column), width)
+    if pa.types.is_boolean(column.type) or pa.types.is_string(column.type):
+        return column.to_numpy(zero_copy_only=False)
+    return column.to_numpy(zero_copy_only=True)
+
+
+
 class NodeOutput:
     """Writes rows to the node's output channel, checked against the declared schema."""
 

@@ -2,8 +2,8 @@
 
 Pipeline (all batched, never row by row in Python)::
 
-    Table --pandas UDF "pack" (vectorized)--> (node key, one Arrow IPC message) per Arrow
-          batch, round robin over nodes
+    Table --pandas UDF "pack" (vectorized)--> (node key, Arrow IPC message) per slice: every Arrow
+          batch is split into one slice per node
       --> union_all(one seed row per node) --> to_data_stream --> keyBy(key column, in the
           JVM) --> node operator (KeyedProcessFunction, parallelism = node count)
 
@@ -94,7 +94,7 @@ def output_type_info(schema: pa.Schema) -> RowTypeInfo:
 
 
 class PackBatches(ScalarFunction):
-    """Pandas UDF: packs each Arrow batch it receives into one message for one node."""
+    """Pandas UDF: packs each Arrow batch it receives into one message per node."""
 
     def __init__(self, schema_bytes: bytes, node_keys: list[int], max_message_bytes: int,
                  codec: str) -> None:
@@ -115,11 +115,25 @@ class PackBatches(ScalarFunction):
         batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
         keys = pd.Series([None] * batch.num_rows, dtype=object)
         payloads = pd.Series([None] * batch.num_rows, dtype=object)
-        for i, payload in enumerate(self._encode(batch)):
+        for i, payload in enumerate(self._encode_split(batch)):
             keys.iloc[i] = self.node_keys[self.next_node]
             payloads.iloc[i] = payload
             self.next_node = (self.next_node + 1) % len(self.node_keys)
         return pd.DataFrame({"k": keys, "p": payloads})
+
+    def _encode_split(self, batch: pa.RecordBatch) -> list[bytes]:
+        """Slice the batch into one near-equal part per node (each node gets ~1/N of every
+        batch, so shares stay balanced however Flink sizes its batches)."""
+        parts = min(len(self.node_keys), batch.num_rows)
+        if parts <= 1:
+            return self._encode(batch)
+        step, extra = divmod(batch.num_rows, parts)
+        messages, offset = [], 0
+        for i in range(parts):
+            size = step + (1 if i < extra else 0)
+            messages.extend(self._encode(batch.slice(offset, size)))
+            offset += size
+        return messages
 
     def _encode(self, batch: pa.RecordBatch) -> list[bytes]:
         payload = self.codec.encode(batch)

@@ -1,0 +1,1 @@
+"""Inference on Flink: a ``ModelHandler`` interface, in-operator and distributed predict."""

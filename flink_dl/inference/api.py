@@ -1,0 +1,54 @@
+"""``ModelHandler``: the one interface a framework adapter implements for inference.
+
+A handler says which input columns the model reads (``features``), which columns it adds
+(``outputs``, Arrow types), how to load the model (optionally one version of a
+``ModelStore``) and how to run it on a batch of numpy columns. Everything else (loading
+once per operator, batching, following new versions, tagging rows with the version) is the
+framework-neutral ``ModelRunner``'s job.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from flink_dl.models.store import ModelVersion
+
+VERSION_COLUMN = "model_version"
+
+
+class ModelHandler(ABC):
+    """Loads a model and runs it on column batches (one adapter per framework)."""
+
+    #: Input columns the model reads, in order.
+    features: Sequence[str]
+    #: Prediction columns it adds: name -> Arrow type.
+    outputs: Mapping[str, pa.DataType]
+    #: Largest batch handed to ``run`` at once (rows).
+    batch_size: int = 4096
+
+    def model_dir(self) -> str | None:
+        """A ``ModelStore`` directory to follow (new versions are picked up), or ``None``."""
+        return None
+
+    def setup(self) -> None:  # noqa: B027 - optional hook
+        """Called once per process before the first load (e.g. thread settings)."""
+
+    @abstractmethod
+    def load(self, version: ModelVersion | None) -> Any:
+        """Load the model (``version`` is set when following a model directory)."""
+
+    @abstractmethod
+    def run(self, model: Any, columns: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        """Predict for one batch: feature columns in, one array per output column out."""
+
+    def output_schema(self) -> pa.Schema:
+        """The columns ``predict`` appends (plus ``model_version`` when following a dir)."""
+        fields = [pa.field(name, dtype) for name, dtype in self.outputs.items()]
+        if self.model_dir() is not None:
+            fields.append(pa.field(VERSION_COLUMN, pa.int32()))
+        return pa.schema(fields)

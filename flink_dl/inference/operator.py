@@ -1,0 +1,133 @@
+"""In-operator batched inference: a vectorized (pandas) UDF that holds the model.
+
+Flink hands the UDF Arrow batches (``python.fn-execution.arrow.batch.size`` rows, which
+``predict`` sets from the handler's ``batch_size``); the model is loaded once per subtask in
+``open`` and runs on whole batches, never row by row.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pyflink.datastream import DataStream
+from pyflink.table import DataTypes, StreamTableEnvironment, Table
+from pyflink.table.expressions import col
+from pyflink.table.types import DataType
+from pyflink.table.udf import FunctionContext, ScalarFunction, udf
+
+from flink_dl.errors import ConfigError
+from flink_dl.flink.feed import arrow_schema_of
+from flink_dl.inference.api import ModelHandler
+from flink_dl.inference.runner import ModelRunner
+
+log = logging.getLogger(__name__)
+
+_PRED = "__flink_dl_prediction"
+
+
+def flink_data_type(name: str, arrow_type: pa.DataType) -> DataType:
+    """The Flink Table type of an output column of ``arrow_type``."""
+    simple = [
+        (pa.types.is_int8, DataTypes.TINYINT()), (pa.types.is_int16, DataTypes.SMALLINT()),
+        (pa.types.is_int32, DataTypes.INT()), (pa.types.is_int64, DataTypes.BIGINT()),
+        (pa.types.is_float32, DataTypes.FLOAT()), (pa.types.is_float64, DataTypes.DOUBLE()),
+        (pa.types.is_boolean, DataTypes.BOOLEAN()), (pa.types.is_string, DataTypes.STRING()),
+    ]
+    for check, data_type in simple:
+        if check(arrow_type):
+            return data_type
+    if pa.types.is_list(arrow_type):
+        return DataTypes.ARRAY(flink_data_type(f"{name}[]", arrow_type.value_type))
+    raise ConfigError(f"output column {name!r}: Arrow type {arrow_type} has no Flink Table "
+                      "type here; use ints, floats, bools, strings or lists of them")
+
+
+class PredictUDF(ScalarFunction):
+    """Pandas UDF: feature columns in, a ROW of prediction columns out."""
+
+    def __init__(self, handler: ModelHandler, poll_interval_s: float,
+                 model_wait_s: float) -> None:
+        self.handler = handler
+        self.poll_interval_s = poll_interval_s
+        self.model_wait_s = model_wait_s
+        self.runner: ModelRunner | None = None
+
+    def open(self, function_context: FunctionContext) -> None:
+        self.runner = ModelRunner(self.handler, self.poll_interval_s, self.model_wait_s)
+        self.runner.open()
+
+    def eval(self, *columns: pd.Series) -> pd.DataFrame:
+        assert self.runner is not None
+        inputs = {name: _series_to_numpy(series) for name, series in
+                  zip(self.handler.features, columns, strict=True)}
+        out = self.runner.predict(inputs)
+        return pd.DataFrame({k: _as_column(v) for k, v in out.items()})
+
+
+def _series_to_numpy(series: pd.Series) -> np.ndarray:
+    values = series.to_numpy()
+    if values.dtype == object and len(values) and isinstance(values[0], np.ndarray | list):
+        return np.stack([np.asarray(v) for v in values])  # ARRAY column -> (rows, width)
+    return values
+
+
+def _as_column(values: np.ndarray) -> np.ndarray | list:
+    return list(values) if values.ndim > 1 else values
+
+
+def predict(input: Table | DataStream, handler: ModelHandler, *,
+            poll_interval_s: float = 1.0, model_wait_s: float = 300.0,
+            set_batch_size: bool = True) -> Table | DataStream:
+    """The input with ``handler``'s prediction columns appended (a Table for a Table, a
+    DataStream of named rows for a DataStream).
+
+    Args:
+        poll_interval_s: how often a handler that follows a model directory checks for a
+            new version.
+        model_wait_s: how long to wait for a first version to appear in that directory.
+        set_batch_size: set the job's ``python.fn-execution.arrow.batch.size`` to the
+            handler's ``batch_size`` (it applies to every pandas UDF of the job).
+    """
+    table, t_env = _as_table(input)
+    schema = arrow_schema_of(table)
+    missing = [f for f in handler.features if f not in schema.names]
+    if missing:
+        raise ConfigError(f"predict: feature column(s) {missing} are not in the input; it has "
+                          f"{schema.names}")
+    out_schema = handler.output_schema()
+    clash = [f for f in out_schema.names if f in schema.names]
+    if clash:
+        raise ConfigError(f"predict: output column(s) {clash} already exist in the input; "
+                          "rename them in the handler's outputs")
+    if set_batch_size:
+        t_env.get_config().set("python.fn-execution.arrow.batch.size", str(handler.batch_size))
+        bundle = t_env.get_config().get("python.fn-execution.bundle.size", "100000")
+        if int(bundle) < handler.batch_size:
+            t_env.get_config().set("python.fn-execution.bundle.size", str(handler.batch_size))
+    result_type = DataTypes.ROW([DataTypes.FIELD(f.name, flink_data_type(f.name, f.type))
+                                 for f in out_schema])
+    fn = udf(PredictUDF(handler, poll_interval_s, model_wait_s), result_type=result_type,
+             func_type="pandas")
+    predicted = table.add_columns(fn(*[col(f) for f in handler.features]).alias(_PRED))
+    result = predicted.select(*[col(n) for n in schema.names],
+                              *[col(_PRED).get(n).alias(n) for n in out_schema.names])
+    return result if isinstance(input, Table) else t_env.to_data_stream(result)
+
+
+def _as_table(input: Table | DataStream) -> tuple[Table, StreamTableEnvironment]:
+    if isinstance(input, Table):
+        return input, input._t_env
+    if isinstance(input, DataStream):
+        from pyflink.datastream import StreamExecutionEnvironment
+
+        from flink_dl.flink.feed import as_table
+
+        j_env = input._j_data_stream.getExecutionEnvironment()
+        env = StreamExecutionEnvironment(j_env)
+        table = as_table(env, input, "predict")
+        return table, table._t_env
+    raise ConfigError(f"predict: input must be a pyflink Table or DataStream, got "
+                      f"{type(input).__name__}")

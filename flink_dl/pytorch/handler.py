@@ -1,0 +1,197 @@
+"""PyTorch adapter of the inference ``ModelHandler``, and ``predict`` for PyTorch models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import Table
+
+from flink_dl.errors import ConfigError
+from flink_dl.flink.entry import serialize_entry
+from flink_dl.inference.api import ModelHandler
+from flink_dl.models.store import MANIFEST, ModelStore, ModelVersion
+from flink_dl.pytorch.config import STATE_DICT_FILE, TORCHSCRIPT_FILE
+
+
+class TorchModelHandler(ModelHandler):
+    """Runs a PyTorch model on feature columns.
+
+    Args:
+        model: a TorchScript file, a ``state_dict`` file (needs ``factory``), one published
+            version directory, or a model directory (``TorchConfig.model_dir``) whose newest
+            version is served and followed as new versions appear.
+        features: input columns; scalar columns are stacked into a ``(rows, features)``
+            float32 tensor, one ARRAY column becomes it directly.
+        factory: builds the ``nn.Module`` a state_dict is loaded into.
+        outputs: prediction columns, name -> Arrow type (default ``prediction: float32``).
+            A model output of shape ``(rows, 1)`` or ``(rows,)`` fills one column, one of shape
+            ``(rows, k)`` fills ``k`` columns, or one list column.
+        postprocess: maps the model's output tensor to an array or a dict of arrays per
+            output column (e.g. ``lambda y: y.argmax(1)``).
+        batch_size: rows per forward pass (and Flink's Arrow batch size in ``predict``).
+        num_threads: torch intra-op threads per operator subtask / node.
+    """
+
+    def __init__(self, model: str | Path, features: Sequence[str], *,
+                 factory: Callable[[], Any] | None = None,
+                 outputs: Mapping[str, pa.DataType] | None = None,
+                 postprocess: Callable[[Any], Any] | None = None,
+                 batch_size: int = 4096, num_threads: int = 1, device: str = "cpu") -> None:
+        if not features or not all(isinstance(f, str) for f in features):
+            raise ConfigError(f"features must be a non-empty list of column names, "
+                              f"got {features!r}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        path = Path(model)
+        if not path.exists() and path.suffix:
+            raise ConfigError(f"model {str(path)!r} does not exist (a path without a suffix "
+                              "is taken as a model directory that training will fill)")
+        self.model_path = str(path)
+        self.features = list(features)
+        self.outputs = dict(outputs or {"prediction": pa.float32()})
+        self.batch_size = batch_size
+        self.num_threads = num_threads
+        self.device = device
+        self._factory = serialize_entry(factory) if factory is not None else None
+        self._postprocess = serialize_entry(postprocess) if postprocess is not None else None
+
+    # ---------------------------------------------------------------- ModelHandler
+    def model_dir(self) -> str | None:
+        path = Path(self.model_path)
+        if path.is_file() or (path / MANIFEST).exists():
+            return None
+        return self.model_path
+
+    def setup(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.num_threads)
+
+    def load(self, version: ModelVersion | None) -> Any:
+        import torch
+
+        if version is not None:
+            directory = Path(version.path)
+        elif Path(self.model_path).is_dir():  # one version directory
+            directory = Path(ModelStore(Path(self.model_path).parent).open(
+                int(Path(self.model_path).name[1:])).path)
+        else:
+            directory = None
+        if directory is not None:
+            scripted = directory / TORCHSCRIPT_FILE
+            path = scripted if scripted.exists() and self._factory is None else \
+                directory / STATE_DICT_FILE
+        else:
+            path = Path(self.model_path)
+        model = self._load_file(path, torch)
+        model.eval()
+        return model.to(self.device)
+
+    def _load_file(self, path: Path, torch: Any) -> Any:
+        try:
+            return torch.jit.load(str(path), map_location=self.device)
+        except (RuntimeError, ValueError):
+            pass  # not TorchScript: a state_dict
+        if self._factory is None:
+            raise ConfigError(f"model {str(path)!r} is a state_dict: pass factory=... to build "
+                              "the module it loads into")
+        module = self._callable(self._factory)()
+        module.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        return module
+
+    def run(self, model: Any, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        arrays = [np.asarray(columns[f]) for f in self.features]
+        x = arrays[0] if len(arrays) == 1 and arrays[0].ndim == 2 else np.stack(arrays, axis=1)
+        with torch.inference_mode():
+            y = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+                      .to(self.device))
+            if self._postprocess is not None:
+                y = self._callable(self._postprocess)(y)
+        return self._split(y)
+
+    def _split(self, y: Any) -> dict[str, np.ndarray]:
+        names = list(self.outputs)
+        if isinstance(y, Mapping):
+            return {k: _numpy(v) for k, v in y.items()}
+        y = _numpy(y)
+        if len(names) == 1:
+            dtype = self.outputs[names[0]]
+            if pa.types.is_list(dtype):
+                return {names[0]: y.reshape(len(y), -1)}
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y[:, 0]
+            if y.ndim != 1:
+                raise ValueError(f"the model output has shape {tuple(y.shape)}; output "
+                                 f"{names[0]!r} takes one value per row (use postprocess=, "
+                                 "or a list type)")
+            return {names[0]: y}
+        if y.ndim != 2 or y.shape[1] != len(names):
+            raise ValueError(f"the model output has shape {tuple(y.shape)}, not (rows, "
+                             f"{len(names)}) for outputs {names}")
+        return {name: y[:, i] for i, name in enumerate(names)}
+
+    def _callable(self, blob: bytes) -> Callable[..., Any]:
+        import cloudpickle
+
+        from flink_dl.config import resolve_entry
+
+        cache = self.__dict__.setdefault("_callables", {})
+        if blob not in cache:
+            cache[blob] = resolve_entry(cloudpickle.loads(blob))
+        return cache[blob]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_callables", None)
+        return state
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def predict(input: Table | DataStream, model: str | Path | TorchModelHandler,
+            features: Sequence[str] | None = None, **options: Any) -> Table | DataStream:
+    """In-operator batched inference with a PyTorch model: the input with prediction columns
+    appended. ``model`` is a ``TorchModelHandler`` or its ``model`` argument (then
+    ``features`` and handler ``options`` such as ``factory``/``outputs`` apply)."""
+    from flink_dl.inference.operator import predict as run_predict
+
+    runner_keys = {"poll_interval_s", "model_wait_s", "set_batch_size"}
+    runner_options = {k: options.pop(k) for k in list(options) if k in runner_keys}
+    handler = _handler(model, features, options)
+    return run_predict(input, handler, **runner_options)
+
+
+def predict_distributed(env: StreamExecutionEnvironment, input: Table | DataStream,
+                        model: str | Path | TorchModelHandler, nodes: int,
+                        features: Sequence[str] | None = None,
+                        **options: Any) -> DataStream:
+    """Inference by an ML cluster of ``nodes`` processes (see ``flink_dl.inference``)."""
+    from flink_dl.inference.distributed import predict_distributed as run_distributed
+
+    cluster_keys = {"timeouts", "name", "poll_interval_s", "model_wait_s", "channel_capacity"}
+    cluster_options = {k: options.pop(k) for k in list(options) if k in cluster_keys}
+    handler = _handler(model, features, options)
+    return run_distributed(env, input, handler, nodes, **cluster_options)
+
+
+def _handler(model: str | Path | TorchModelHandler, features: Sequence[str] | None,
+             options: dict[str, Any]) -> TorchModelHandler:
+    if isinstance(model, TorchModelHandler):
+        if features is not None or options:
+            raise ConfigError("pass features and handler options to TorchModelHandler, not "
+                              "to predict, when giving a handler")
+        return model
+    if features is None:
+        raise ConfigError("predict needs features=[...] (the input columns the model reads)")
+    return TorchModelHandler(model, features, **options)

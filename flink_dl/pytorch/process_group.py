@@ -1,0 +1,101 @@
+"""Bringing up ``torch.distributed`` in a rank's process from the ML cluster spec.
+
+Rank 0's node holds a reserved port (bound since before the spec was published); the
+rendezvous ``TCPStore`` listens on that very socket (``master_listen_fd``), so no port is
+ever guessed or raced for. Every rank gets ``MASTER_ADDR``/``MASTER_PORT``, ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE`` as torchrun would set them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from flink_dl.cluster.context import NodeContext
+from flink_dl.errors import ClusterTimeoutError
+
+log = logging.getLogger(__name__)
+
+#: The listening socket behind rank 0's store must outlive the store.
+_MASTER_SOCKET: list[socket.socket] = []
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    backend: str
+    device: torch.device
+    master: str
+
+
+def torchrun_env(ctx: NodeContext) -> dict[str, str]:
+    """The torchrun-style variables for this node, from the cluster spec."""
+    addresses = ctx.cluster_spec[ctx.role]
+    hosts = [a.rsplit(":", 1)[0] for a in addresses]
+    master_host, master_port = addresses[0].rsplit(":", 1)
+    local_rank = hosts[: ctx.index].count(hosts[ctx.index])
+    return {
+        "MASTER_ADDR": master_host, "MASTER_PORT": master_port, "RANK": str(ctx.index),
+        "WORLD_SIZE": str(len(addresses)), "LOCAL_RANK": str(local_rank),
+        "LOCAL_WORLD_SIZE": str(hosts.count(hosts[ctx.index])),
+        "GROUP_RANK": str(sorted(set(hosts), key=hosts.index).index(hosts[ctx.index])),
+    }
+
+
+def init_process_group(ctx: NodeContext, backend: str, setup_timeout_s: float,
+                       collective_timeout_s: float) -> GroupInfo:
+    """Create the default process group; ``backend`` "auto" picks nccl when every rank has a
+    GPU, else gloo. Raises ``ClusterTimeoutError`` when peers do not show up in time."""
+    env = torchrun_env(ctx)
+    os.environ.update(env)
+    rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+    host, port = env["MASTER_ADDR"], int(env["MASTER_PORT"])
+    setup = datetime.timedelta(seconds=setup_timeout_s)
+    try:
+        if rank == 0:
+            sock = ctx.reserved_socket()
+            sock.listen(max(128, world))
+            _MASTER_SOCKET.append(sock)
+            store = dist.TCPStore(host, port, world, True, timeout=setup,
+                                  wait_for_workers=False, master_listen_fd=sock.fileno())
+        else:
+            store = dist.TCPStore(host, port, world, False, timeout=setup)
+        has_gpu = torch.cuda.is_available()
+        store.set(f"flink_dl/gpu/{rank}", "1" if has_gpu else "0")
+        keys = [f"flink_dl/gpu/{r}" for r in range(world)]
+        store.wait(keys, setup)
+        every_rank_has_gpu = all(store.get(k) == b"1" for k in keys)
+    except (RuntimeError, dist.DistStoreError) as exc:
+        raise ClusterTimeoutError(
+            f"rank {rank}: torch.distributed rendezvous at {host}:{port} failed within "
+            f"timeouts.rendezvous={setup_timeout_s}s: {exc}") from exc
+    if backend == "auto":
+        backend = "nccl" if every_rank_has_gpu else "gloo"
+    if backend == "nccl":
+        local_rank = int(env["LOCAL_RANK"])
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=collective_timeout_s))
+    log.info("rank %d/%d: process group up (%s, master %s:%d)", rank, world, backend, host,
+             port)
+    return GroupInfo(rank, world, int(env["LOCAL_RANK"]), int(env["LOCAL_WORLD_SIZE"]),
+                     backend, device, f"{host}:{port}")
+
+
+def destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    while _MASTER_SOCKET:
+        _MASTER_SOCKET.pop().close()

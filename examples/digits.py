@@ -6,7 +6,7 @@ split across the ranks as Arrow batches through shared memory, each rank trains 
 replica, rank 0 publishes the model into a versioned model directory. A second Flink job
 then runs batch inference on the held-out table with the saved model and prints accuracy.
 
-    python examples/digits.py [--workers 2] [--epochs 30] [--model-dir DIR]
+    python examples/digits.py [--workers 2] [--epochs 15] [--model-dir DIR]
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ def load_split(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
         frame.iloc[order[cut:]].reset_index(drop=True)
 
 
-def make_model():  # noqa: ANN201 - torch is imported lazily
+def make_model():
     import torch
 
     return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(),
                                torch.nn.Linear(128, 10))
 
 
-def train_entry(ctx) -> dict:  # noqa: ANN001 - a flink_dl.pytorch.TorchContext
+def train_entry(ctx) -> dict:
     """Runs in every rank's process once the process group is up."""
     import torch
 
@@ -67,7 +67,7 @@ def train_entry(ctx) -> dict:  # noqa: ANN001 - a flink_dl.pytorch.TorchContext
             optimizer.step()
             step += 1
             seen += len(batch["label"])
-            total_loss += float(loss) * len(batch["label"])
+            total_loss += loss.item() * len(batch["label"])
             if audit:
                 ids.append(batch["id"].numpy().copy())
         elapsed = time.perf_counter() - started
@@ -83,8 +83,8 @@ def train_entry(ctx) -> dict:  # noqa: ANN001 - a flink_dl.pytorch.TorchContext
     return {"rank": ctx.rank, "steps": step}
 
 
-def train(model_dir: str, workers: int = 2, epochs: int = 30,
-          properties: dict[str, str] | None = None) -> list[dict]:
+def train(model_dir: str, workers: int = 2, epochs: int = 15,
+          properties: dict[str, str] | None = None, env=None) -> list[dict]:  # noqa: ANN001
     """Run the training job; returns its events (metrics and model versions)."""
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
@@ -93,7 +93,7 @@ def train(model_dir: str, workers: int = 2, epochs: int = 30,
     from flink_dl.pytorch import train as torch_train
 
     train_frame, _ = load_split()
-    env = StreamExecutionEnvironment.get_execution_environment()
+    env = env or StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
     table = t_env.from_pandas(train_frame)
     config = TorchConfig(world_size=workers, entry=train_entry, epochs=epochs,
@@ -103,7 +103,7 @@ def train(model_dir: str, workers: int = 2, epochs: int = 30,
         return [row.as_dict() for row in results]
 
 
-def evaluate(model_dir: str) -> tuple[float, int]:
+def evaluate(model_dir: str, env=None) -> tuple[float, int]:  # noqa: ANN001
     """Batch inference on the held-out images with the newest saved model: accuracy, rows."""
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
@@ -111,7 +111,7 @@ def evaluate(model_dir: str) -> tuple[float, int]:
     from flink_dl.pytorch import predict
 
     _, held_out = load_split()
-    env = StreamExecutionEnvironment.get_execution_environment()
+    env = env or StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
     table = t_env.from_pandas(held_out[["id", *PIXELS, "label"]])
     predicted = predict(table, model_dir, features=PIXELS,
@@ -127,7 +127,7 @@ def evaluate(model_dir: str) -> tuple[float, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--model-dir", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
@@ -140,11 +140,14 @@ def main(argv: list[str] | None = None) -> int:
              args.workers, args.epochs, model_dir)
     events = train(model_dir, args.workers, args.epochs)
     train_s = time.monotonic() - started
-    for event in sorted((e for e in events if e["kind"] == "metrics"),
-                        key=lambda e: (e["epoch"], e["rank"])):
-        metrics = json.loads(event["metrics"])
-        print(f"epoch {event['epoch']:3d} rank {event['rank']} loss {metrics['loss']:.4f} "
-              f"samples {metrics['samples']:5d} samples/s {metrics['samples_per_s']:9.0f}")
+    by_epoch: dict[int, list[dict]] = {}
+    for event in (e for e in events if e["kind"] == "metrics"):
+        by_epoch.setdefault(event["epoch"], []).append(json.loads(event["metrics"]))
+    print("epoch  mean loss  samples (all ranks)  samples/s (all ranks)")
+    for epoch, ranks in sorted(by_epoch.items()):
+        print(f"{epoch:5d}  {np.mean([m['loss'] for m in ranks]):9.4f}  "
+              f"{sum(m['samples'] for m in ranks):19d}  "
+              f"{sum(m['samples_per_s'] for m in ranks):21.0f}")
     versions = [e for e in events if e["kind"] == "model"]
     print(f"training job: {train_s:.1f}s; model version {versions[-1]['version']} at "
           f"{versions[-1]['path']}")

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -184,8 +185,9 @@ class TorchContext:
             state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
             torch.save(state, directory / STATE_DICT_FILE)
             if torchscript:
-                torch.jit.save(torch.jit.script(module.cpu() if self.device.type != "cpu"
-                                                else module), directory / TORCHSCRIPT_FILE)
+                with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    torch.jit.save(torch.jit.script(module.cpu()), directory / TORCHSCRIPT_FILE)
                 module.to(self.device)
 
         epoch = self.epoch if epoch is None else epoch

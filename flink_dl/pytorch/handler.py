@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,9 @@ class TorchModelHandler(ModelHandler):
 
     def _load_file(self, path: Path, torch: Any) -> Any:
         try:
-            return torch.jit.load(str(path), map_location=self.device)
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return torch.jit.load(str(path), map_location=self.device)
         except (RuntimeError, ValueError):
             pass  # not TorchScript: a state_dict
         if self._factory is None:

@@ -84,7 +84,7 @@ def train_entry(ctx) -> dict:
 
 
 def train(model_dir: str, workers: int = 2, epochs: int = 15,
-          properties: dict[str, str] | None = None, env=None) -> list[dict]:  # noqa: ANN001
+          properties: dict[str, str] | None = None, env=None) -> list[dict]:
     """Run the training job; returns its events (metrics and model versions)."""
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
@@ -103,7 +103,7 @@ def train(model_dir: str, workers: int = 2, epochs: int = 15,
         return [row.as_dict() for row in results]
 
 
-def evaluate(model_dir: str, env=None) -> tuple[float, int]:  # noqa: ANN001
+def evaluate(model_dir: str, env=None) -> tuple[float, int]:
     """Batch inference on the held-out images with the newest saved model: accuracy, rows."""
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment

@@ -21,32 +21,31 @@ WEIGHTS = [2.0, -1.0, 0.5, 0.25]
 log = logging.getLogger("streaming")
 
 
-def make_model():  # noqa: ANN201
+def make_model():
     import torch
 
     return torch.nn.Linear(len(FEATURES), 1)
 
 
-def stream_entry(ctx) -> None:  # noqa: ANN001 - a flink_dl.pytorch.TorchContext
+def stream_entry(ctx) -> None:
     """Train on the endless input; publish versions as ``TorchConfig`` asks."""
     import torch
 
     torch.manual_seed(0)
     model = ctx.prepare_model(make_model())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    step = 0
-    for batch in ctx.dataloader(int(ctx.properties.get("batch_size", "64")),
-                                features=FEATURES, label="y"):
+    loader = ctx.dataloader(int(ctx.properties.get("batch_size", "64")), features=FEATURES,
+                            label="y")
+    for step, batch in enumerate(loader, start=1):
         loss = torch.nn.functional.mse_loss(model(batch["features"]).squeeze(1),
                                             batch["label"])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        step += 1
         ctx.maybe_save_model(model, step=step, metrics={"loss": loss.item()})
 
 
-def source_table(t_env, name: str, rows_per_second: int):  # noqa: ANN001, ANN201
+def source_table(t_env, name: str, rows_per_second: int):
     """An unbounded table of random features and the label ``y = x . WEIGHTS``."""
     fields = ", ".join(f"{f} FLOAT" for f in FEATURES)
     bounds = ", ".join(f"'fields.{f}.min'='-1', 'fields.{f}.max'='1'" for f in FEATURES)
@@ -58,7 +57,7 @@ def source_table(t_env, name: str, rows_per_second: int):  # noqa: ANN001, ANN20
                            f"FROM {name}")
 
 
-def build(env, model_dir: str, export_every_steps: int = 200,  # noqa: ANN001, ANN201
+def build(env, model_dir: str, export_every_steps: int = 200,
           train_rows_per_s: int = 5000, predict_rows_per_s: int = 20):
     """Add both pipelines to ``env``; returns (training events, predictions) streams."""
     from pyflink.table import StreamTableEnvironment
@@ -86,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from pyflink.datastream import StreamExecutionEnvironment
 
+    import flink_dl
     from flink_dl.models import ModelStore
 
     model_dir = args.model_dir or tempfile.mkdtemp(prefix="flink-dl-stream-")
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.seconds)
     finally:
         client.cancel().result()
+        flink_dl.cleanup(env)  # node processes, work dirs of the cancelled job
     store = ModelStore(model_dir)
     print(f"published {len(store.version_numbers())} model versions in {model_dir}")
     return 0

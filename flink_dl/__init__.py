@@ -30,12 +30,13 @@ _EXPORTS = {
     "add_role": "flink_dl.flink.builder",
     "JobOutcome": "flink_dl.flink.execute",
     "execute": "flink_dl.flink.execute",
+    "cleanup": "flink_dl.flink.execute",
 }
 
 __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
     "NodeContext", "ClusterConfig", "Timeouts", "AuthenticationError", "ClusterFailedError",
     "ClusterTimeoutError", "ConfigError", "FlinkDLError", "NodeFailedError", "add_am_role",
-    "add_cluster", "add_role", "JobOutcome", "execute",
+    "add_cluster", "add_role", "JobOutcome", "execute", "cleanup",
 ]
 
 
@@ -64,4 +65,4 @@ if TYPE_CHECKING:
         NodeFailedError,
     )
     from flink_dl.flink.builder import add_am_role, add_cluster, add_role
-    from flink_dl.flink.execute import JobOutcome, execute
+    from flink_dl.flink.execute import JobOutcome, cleanup, execute

@@ -18,6 +18,7 @@ from pyflink.table import StreamTableEnvironment
 
 import flink_dl
 from examples import digits, streaming
+from flink_dl.flink.builder import cluster_configs_of
 from flink_dl.models import ModelStore
 from flink_dl.pytorch import TorchConfig, TorchModelHandler, predict, predict_distributed, train
 from tests import torch_entries
@@ -79,7 +80,7 @@ def test_uneven_shares_do_not_hang_ddp(process_env, tmp_path: Path) -> None:
     assert steps[1] == 4 and steps[0] > 4 * 10, steps  # rank 0 ran far longer
     weights = [torch.load(tmp_path / f"weights-{r}.pt") for r in (0, 1)]
     assert _weights_equal(*weights), "joined ranks must stay in sync"
-    wait_clean(config.job_id)
+    assert not wait_clean(config.job_id)
 
 
 def _save_model(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
@@ -164,7 +165,6 @@ def test_streaming_training_publishes_versions_and_predictor_follows(process_env
     reader = threading.Thread(target=read_models, daemon=True)
     reader.start()
     client = process_env.execute_async("streaming")
-    job_id = client.get_job_id()
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -175,11 +175,12 @@ def test_streaming_training_publishes_versions_and_predictor_follows(process_env
             time.sleep(1)
         else:
             pytest.fail("no 3 model versions / no version change within 240 s")
-        status = str(client.get_job_status().result())
+        status = client.get_job_status().result().name
     finally:
         stop.set()
         client.cancel().result()
         reader.join()
+        flink_dl.cleanup(process_env)
     assert status == "RUNNING", status  # the predictor switched versions without a restart
     published = ModelStore(model_dir).version_numbers()
     assert len(published) >= 3
@@ -194,4 +195,5 @@ def test_streaming_training_publishes_versions_and_predictor_follows(process_env
     assert len(version_events) >= 1, "model versions also leave the job as a stream"
     assert not torn, torn[:1]
     assert loads, "the concurrent reader loaded models"
-    assert str(job_id)
+    for config in cluster_configs_of(process_env):
+        assert not wait_clean(config.job_id)

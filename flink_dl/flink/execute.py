@@ -61,3 +61,17 @@ def execute(
     with contextlib.suppress(Exception):
         runtime = int(result.get_net_runtime())
     return JobOutcome(job_id, time.monotonic() - started, runtime)
+
+
+def cleanup(env: StreamExecutionEnvironment) -> dict[str, int]:
+    """Sweep what the ML clusters of ``env`` left on this host after a job you cancelled
+    yourself (e.g. after ``env.execute_async(...)`` and ``client.cancel()``): node process
+    groups, work dirs and rendezvous files. ``execute`` does this on its own."""
+    from flink_dl.flink.builder import cluster_configs_of
+    from flink_dl.flink.janitor import sweep
+
+    totals = {"killed": 0, "removed": 0}
+    for config in cluster_configs_of(env):
+        for key, value in sweep([config.job_id], config.rendezvous_dir).items():
+            totals[key] += value
+    return totals

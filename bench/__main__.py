@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+from pathlib import Path
 
-from bench import cluster_startup, data_plane
+# Node processes and Flink's Python workers import this package's entries and models.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if p)
+
+from bench import cluster_startup, data_plane, inference, training
 
 
 def _fmt(value: object) -> str:
@@ -29,12 +35,12 @@ def print_table(title: str, rows: list[dict[str, object]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["startup", "channel", "ingest", "memory"],
+    parser.add_argument("--only", choices=["startup", "channel", "ingest", "memory", "w1", "w3"],
                         action="append", help="run only these benchmarks (default: all)")
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    only = set(args.only or ["startup", "channel", "ingest", "memory"])
+    only = set(args.only or ["startup", "channel", "ingest", "memory", "w1", "w3"])
     if "startup" in only:
         print_table("ML cluster start-up, 6 nodes, local mini-cluster (median of "
                     f"{args.repeats}; baseline = same topology of no-op Python operators)",
@@ -49,6 +55,13 @@ def main() -> None:
     if "memory" in only:
         print_table("Peak memory as the input grows (1 node, datagen)",
                     data_plane.memory_growth((args.rows // 2, args.rows * 2)))
+    if "w1" in only:
+        print_table(f"W1: CSV -> DDP training, {args.rows:,} rows x 16 float32 + label, MLP "
+                    "16-64-64-1, batch 1024 per worker, 2 workers, 1 epoch",
+                    training.w1_table(args.rows))
+    if "w3" in only:
+        print_table(f"W3: batch inference, {args.rows:,} rows, MLP 16-256-256-1, batches of "
+                    "4096, 1 torch thread per process", inference.w3_table(args.rows))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``flink-dl`` command line: ``flink-dl demo``."""
+"""``flink-dl`` command line: ``flink-dl cluster-demo`` (the PyTorch demo is
+``examples/digits.py``, the README's demo command)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flink-dl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="run the demo on the embedded Flink mini-cluster")
+    p_demo = sub.add_parser("cluster-demo", help="run a worker:N + ps:1 ML cluster on the "
+                            "embedded Flink mini-cluster and show what each node saw")
     p_demo.add_argument("--workers", type=int, default=2)
     p_demo.set_defaults(func=demo)
     args = parser.parse_args(argv)

@@ -1,0 +1,115 @@
+"""W3: batch inference (issue 4), against plain PyTorch on the same batches in one process.
+
+MLP 16-256-256-1 over the W1 rows (8 CSV files), batches of 4096 rows, 1 torch thread per
+process. flink-dl: Flink's CSV source -> ``flink_dl.pytorch.predict`` (a pandas UDF that
+holds the model, parallelism 1 and 2) -> discarding sink. Reported: the operator's rate
+(first batch in -> last batch out, inside the UDF processes) and the whole job's rate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.workloads import FEATURES, INFER_BATCH, csv_table_ddl, read_all, w3_model
+from flink_dl.pytorch import TorchModelHandler
+
+
+class TimedHandler(TorchModelHandler):
+    """Records, per process, when its first batch started and its last one ended."""
+
+    def __init__(self, *args: Any, log_dir: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log_dir = log_dir
+
+    def run(self, model: Any, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        started = time.time()
+        out = super().run(model, columns)
+        stats = self.__dict__.setdefault("_stats", {"first": started, "rows": 0, "busy": 0.0})
+        stats["rows"] += len(next(iter(columns.values())))
+        stats["last"] = time.time()
+        stats["busy"] += stats["last"] - started
+        Path(self.log_dir, f"{os.getpid()}-{id(self)}.json").write_text(json.dumps(stats))
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_stats", None)
+        return state
+
+
+def plain_torch(x: np.ndarray, model_path: Path) -> float:
+    """Rows/s of the model over ``x`` in batches of 4096, one thread, one process."""
+    torch.set_num_threads(1)
+    model = w3_model()
+    model.load_state_dict(torch.load(model_path))
+    model.eval()
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, len(x), INFER_BATCH):
+            model(torch.from_numpy(x[start:start + INFER_BATCH]))
+    return len(x) / (time.perf_counter() - started)
+
+
+def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
+                     source: str = "csv") -> dict[str, float]:
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    from flink_dl.pytorch import predict
+
+    with tempfile.TemporaryDirectory() as log_dir:
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.set_parallelism(parallelism)
+        t_env = StreamTableEnvironment.create(env)
+        if source == "csv":
+            t_env.execute_sql(csv_table_ddl("w3", rows))
+        else:  # the same shape generated inside the JVM: how fast the operator can be fed
+            columns = ", ".join(f"{f} FLOAT" for f in [*FEATURES, "label"])
+            t_env.execute_sql(f"CREATE TEMPORARY TABLE w3 ({columns}) WITH ("
+                              f"'connector'='datagen', 'number-of-rows'='{rows}', "
+                              "'rows-per-second'='1000000000')")
+        t_env.execute_sql("CREATE TEMPORARY TABLE w3_sink (prediction FLOAT) WITH "
+                          "('connector'='blackhole')")
+        handler = TimedHandler(model_path, FEATURES, factory=w3_model, batch_size=INFER_BATCH,
+                               num_threads=1, log_dir=log_dir)
+        scored = predict(t_env.from_path("w3"), handler)
+        started = time.monotonic()
+        scored.select(scored.prediction).execute_insert("w3_sink").wait()
+        wall = time.monotonic() - started
+        stats = [json.loads(p.read_text()) for p in Path(log_dir).glob("*.json")]
+    total = sum(s["rows"] for s in stats)
+    assert total == rows, f"predicted {total} rows, expected {rows}"
+    span = max(s["last"] for s in stats) - min(s["first"] for s in stats)
+    busy = sum(s["busy"] for s in stats)
+    return {"operator_rows_per_s": total / span, "model_rows_per_s": total / busy,
+            "job_rows_per_s": total / wall, "wall_s": wall}
+
+
+def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
+    x, _ = read_all(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = Path(tmp) / "w3.pt"
+        torch.manual_seed(0)
+        torch.save(w3_model().state_dict(), model_path)
+        baseline = plain_torch(x, model_path)
+        table = [{"run": "plain PyTorch, 1 process, in-memory batches (baseline)",
+                  "rows/s": baseline, "vs baseline": 1.0, "in-model rows/s": baseline,
+                  "job rows/s": None, "wall s": None}]
+        for parallelism, source in ((1, "csv"), (2, "csv"), (1, "datagen"), (2, "datagen")):
+            ours = flink_dl_predict(rows, model_path, parallelism, source)
+            table.append({
+                "run": f"flink-dl predict, parallelism {parallelism}, Flink {source} source",
+                "rows/s": ours["operator_rows_per_s"],
+                "vs baseline": ours["operator_rows_per_s"] / baseline,
+                "in-model rows/s": ours["model_rows_per_s"],
+                "job rows/s": ours["job_rows_per_s"], "wall s": ours["wall_s"]})
+    return table

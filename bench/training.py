@@ -1,0 +1,102 @@
+"""W1: ingest into DDP training (issue 4), against the no-framework limit in the same run.
+
+1,000,000 rows x 16 float32 features + label in 8 CSV files, read through Flink's
+filesystem source; MLP 16-64-64-1, MSE, SGD, batch 1024 per worker, 2 workers, 1 epoch.
+Samples/s run from creating the data iterator to the last batch (reading included); wall
+is the whole job. The limit: two plain PyTorch processes (gloo DDP), each reading its half
+of the files with pyarrow and training the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.workloads import BATCH, FEATURES, csv_files, csv_table_ddl, w1_model
+
+WORKERS = 2
+RAY_SAMPLES_PER_S = 153_000  # the issue's reference figure for Ray Train + Ray Data
+
+
+def w1_entry(ctx) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = ctx.prepare_model(w1_model())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loader = ctx.dataloader(BATCH, features=FEATURES, label="label")
+    started = time.perf_counter()
+    rows = 0
+    for batch in loader:
+        loss = torch.nn.functional.mse_loss(model(batch["features"]).squeeze(1),
+                                            batch["label"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        rows += len(batch["label"])
+    ctx.report(rows=rows, seconds=time.perf_counter() - started)
+
+
+def run_flink_dl(rows: int) -> dict[str, float]:
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    from flink_dl.pytorch import TorchConfig, train
+
+    os.environ["_python_worker_execution_mode"] = "process"
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(WORKERS)
+    t_env = StreamTableEnvironment.create(env)
+    t_env.execute_sql(csv_table_ddl("w1", rows))
+    events = train(env, t_env.from_path("w1"), TorchConfig(
+        world_size=WORKERS, entry=w1_entry, env={"OMP_NUM_THREADS": "1"}, name="w1"))
+    started = time.monotonic()
+    with events.execute_and_collect("w1") as results:
+        reports = [json.loads(r.metrics) for r in results if r.kind == "metrics"]
+    wall = time.monotonic() - started
+    total = sum(r["rows"] for r in reports)
+    assert total == rows, f"trained on {total} rows, expected {rows}"
+    return {"samples_per_s": total / max(r["seconds"] for r in reports), "wall_s": wall}
+
+
+def run_limit(rows: int) -> dict[str, float]:
+    files = [str(p) for p in csv_files(rows)]
+    with tempfile.TemporaryDirectory() as tmp:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        started = time.monotonic()
+        procs = [subprocess.Popen(
+            [sys.executable, "-m", "bench.w1_limit", str(rank), str(WORKERS), str(port),
+             f"{tmp}/rank{rank}.json", *files[rank::WORKERS]],
+            env={**os.environ, "OMP_NUM_THREADS": "1"}) for rank in range(WORKERS)]
+        for proc in procs:
+            if proc.wait(timeout=600):
+                raise RuntimeError(f"limit rank exited with {proc.returncode}")
+        wall = time.monotonic() - started
+        reports = [json.loads(Path(f"{tmp}/rank{r}.json").read_text()) for r in range(WORKERS)]
+    total = sum(r["rows"] for r in reports)
+    return {"samples_per_s": total / max(r["seconds"] for r in reports), "wall_s": wall}
+
+
+def w1_table(rows: int = 1_000_000) -> list[dict[str, object]]:
+    csv_files(rows)  # generate once, outside the timings
+    limit = run_limit(rows)
+    ours = run_flink_dl(rows)
+    return [
+        {"run": "plain PyTorch, 2 procs, pyarrow CSV (limit)", "samples/s": limit[
+            "samples_per_s"], "wall s": limit["wall_s"], "vs limit": 1.0,
+         "vs Ray ref 153k": limit["samples_per_s"] / RAY_SAMPLES_PER_S},
+        {"run": "flink-dl train, 2 workers, Flink CSV source", "samples/s": ours[
+            "samples_per_s"], "wall s": ours["wall_s"],
+         "vs limit": ours["samples_per_s"] / limit["samples_per_s"],
+         "vs Ray ref 153k": ours["samples_per_s"] / RAY_SAMPLES_PER_S},
+    ]

@@ -1,0 +1,72 @@
+"""The W1/W3 workloads of issue 4: data (8 CSV files, numpy seed 0) and models."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+FEATURES = [f"f{i}" for i in range(16)]
+BATCH = 1024
+INFER_BATCH = 4096
+FILES = 8
+CONVERT = pacsv.ConvertOptions(column_types={c: pa.float32() for c in [*FEATURES, "label"]})
+log = logging.getLogger(__name__)
+
+
+def csv_dir(rows: int) -> Path:
+    """``rows`` x (16 float32 features + label) as 8 CSV files, made once per size."""
+    directory = Path(tempfile.gettempdir()) / f"flink-dl-bench-w1-{rows}"
+    done = directory / ".complete"
+    if done.exists():
+        return directory
+    directory.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, len(FEATURES))).astype(np.float32)
+    weights = rng.normal(size=len(FEATURES)).astype(np.float32)
+    y = (x @ weights + 0.1 * rng.normal(size=rows)).astype(np.float32)
+    for i, part in enumerate(np.array_split(np.arange(rows), FILES)):
+        table = pa.table({**{f: x[part, j] for j, f in enumerate(FEATURES)},
+                          "label": y[part]})
+        pacsv.write_csv(table, directory / f"part-{i}.csv",
+                        pacsv.WriteOptions(include_header=False))
+    done.touch()
+    log.info("wrote %d rows as %d CSV files in %s", rows, FILES, directory)
+    return directory
+
+
+def csv_files(rows: int) -> list[Path]:
+    return sorted(csv_dir(rows).glob("part-*.csv"))
+
+
+def read_all(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    tables = [pacsv.read_csv(p, read_options=pacsv.ReadOptions(
+        column_names=[*FEATURES, "label"]), convert_options=CONVERT) for p in csv_files(rows)]
+    table = pa.concat_tables(tables)
+    x = np.stack([table.column(f).to_numpy() for f in FEATURES], axis=1).astype(np.float32)
+    return x, table.column("label").to_numpy().astype(np.float32)
+
+
+def w1_model():
+    import torch
+
+    return torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
+                               torch.nn.ReLU(), torch.nn.Linear(64, 1))
+
+
+def w3_model():
+    import torch
+
+    return torch.nn.Sequential(torch.nn.Linear(16, 256), torch.nn.ReLU(),
+                               torch.nn.Linear(256, 256), torch.nn.ReLU(),
+                               torch.nn.Linear(256, 1))
+
+
+def csv_table_ddl(name: str, rows: int) -> str:
+    columns = ", ".join(f"{f} FLOAT" for f in [*FEATURES, "label"])
+    return (f"CREATE TEMPORARY TABLE {name} ({columns}) WITH ('connector'='filesystem', "
+            f"'path'='{csv_dir(rows)}', 'format'='csv')")

@@ -59,11 +59,13 @@ class PredictUDF(ScalarFunction):
         self.runner = ModelRunner(self.handler, self.poll_interval_s, self.model_wait_s)
         self.runner.open()
 
-    def eval(self, *columns: pd.Series) -> pd.DataFrame:
+    def eval(self, *columns: pd.Series) -> pd.DataFrame | pd.Series:
         assert self.runner is not None
         inputs = {name: _series_to_numpy(series) for name, series in
                   zip(self.handler.features, columns, strict=True)}
         out = self.runner.predict(inputs)
+        if len(out) == 1:  # one output column: a plain (not ROW) result, cheaper to move
+            return pd.Series(_as_column(next(iter(out.values()))))
         return pd.DataFrame({k: _as_column(v) for k, v in out.items()})
 
 
@@ -107,13 +109,24 @@ def predict(input: Table | DataStream, handler: ModelHandler, *,
         bundle = t_env.get_config().get("python.fn-execution.bundle.size", "100000")
         if int(bundle) < handler.batch_size:
             t_env.get_config().set("python.fn-execution.bundle.size", str(handler.batch_size))
-    result_type = DataTypes.ROW([DataTypes.FIELD(f.name, flink_data_type(f.name, f.type))
-                                 for f in out_schema])
+    single = len(out_schema) == 1
+    result_type = flink_data_type(out_schema[0].name, out_schema[0].type) if single else \
+        DataTypes.ROW([DataTypes.FIELD(f.name, flink_data_type(f.name, f.type))
+                       for f in out_schema])
     fn = udf(PredictUDF(handler, poll_interval_s, model_wait_s), result_type=result_type,
              func_type="pandas")
-    predicted = table.add_columns(fn(*[col(f) for f in handler.features]).alias(_PRED))
+    predictions = fn(*[col(f) for f in handler.features])
+    if single:
+        return _as_input_kind(input, table.add_columns(predictions.alias(out_schema[0].name)),
+                              t_env)
+    predicted = table.add_columns(predictions.alias(_PRED))
     result = predicted.select(*[col(n) for n in schema.names],
                               *[col(_PRED).get(n).alias(n) for n in out_schema.names])
+    return _as_input_kind(input, result, t_env)
+
+
+def _as_input_kind(input: Table | DataStream, result: Table,
+                   t_env: StreamTableEnvironment) -> Table | DataStream:
     return result if isinstance(input, Table) else t_env.to_data_stream(result)
 
 

@@ -130,10 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--model-dir", default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("py4j", "apache_beam", "pyflink"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from flink_dl.log import configure_logging
+
+    configure_logging()
     model_dir = args.model_dir or tempfile.mkdtemp(prefix="flink-dl-digits-")
     started = time.monotonic()
     log.info("training on %d workers for %d epochs (embedded Flink); models -> %s",

@@ -79,10 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--model-dir", default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("py4j", "apache_beam", "pyflink"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from flink_dl.log import configure_logging
+
+    configure_logging()
     from pyflink.datastream import StreamExecutionEnvironment
 
     import flink_dl

@@ -190,3 +190,18 @@ def test_handler_loads_state_dict_and_torchscript_and_splits_outputs(tmp_path: P
     single = TorchModelHandler(tmp_path / "m.pt", list(cols), factory=factory)
     with pytest.raises(ValueError, match=r"shape \(5, 2\)"):
         single.run(single.load(None), cols)
+
+
+def test_predict_schema_errors_name_the_columns(tmp_path: Path) -> None:
+    from flink_dl.inference.api import appended_schema
+
+    torch.save(torch.nn.Linear(2, 1).state_dict(), tmp_path / "m.pt")
+    handler = TorchModelHandler(tmp_path / "m.pt", ["a", "zz"])
+    schema = pa.schema([("a", pa.float32()), ("prediction", pa.float32())])
+    with pytest.raises(ConfigError, match="'zz'"):
+        appended_schema(handler, schema, "predict")
+    handler = TorchModelHandler(tmp_path / "m.pt", ["a"])
+    with pytest.raises(ConfigError, match="'prediction'"):
+        appended_schema(handler, schema, "predict")
+    assert appended_schema(handler, pa.schema([("a", pa.float32())]), "predict").names == \
+        ["prediction"]

@@ -52,10 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--workers", type=int, default=2)
     p_demo.set_defaults(func=demo)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
-    for noisy in ("py4j", "apache_beam", "pyflink"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from flink_dl.log import configure_logging
+
+    configure_logging()
     return int(args.func(args))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from flink_dl.errors import ConfigError
 from flink_dl.models.store import ModelVersion
 
 VERSION_COLUMN = "model_version"
@@ -52,3 +53,18 @@ class ModelHandler(ABC):
         if self.model_dir() is not None:
             fields.append(pa.field(VERSION_COLUMN, pa.int32()))
         return pa.schema(fields)
+
+
+def appended_schema(handler: ModelHandler, input_schema: pa.Schema, caller: str) -> pa.Schema:
+    """The handler's output columns, checked against the input: every feature column is
+    there and no output column already is (``ConfigError`` naming them otherwise)."""
+    missing = [f for f in handler.features if f not in input_schema.names]
+    if missing:
+        raise ConfigError(f"{caller}: feature column(s) {missing} are not in the input; it "
+                          f"has {input_schema.names}")
+    out_schema = handler.output_schema()
+    clash = [f for f in out_schema.names if f in input_schema.names]
+    if clash:
+        raise ConfigError(f"{caller}: output column(s) {clash} already exist in the input; "
+                          "rename them in the handler's outputs")
+    return out_schema

@@ -18,7 +18,7 @@ from flink_dl.config import ClusterConfig, Timeouts
 from flink_dl.errors import ConfigError
 from flink_dl.flink.builder import add_am_role, add_role
 from flink_dl.flink.feed import arrow_schema_of, as_table
-from flink_dl.inference.api import ModelHandler
+from flink_dl.inference.api import ModelHandler, appended_schema
 
 PREDICTOR_ROLE = "predictor"
 
@@ -63,15 +63,7 @@ def predict_distributed(env: StreamExecutionEnvironment, input: Table | DataStre
         raise ConfigError(f"predict_distributed: nodes must be an integer >= 1, got {nodes!r}")
     table = as_table(env, input, PREDICTOR_ROLE)
     schema = arrow_schema_of(table)
-    missing = [f for f in handler.features if f not in schema.names]
-    if missing:
-        raise ConfigError(f"predict_distributed: feature column(s) {missing} are not in the "
-                          f"input; it has {schema.names}")
-    out_schema = handler.output_schema()
-    clash = [f for f in out_schema.names if f in schema.names]
-    if clash:
-        raise ConfigError(f"predict_distributed: output column(s) {clash} already exist in "
-                          "the input")
+    out_schema = appended_schema(handler, schema, "predict_distributed")
     full = pa.schema(list(schema) + list(out_schema))
     config = ClusterConfig(roles={PREDICTOR_ROLE: nodes},
                            entry=PredictEntry(handler, poll_interval_s, model_wait_s),

@@ -20,7 +20,7 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from flink_dl.errors import ConfigError
 from flink_dl.flink.feed import arrow_schema_of
-from flink_dl.inference.api import ModelHandler
+from flink_dl.inference.api import ModelHandler, appended_schema
 from flink_dl.inference.runner import ModelRunner
 
 log = logging.getLogger(__name__)
@@ -95,15 +95,7 @@ def predict(input: Table | DataStream, handler: ModelHandler, *,
     """
     table, t_env = _as_table(input)
     schema = arrow_schema_of(table)
-    missing = [f for f in handler.features if f not in schema.names]
-    if missing:
-        raise ConfigError(f"predict: feature column(s) {missing} are not in the input; it has "
-                          f"{schema.names}")
-    out_schema = handler.output_schema()
-    clash = [f for f in out_schema.names if f in schema.names]
-    if clash:
-        raise ConfigError(f"predict: output column(s) {clash} already exist in the input; "
-                          "rename them in the handler's outputs")
+    out_schema = appended_schema(handler, schema, "predict")
     if set_batch_size:
         t_env.get_config().set("python.fn-execution.arrow.batch.size", str(handler.batch_size))
         bundle = t_env.get_config().get("python.fn-execution.bundle.size", "100000")

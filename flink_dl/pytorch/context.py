@@ -63,8 +63,7 @@ class TensorLoader(IterableDataset):
             raise RuntimeError(
                 f"the input has only {self.ctx.epochs} epoch(s) (TorchConfig.epochs); "
                 "iterate the loader once per epoch") from None
-        joinables = self.ctx._joinables()
-        with _join(joinables):
+        with _join(list(self.ctx._ddp)):
             for number, table in enumerate(rechunk(iter(epoch), self.batch_size,
                                                    self.drop_last)):
                 if self.max_batches is not None and number >= self.max_batches:
@@ -157,9 +156,6 @@ class TorchContext:
         ddp = DistributedDataParallel(model, device_ids=device_ids, **ddp_kwargs)
         self._ddp.append(ddp)
         return ddp
-
-    def _joinables(self) -> list[Any]:
-        return list(self._ddp)
 
     @property
     def model_store(self) -> ModelStore:

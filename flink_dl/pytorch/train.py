@@ -9,6 +9,7 @@ from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import Table
 
 from flink_dl.cluster.context import NodeContext
+from flink_dl.config import Timeouts
 from flink_dl.flink.builder import add_am_role, add_role
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.pytorch.config import WORKER_ROLE, TorchConfig
@@ -56,17 +57,15 @@ def train(env: StreamExecutionEnvironment, input: Table | DataStream | None,
     from flink_dl.pytorch.context import EVENTS_SCHEMA
 
     config.validate()
-    cluster = config.cluster_config(entry=lambda ctx: None)
-    cluster.validate()
     options = {
         "backend": config.backend, "model_dir": config.model_dir,
         "keep_versions": config.keep_versions, "export_every_steps": config.export_every_steps,
         "export_every_s": config.export_every_s,
-        "setup_timeout_s": cluster.timeout.rendezvous,
+        "setup_timeout_s": Timeouts.from_value(config.timeouts).rendezvous,
         "collective_timeout_s": config.collective_timeout_s,
     }
-    cluster.entry = TorchEntry(serialize_entry(config.entry), options)
-    add_am_role(env, cluster)
+    cluster = config.cluster_config(TorchEntry(serialize_entry(config.entry), options))
+    add_am_role(env, cluster)  # validates the cluster config
     return add_role(env, cluster, WORKER_ROLE, input,
                     epochs=config.epochs if input is not None else 1,
                     output_schema=EVENTS_SCHEMA, channel_capacity=config.channel_capacity)

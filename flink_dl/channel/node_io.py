@@ -169,6 +169,38 @@ def numpy_batches(batches: Iterator[pa.RecordBatch], batch_size: int,
         yield _to_numpy(pa.Table.from_batches(pending))
 
 
+def rechunk(batches: Iterator[pa.RecordBatch], batch_size: int,
+            drop_last: bool) -> Iterator[pa.Table]:
+    """Tables of exactly ``batch_size`` rows (the last may be short unless ``drop_last``).
+
+    A slice within one record batch keeps sharing its buffers.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        offset = 0
+        if pending_rows:  # complete the straddling batch first
+            take = min(batch_size - pending_rows, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            pending_rows += take
+            offset = take
+            if pending_rows == batch_size:
+                yield pa.Table.from_batches(pending)
+                pending, pending_rows = [], 0
+        while batch.num_rows - offset >= batch_size:
+            yield pa.Table.from_batches([batch.slice(offset, batch_size)])
+            offset += batch_size
+        if offset < batch.num_rows:
+            pending.append(batch.slice(offset))
+            pending_rows += batch.num_rows - offset
+    if pending_rows and not drop_last:
+        yield pa.Table.from_batches(pending)
+
+
 def _to_numpy(table: pa.Table) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):

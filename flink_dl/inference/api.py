@@ -68,3 +68,39 @@ def appended_schema(handler: ModelHandler, input_schema: pa.Schema, caller: str)
         raise ConfigError(f"{caller}: output column(s) {clash} already exist in the input; "
                           "rename them in the handler's outputs")
     return out_schema
+
+
+def split_outputs(outputs: Mapping[str, pa.DataType], y: Any) -> dict[str, np.ndarray]:
+    """A model's output as one array per output column.
+
+    A mapping passes through; an array of shape ``(rows,)`` or ``(rows, 1)`` fills a single
+    column (a list column takes ``(rows, k)``); ``(rows, k)`` fills ``k`` columns.
+    """
+    names = list(outputs)
+    if isinstance(y, Mapping):
+        return {k: to_numpy(v) for k, v in y.items()}
+    y = to_numpy(y)
+    if len(names) == 1:
+        dtype = outputs[names[0]]
+        if pa.types.is_list(dtype):
+            return {names[0]: y.reshape(len(y), -1)}
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(f"the model output has shape {tuple(y.shape)}; output "
+                             f"{names[0]!r} takes one value per row (use postprocess=, "
+                             "or a list type)")
+        return {names[0]: y}
+    if y.ndim != 2 or y.shape[1] != len(names):
+        raise ValueError(f"the model output has shape {tuple(y.shape)}, not (rows, "
+                         f"{len(names)}) for outputs {names}")
+    return {name: y[:, i] for i, name in enumerate(names)}
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A framework tensor (torch, TensorFlow) or array-like as a numpy array."""
+    if hasattr(value, "detach"):  # torch
+        return value.detach().cpu().numpy()
+    if hasattr(value, "numpy") and callable(value.numpy):  # TensorFlow eager
+        return np.asarray(value.numpy())
+    return np.asarray(value)

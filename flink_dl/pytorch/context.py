@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 import warnings
@@ -11,13 +10,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset
 
 from flink_dl.cluster.context import NodeContext
 from flink_dl.errors import ConfigError
+from flink_dl.models.events import EVENTS_SCHEMA, event_columns
 from flink_dl.models.store import ModelStore, ModelVersion
 from flink_dl.pytorch.config import CHECKPOINT_DIR, STATE_DICT_FILE, TORCHSCRIPT_FILE
 from flink_dl.pytorch.data import rechunk, to_tensors
@@ -25,12 +24,8 @@ from flink_dl.pytorch.process_group import GroupInfo
 
 log = logging.getLogger("flink_dl.pytorch")
 
-#: Rows of the stream ``train`` returns: model versions and reported metrics.
-EVENTS_SCHEMA = pa.schema([
-    ("kind", pa.string()), ("rank", pa.int32()), ("epoch", pa.int32()), ("step", pa.int64()),
-    ("version", pa.int32()), ("path", pa.string()), ("metrics", pa.string()),
-    ("time_ms", pa.int64()),
-])
+__all__ = ["EVENTS_SCHEMA", "TensorLoader", "TorchContext"]
+
 
 
 class TensorLoader(IterableDataset):
@@ -256,12 +251,8 @@ class TorchContext:
 
     def _emit(self, kind: str, *, epoch: int, step: int, version: int | None = None,
               path: str | None = None, metrics: dict[str, Any] | None = None) -> None:
-        self.node.write({
-            "kind": [kind], "rank": [self.rank], "epoch": [epoch], "step": [step],
-            "version": [version], "path": [path],
-            "metrics": [json.dumps(metrics or {}, default=float)],
-            "time_ms": [int(time.time() * 1000)],
-        })
+        self.node.write(event_columns(kind, rank=self.rank, epoch=epoch, step=step,
+                                      version=version, path=path, metrics=metrics))
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -10,13 +10,15 @@ Tensors over Arrow memory are read-only in spirit: copy before modifying in plac
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 import torch
 
-from flink_dl.channel.node_io import column_to_numpy
+from flink_dl.channel.node_io import column_to_numpy, rechunk
+
+__all__ = ["rechunk", "to_tensors"]
 
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
@@ -64,35 +66,3 @@ def _check_columns(names: Sequence[str], wanted: Sequence[str]) -> None:
     missing = [c for c in wanted if c not in names]
     if missing:
         raise KeyError(f"columns {missing} are not in the input; it has {list(names)}")
-
-
-def rechunk(batches: Iterator[pa.RecordBatch], batch_size: int,
-            drop_last: bool) -> Iterator[pa.Table]:
-    """Tables of exactly ``batch_size`` rows (the last may be short unless ``drop_last``).
-
-    A slice within one record batch keeps sharing its buffers.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        offset = 0
-        if pending_rows:  # complete the straddling batch first
-            take = min(batch_size - pending_rows, batch.num_rows)
-            pending.append(batch.slice(0, take))
-            pending_rows += take
-            offset = take
-            if pending_rows == batch_size:
-                yield pa.Table.from_batches(pending)
-                pending, pending_rows = [], 0
-        while batch.num_rows - offset >= batch_size:
-            yield pa.Table.from_batches([batch.slice(offset, batch_size)])
-            offset += batch_size
-        if offset < batch.num_rows:
-            pending.append(batch.slice(offset))
-            pending_rows += batch.num_rows - offset
-    if pending_rows and not drop_last:
-        yield pa.Table.from_batches(pending)

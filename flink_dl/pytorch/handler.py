@@ -14,7 +14,7 @@ from pyflink.table import Table
 
 from flink_dl.errors import ConfigError
 from flink_dl.flink.entry import serialize_entry
-from flink_dl.inference.api import ModelHandler
+from flink_dl.inference.api import ModelHandler, split_outputs
 from flink_dl.models.store import MANIFEST, ModelStore, ModelVersion
 from flink_dl.pytorch.config import STATE_DICT_FILE, TORCHSCRIPT_FILE
 
@@ -117,28 +117,7 @@ class TorchModelHandler(ModelHandler):
                       .to(self.device))
             if self._postprocess is not None:
                 y = self._callable(self._postprocess)(y)
-        return self._split(y)
-
-    def _split(self, y: Any) -> dict[str, np.ndarray]:
-        names = list(self.outputs)
-        if isinstance(y, Mapping):
-            return {k: _numpy(v) for k, v in y.items()}
-        y = _numpy(y)
-        if len(names) == 1:
-            dtype = self.outputs[names[0]]
-            if pa.types.is_list(dtype):
-                return {names[0]: y.reshape(len(y), -1)}
-            if y.ndim == 2 and y.shape[1] == 1:
-                y = y[:, 0]
-            if y.ndim != 1:
-                raise ValueError(f"the model output has shape {tuple(y.shape)}; output "
-                                 f"{names[0]!r} takes one value per row (use postprocess=, "
-                                 "or a list type)")
-            return {names[0]: y}
-        if y.ndim != 2 or y.shape[1] != len(names):
-            raise ValueError(f"the model output has shape {tuple(y.shape)}, not (rows, "
-                             f"{len(names)}) for outputs {names}")
-        return {name: y[:, i] for i, name in enumerate(names)}
+        return split_outputs(self.outputs, y)
 
     def _callable(self, blob: bytes) -> Callable[..., Any]:
         import cloudpickle
@@ -154,12 +133,6 @@ class TorchModelHandler(ModelHandler):
         state = dict(self.__dict__)
         state.pop("_callables", None)
         return state
-
-
-def _numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 def predict(input: Table | DataStream, model: str | Path | TorchModelHandler,

@@ -49,6 +49,10 @@ def _load_builtins() -> None:
         from flink_dl.cluster.rules import DefaultRules
 
         register_rules("default", DefaultRules)
+    if "tensorflow" not in _RULES:
+        from flink_dl.tensorflow.rules import TensorFlowRules
+
+        register_rules("tensorflow", TensorFlowRules)
     if "file" not in _STORES:
         from flink_dl.cluster.rendezvous import FileStore
 

@@ -1,0 +1,33 @@
+"""TensorFlow on Flink: worker / ps / chief clusters (``train``, ``predict_distributed``)
+and in-operator inference from a SavedModel or Keras file (``predict``).
+
+Attributes load lazily, like the top-level package (TensorFlow is imported only where a
+module needs it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TFConfig": "flink_dl.tensorflow.config",
+    "TFContext": "flink_dl.tensorflow.context",
+    "EVENTS_SCHEMA": "flink_dl.models.events",
+    "train": "flink_dl.tensorflow.train",
+    "predict_distributed": "flink_dl.tensorflow.train",
+    "TFModelHandler": "flink_dl.tensorflow.handler",
+    "predict": "flink_dl.tensorflow.handler",
+    "build_tf_config": "flink_dl.tensorflow.tf_config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flink_dl.tensorflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

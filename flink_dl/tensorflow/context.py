@@ -1,0 +1,366 @@
+"""``TFContext``: what a TensorFlow entry sees in each worker's (and the chief's) process."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+from flink_dl.channel.node_io import rechunk
+from flink_dl.cluster.context import NodeContext
+from flink_dl.errors import ConfigError
+from flink_dl.models.events import event_columns
+from flink_dl.models.store import ModelStore, ModelVersion
+from flink_dl.tensorflow.config import (
+    KERAS_FILE,
+    PS_ROLE,
+    SAVED_MODEL_DIR,
+    WORKER_ROLE,
+)
+from flink_dl.tensorflow.data import check_columns, element_spec, to_element
+from flink_dl.tensorflow.tf_config import is_chief
+
+log = logging.getLogger("flink_dl.tensorflow")
+
+
+class TFContext:
+    """Handed to the entry of every worker (and of the chief) after ``TF_CONFIG`` is set.
+
+    Attributes:
+        task_type / task_index: this node's TensorFlow task (``"worker"``, ``"chief"``).
+        tf_config: the ``TF_CONFIG`` dict (also in the environment).
+        is_chief: the ``chief`` node, or worker 0 when there is none.
+        num_workers: nodes of the ``worker`` role.
+        properties: the job's string properties.
+        node: the underlying ``NodeContext``.
+    """
+
+    def __init__(self, node: NodeContext, tf_config: dict[str, Any],
+                 options: dict[str, Any]) -> None:
+        self.node = node
+        self.tf_config = tf_config
+        self.options = options
+        self.task_type: str = tf_config["task"]["type"]
+        self.task_index: int = tf_config["task"]["index"]
+        self.is_chief = is_chief(tf_config)
+        self.num_workers = len(tf_config["cluster"].get(WORKER_ROLE, []))
+        self.properties = node.properties
+        self._strategy: Any = None
+        self._server: Any = None
+        self._store: ModelStore | None = None
+        self._epochs: Iterator[Any] | None = None
+        self._last_export = time.monotonic()
+        self._last_export_step: int | None = None
+
+    # ------------------------------------------------------------------ cluster
+    @property
+    def is_ps_layout(self) -> bool:
+        return PS_ROLE in self.tf_config["cluster"]
+
+    @property
+    def rank(self) -> int:
+        """A number unique to this node among the chief and the workers (chief first)."""
+        if self.task_type == WORKER_ROLE:
+            return self.task_index + (1 if "chief" in self.tf_config["cluster"] else 0)
+        return 0
+
+    def cluster_spec(self) -> tf.train.ClusterSpec:
+        return tf.train.ClusterSpec(self.tf_config["cluster"])
+
+    def strategy(self) -> tf.distribute.MultiWorkerMirroredStrategy:
+        """The job's ``MultiWorkerMirroredStrategy`` (workers-only layout), made once.
+
+        Call it before any other TensorFlow work in the entry (TensorFlow's rule).
+        """
+        if self.is_ps_layout:
+            raise ConfigError("strategy(): this job has ps nodes; use ctx.device_setter() and "
+                              "ctx.session() (between-graph training), or TFConfig(ps=0)")
+        if self._strategy is None:
+            options = tf.distribute.experimental.CommunicationOptions(
+                timeout_seconds=self.options["collective_timeout_s"])
+            self._strategy = tf.distribute.MultiWorkerMirroredStrategy(
+                communication_options=options)
+            log.info("%s %d: MultiWorkerMirroredStrategy with %d replicas", self.task_type,
+                     self.task_index, self._strategy.num_replicas_in_sync)
+        return self._strategy
+
+    def server(self) -> tf.distribute.Server:
+        """This node's TensorFlow gRPC server (ps layout), started once on its own port."""
+        if self._server is None:
+            self._server = tf.distribute.Server(self.cluster_spec(), job_name=self.task_type,
+                                                task_index=self.task_index, start=True)
+        return self._server
+
+    def device_setter(self) -> Any:
+        """Places variables on the ps nodes and ops on this node (``tf.compat.v1.device``).
+
+        Between-graph training is TensorFlow 1 graph code: this switches the process to
+        graph mode (``tf.compat.v1.disable_eager_execution``) if it is not already.
+        """
+        if not self.is_ps_layout:
+            raise ConfigError("device_setter(): this job has no ps nodes (TFConfig(ps=...))")
+        if tf.executing_eagerly():
+            tf.compat.v1.disable_eager_execution()
+        return tf.compat.v1.train.replica_device_setter(
+            worker_device=f"/job:{self.task_type}/task:{self.task_index}",
+            cluster=self.cluster_spec())
+
+    def session_config(self) -> Any:
+        """A ``ConfigProto`` that lets this node see only the ps nodes and itself."""
+        return tf.compat.v1.ConfigProto(device_filters=[
+            f"/job:{PS_ROLE}", f"/job:{self.task_type}/task:{self.task_index}"])
+
+    def session(self, checkpoint_dir: str | None = None, **kwargs: Any) -> Any:
+        """A ``MonitoredTrainingSession`` on this node's server: the chief initialises (or
+        restores from ``checkpoint_dir``) the variables, the others wait for it."""
+        return tf.compat.v1.train.MonitoredTrainingSession(
+            master=self.server().target, is_chief=self.is_chief,
+            config=kwargs.pop("config", None) or self.session_config(),
+            checkpoint_dir=checkpoint_dir, **kwargs)
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once the AM asked this node to stop (a chief node: the workers are done)."""
+        return self.node.stop_requested
+
+    def wait_for_stop(self, timeout: float | None = None) -> bool:
+        return self.node.wait_for_stop(timeout)
+
+    # ------------------------------------------------------------------ data
+    @property
+    def epochs(self) -> int:
+        return self.node.epochs_total
+
+    @property
+    def epoch(self) -> int:
+        """The input epoch being read (0-based)."""
+        return self.node.epoch
+
+    def dataset(self, batch_size: int, *, features: Sequence[str] | None = None,
+                label: str | None = None, columns: Sequence[str] | None = None,
+                drop_remainder: bool = False,
+                equal_steps: bool | None = None) -> tf.data.Dataset:
+        """This worker's input as a ``tf.data.Dataset`` of batches; each iteration (each
+        Keras epoch) is the next input epoch (``TFConfig.epochs`` in all).
+
+        Elements are ``(x, y)`` with ``features=``/``label=`` (``x`` float32 of shape
+        ``(rows, len(features))``), ``x`` with ``features=`` only, else a dict of columns.
+
+        Args:
+            equal_steps: give every worker the same number of batches per epoch (the
+                smallest share's), which ``MultiWorkerMirroredStrategy`` needs: a worker
+                that runs out early would leave the others waiting in a collective. It
+                reads the first epoch in full before the first batch. Default: on for a
+                bounded input with more than one worker and no ps nodes.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"dataset: batch_size must be an integer >= 1, got {batch_size!r}")
+        if self.task_type != WORKER_ROLE:
+            raise ConfigError(f"dataset: role {self.task_type!r} has no input; only workers "
+                              "are fed")
+        if equal_steps is None:
+            equal_steps = (not self.is_ps_layout and self.num_workers > 1
+                           and not self.options.get("streaming"))
+        if equal_steps and self.options.get("streaming"):
+            raise ConfigError("dataset: equal_steps needs a bounded input (streaming=False)")
+        strategy = self.strategy() if equal_steps else None
+        if self._epochs is None:
+            self._epochs = self.node.epochs()
+        epochs = self._epochs
+        first = next(epochs, None)
+        if first is None:
+            raise RuntimeError("dataset() was already called for every input epoch")
+        if equal_steps:
+            held = list(first)
+            rows = sum(b.num_rows for b in held)
+            steps: int | None = self._agreed_steps(strategy, rows, batch_size, drop_remainder)
+            first_source: Iterator[Any] | None = iter(held)
+            schema = held[0].schema if held else None
+        else:
+            steps = None
+            source = iter(first)
+            peek = next(source, None)
+            first_source = chain([peek], source) if peek is not None else iter(())
+            schema = peek.schema if peek is not None else None
+        if schema is None:
+            raise RuntimeError(f"worker {self.task_index} got no input rows: the dataset's "
+                               "types come from the data")
+        check_columns(schema, features, label, columns)
+        spec = element_spec(schema, features, label, columns)
+        pending = {"source": first_source}
+        total = self.epochs
+
+        def generator() -> Iterator[Any]:
+            source = pending.pop("source", None)
+            if source is None:
+                epoch = next(epochs, None)
+                if epoch is None:
+                    raise RuntimeError(f"the input has only {total} epoch(s) (TFConfig.epochs); "
+                                       "iterate the dataset once per epoch")
+                source = iter(epoch)
+            for number, table in enumerate(rechunk(source, batch_size, drop_remainder)):
+                if steps is not None and number >= steps:
+                    break
+                yield to_element(table, features, label, columns)
+
+        dataset = tf.data.Dataset.from_generator(generator, output_signature=spec)
+        options = tf.data.Options()
+        # The input is split across workers already: no further sharding.
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.OFF
+        return dataset.with_options(options)
+
+    def _agreed_steps(self, strategy: Any, rows: int, batch_size: int,
+                      drop_remainder: bool) -> int:
+        """Batches per epoch every worker can give: those of the smallest share."""
+        counts = self._all_gather(strategy, rows)
+        fewest = min(counts)
+        if fewest == 0:
+            raise RuntimeError(f"worker {counts.index(0)} got no input rows (rows per worker: "
+                               f"{counts}); give the job more data or fewer workers")
+        steps = fewest // batch_size if drop_remainder else math.ceil(fewest / batch_size)
+        log.info("worker %d: %d rows; rows per worker %s -> %d batches of %d per epoch",
+                 self.task_index, rows, counts, steps, batch_size)
+        return steps
+
+    def _all_gather(self, strategy: Any, value: int) -> list[int]:
+        slots = [0] * self.num_workers
+        slots[self.task_index] = value
+        per_replica = strategy.experimental_distribute_values_from_function(
+            lambda _: tf.constant(slots, dtype=tf.int64))
+        total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return [int(v) for v in total.numpy()]
+
+    # ------------------------------------------------------------------ models
+    @property
+    def model_store(self) -> ModelStore:
+        if self._store is None:
+            model_dir = self.options.get("model_dir")
+            if not model_dir:
+                raise ConfigError("model_dir is not set: pass TFConfig(model_dir=...) to save "
+                                  "models")
+            self._store = ModelStore(model_dir, keep_last=self.options.get("keep_versions"))
+        return self._store
+
+    @property
+    def _mirrored(self) -> bool:
+        return self._strategy is not None and self.num_workers > 1
+
+    def save_model(self, model: Any, *, step: int = 0, epoch: int | None = None,
+                   metrics: dict[str, Any] | None = None) -> ModelVersion | None:
+        """Publish ``model`` as the next version in ``model_dir`` from the chief.
+
+        ``model`` is a Keras model (``model.keras`` + a SavedModel in ``saved_model/``), a
+        ``tf.Module`` (SavedModel) or a function that writes files into the directory it
+        is given. Under MultiWorkerMirroredStrategy call it on every worker (saving may
+        run collectives): the others write to a scratch directory that is removed.
+        Returns the version on the chief, else ``None``.
+        """
+        epoch = self.epoch if self.task_type == WORKER_ROLE and epoch is None else epoch or 0
+        if not self.is_chief:
+            if self._mirrored:
+                scratch = Path(tempfile.mkdtemp(prefix="scratch-model-", dir=self.node.work_dir))
+                try:
+                    write_model(model, scratch)
+                finally:
+                    shutil.rmtree(scratch, ignore_errors=True)
+            return None
+        version = self.model_store.publish(lambda d: write_model(model, d), step=step,
+                                           epoch=epoch, framework="tensorflow",
+                                           metrics=metrics)
+        self._last_export = time.monotonic()
+        self._last_export_step = step
+        log.info("%s %d: published model version %d (step %d)", self.task_type,
+                 self.task_index, version.version, step)
+        self._emit("model", epoch=epoch, step=step, version=version.version,
+                   path=version.path, metrics=metrics)
+        return version
+
+    def maybe_save_model(self, model: Any, *, step: int,
+                         metrics: dict[str, Any] | None = None) -> ModelVersion | None:
+        """Publish a version when ``export_every_steps`` steps or ``export_every_s`` seconds
+        passed since the last one. Under MultiWorkerMirroredStrategy call it on every
+        worker at the same steps; the chief's clock decides for all."""
+        every_steps = self.options.get("export_every_steps")
+        every_s = self.options.get("export_every_s")
+        if every_steps is None and every_s is None:
+            raise ConfigError("maybe_save_model needs TFConfig(export_every_steps=...) or "
+                              "export_every_s")
+        if step == self._last_export_step:
+            return None
+        due = every_steps is not None and step - (self._last_export_step or 0) >= every_steps
+        if every_s is not None:
+            late = time.monotonic() - self._last_export >= every_s
+            if self._mirrored:  # every worker must agree, or one would wait in a collective
+                late = self._all_gather(self._strategy, int(late and self.is_chief))[0] > 0
+            due = due or late
+        if not due:
+            return None
+        return self.save_model(model, step=step, metrics=metrics)
+
+    def export_callback(self) -> Any:
+        """A Keras callback that calls ``maybe_save_model`` after every training batch
+        (the step counts batches over all epochs) and ``save_model`` when ``fit`` ends."""
+        return _export_callback(self)
+
+    # ------------------------------------------------------------------ progress
+    def report(self, *, step: int = 0, epoch: int | None = None, **metrics: Any) -> None:
+        """Log progress (chief, or every worker at DEBUG) and send it out of the job."""
+        epoch = (self.epoch if self.task_type == WORKER_ROLE else 0) if epoch is None \
+            else epoch
+        text = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in metrics.items())
+        log.log(logging.INFO if self.is_chief else logging.DEBUG, "%s %d epoch %d step %d %s",
+                self.task_type, self.task_index, epoch, step, text)
+        self._emit("metrics", epoch=epoch, step=step, metrics=metrics)
+
+    def _emit(self, kind: str, *, epoch: int, step: int, version: int | None = None,
+              path: str | None = None, metrics: dict[str, Any] | None = None) -> None:
+        if self.options.get("events", True):
+            self.node.write(event_columns(kind, rank=self.rank, epoch=epoch, step=step,
+                                          version=version, path=path, metrics=metrics))
+
+
+def write_model(model: Any, directory: Path) -> None:
+    """Write ``model`` into a version directory (see ``TFContext.save_model``)."""
+    if hasattr(model, "export") and hasattr(model, "save") and hasattr(model, "layers"):
+        model.save(str(directory / KERAS_FILE))
+        model.export(str(directory / SAVED_MODEL_DIR))
+    elif isinstance(model, tf.Module):
+        tf.saved_model.save(model, str(directory / SAVED_MODEL_DIR))
+    elif callable(model):
+        model(directory)
+    else:
+        raise TypeError(f"save_model: cannot save a {type(model).__name__}; give a Keras "
+                        "model, a tf.Module or a function(directory)")
+
+
+def _export_callback(ctx: TFContext) -> Any:
+    keras: Callable[..., Any] | Any = tf.keras
+
+    class ExportCallback(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.step = 0
+
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            self.step += 1
+            ctx.maybe_save_model(self.model, step=self.step, metrics=_floats(logs))
+
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+            if ctx._last_export_step != self.step:
+                ctx.save_model(self.model, step=self.step, metrics=_floats(logs))
+
+    return ExportCallback()
+
+
+def _floats(logs: dict[str, Any] | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (logs or {}).items()}

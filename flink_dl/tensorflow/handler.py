@@ -1,0 +1,180 @@
+"""TensorFlow adapter of the inference ``ModelHandler``, and ``predict`` for TF models."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyflink.datastream import DataStream
+from pyflink.table import Table
+
+from flink_dl.errors import ConfigError
+from flink_dl.flink.entry import serialize_entry
+from flink_dl.inference.api import ModelHandler, split_outputs
+from flink_dl.models.store import MANIFEST, ModelStore, ModelVersion
+from flink_dl.tensorflow.config import KERAS_FILE, SAVED_MODEL_DIR
+
+_KERAS_SUFFIXES = (".keras", ".h5")
+
+
+class TFModelHandler(ModelHandler):
+    """Runs a TensorFlow model on feature columns, in one process (no cluster).
+
+    Args:
+        model: a SavedModel directory, a ``.keras``/``.h5`` file, one published version
+            directory, or a model directory (``TFConfig.model_dir``) whose newest version is
+            served and followed as new versions appear. A version's SavedModel is preferred
+            to its ``.keras`` file (no Keras needed to serve it).
+        features: input columns; scalar columns are stacked into a ``(rows, features)``
+            float32 tensor, one ARRAY column becomes it directly.
+        outputs: prediction columns, name -> Arrow type (default ``prediction: float32``).
+        signature: the SavedModel signature to call.
+        postprocess: maps the model's output (numpy) to an array or a dict of arrays.
+        batch_size: rows per call (and Flink's Arrow batch size in ``predict``).
+        num_threads: TensorFlow intra-op threads (when TensorFlow is not yet initialised).
+    """
+
+    def __init__(self, model: str | Path, features: Sequence[str], *,
+                 outputs: Mapping[str, pa.DataType] | None = None,
+                 signature: str = "serving_default",
+                 postprocess: Callable[[Any], Any] | None = None,
+                 batch_size: int = 4096, num_threads: int = 1) -> None:
+        if not features or not all(isinstance(f, str) for f in features):
+            raise ConfigError(f"features must be a non-empty list of column names, "
+                              f"got {features!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        path = Path(model)
+        if path.suffix in _KERAS_SUFFIXES and not path.is_file():
+            raise ConfigError(f"model {str(path)!r} does not exist")
+        self.model_path = str(path)
+        self.features = list(features)
+        self.outputs = dict(outputs or {"prediction": pa.float32()})
+        self.signature = signature
+        self.batch_size = batch_size
+        self.num_threads = num_threads
+        self._postprocess = serialize_entry(postprocess) if postprocess is not None else None
+
+    # ---------------------------------------------------------------- ModelHandler
+    def model_dir(self) -> str | None:
+        path = Path(self.model_path)
+        if path.is_file() or (path / MANIFEST).exists() or _is_saved_model(path):
+            return None
+        return self.model_path
+
+    def setup(self) -> None:
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(self.num_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(self.num_threads)
+        except RuntimeError:  # TensorFlow already initialised in this process
+            pass
+
+    def load(self, version: ModelVersion | None) -> Any:
+        path = Path(self.model_path)
+        if version is not None:
+            path = Path(version.path)
+        elif (path / MANIFEST).exists():  # one version directory: verify its files
+            path = Path(ModelStore(path.parent).open(int(path.name[1:])).path)
+        if (path / SAVED_MODEL_DIR).is_dir():
+            path = path / SAVED_MODEL_DIR
+        elif (path / KERAS_FILE).is_file():
+            path = path / KERAS_FILE
+        if path.suffix in _KERAS_SUFFIXES:
+            return _KerasModel(path)
+        if not _is_saved_model(path):
+            raise ConfigError(f"model {str(path)!r} is neither a SavedModel directory nor a "
+                              ".keras/.h5 file")
+        return _SavedModel(path, self.signature)
+
+    def run(self, model: Any, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = [np.asarray(columns[f]) for f in self.features]
+        x = arrays[0] if len(arrays) == 1 and arrays[0].ndim == 2 else np.stack(arrays, axis=1)
+        y = model(np.ascontiguousarray(x, dtype=np.float32))
+        if self._postprocess is not None:
+            y = self._callable(self._postprocess)(y)
+        return split_outputs(self.outputs, y)
+
+    def _callable(self, blob: bytes) -> Callable[..., Any]:
+        import cloudpickle
+
+        from flink_dl.config import resolve_entry
+
+        cache = self.__dict__.setdefault("_callables", {})
+        if blob not in cache:
+            cache[blob] = resolve_entry(cloudpickle.loads(blob))
+        return cache[blob]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_callables", None)
+        return state
+
+
+def _is_saved_model(path: Path) -> bool:
+    return (path / "saved_model.pb").is_file()
+
+
+class _SavedModel:
+    """A SavedModel signature called on one float32 tensor; returns numpy."""
+
+    def __init__(self, path: Path, signature: str) -> None:
+        import tensorflow as tf
+
+        self.loaded = tf.saved_model.load(str(path))
+        signatures = dict(self.loaded.signatures)
+        if signature not in signatures:
+            raise ConfigError(f"SavedModel {str(path)!r} has no signature {signature!r}; it "
+                              f"has {sorted(signatures)}")
+        self.fn = signatures[signature]
+        _, kwargs = self.fn.structured_input_signature
+        if len(kwargs) != 1:
+            raise ConfigError(f"signature {signature!r} of {str(path)!r} takes inputs "
+                              f"{sorted(kwargs)}; predict feeds one feature tensor")
+        self.input_name = next(iter(kwargs))
+        self.tf = tf
+
+    def __call__(self, x: np.ndarray) -> Any:
+        out = self.fn(**{self.input_name: self.tf.constant(x)})
+        if len(out) == 1:
+            return next(iter(out.values())).numpy()
+        return {k: v.numpy() for k, v in out.items()}
+
+
+class _KerasModel:
+    """A Keras model file (Keras 2, ``tf_keras``, under ``TF_USE_LEGACY_KERAS=1``)."""
+
+    def __init__(self, path: Path) -> None:
+        import tensorflow as tf
+
+        self.model = tf.keras.models.load_model(str(path), compile=False)
+
+    def __call__(self, x: np.ndarray) -> Any:
+        return self.model(x, training=False).numpy()
+
+
+def predict(input: Table | DataStream, model: str | Path | TFModelHandler,
+            features: Sequence[str] | None = None, **options: Any) -> Table | DataStream:
+    """In-operator batched inference with a TensorFlow model: the input with prediction
+    columns appended. ``model`` is a ``TFModelHandler`` or its ``model`` argument (then
+    ``features`` and handler ``options`` such as ``outputs``/``signature`` apply)."""
+    from flink_dl.inference.operator import predict as run_predict
+
+    runner_keys = {"poll_interval_s", "model_wait_s", "set_batch_size"}
+    runner_options = {k: options.pop(k) for k in list(options) if k in runner_keys}
+    if isinstance(model, TFModelHandler):
+        if features is not None or options:
+            raise ConfigError("pass features and handler options to TFModelHandler, not to "
+                              "predict, when giving a handler")
+        handler = model
+    elif features is None:
+        raise ConfigError("predict needs features=[...] (the input columns the model reads)")
+    else:
+        handler = TFModelHandler(model, features, **options)
+    return run_predict(input, handler, **runner_options)

@@ -1,0 +1,124 @@
+"""``train`` and ``predict_distributed``: TensorFlow clusters inside a Flink job.
+
+Each role (``chief``, ``worker``, ``ps``) is one Flink operator of as many subtasks as nodes;
+only the workers are fed the input. Every node gets ``TF_CONFIG`` built from the cluster
+spec before its entry runs. The ps nodes run a TensorFlow gRPC server and nothing else
+until the AM stops them (``flink_dl.tensorflow.rules``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import pyarrow as pa
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import Table
+
+from flink_dl.cluster.context import NodeContext
+from flink_dl.config import Timeouts
+from flink_dl.errors import ConfigError
+from flink_dl.flink.builder import add_am_role, add_role
+from flink_dl.flink.entry import serialize_entry
+from flink_dl.models.events import EVENTS_SCHEMA, event_columns
+from flink_dl.tensorflow.config import PS_ROLE, WORKER_ROLE, TFConfig
+
+log = logging.getLogger("flink_dl.tensorflow")
+
+
+class TFEntry:
+    """The node entry: ``TF_CONFIG``, then the ps server or the user's entry.
+
+    Holds the user's entry as bytes (``serialize_entry``) so that user code travels by value.
+    """
+
+    def __init__(self, user_entry: bytes, options: dict[str, Any]) -> None:
+        self.user_entry = user_entry
+        self.options = options
+
+    def __call__(self, node: NodeContext) -> Any:
+        from flink_dl.tensorflow.tf_config import build_tf_config
+
+        tf_config = build_tf_config(node.cluster_spec, node.role, node.index)
+        os.environ["TF_CONFIG"] = json.dumps(tf_config)
+        if node.role == PS_ROLE:
+            return run_ps(node, tf_config)
+        import cloudpickle
+
+        from flink_dl.config import resolve_entry
+        from flink_dl.tensorflow.context import TFContext
+
+        entry = resolve_entry(cloudpickle.loads(self.user_entry))
+        return entry(TFContext(node, tf_config, self.options))
+
+
+def run_ps(node: NodeContext, tf_config: dict[str, Any]) -> dict[str, Any]:
+    """A ps node: serve variables until the AM asks to stop, then return (exit 0)."""
+    import tensorflow as tf
+
+    server = tf.distribute.Server(tf.train.ClusterSpec(tf_config["cluster"]),
+                                  job_name=PS_ROLE, task_index=node.index, start=True)
+    log.info("ps %d: serving at %s", node.index, server.target)
+    node.wait_for_stop()
+    log.info("ps %d: asked to stop; exiting", node.index)
+    node.write(event_columns("node", rank=-1, epoch=0, step=0,
+                             metrics={"role": PS_ROLE, "index": node.index,
+                                      "exit": "stopped"}))
+    return {"role": PS_ROLE, "index": node.index, "exit": "stopped"}
+
+
+def _build(env: StreamExecutionEnvironment, input: Table | DataStream | None,
+           config: TFConfig, worker_schema: pa.Schema,
+           events: bool) -> tuple[DataStream, list[DataStream]]:
+    config.validate()
+    if input is None and not config.streaming and config.epochs > 1:
+        raise ConfigError(f"epochs={config.epochs} needs an input")
+    options = {
+        "model_dir": config.model_dir, "keep_versions": config.keep_versions,
+        "export_every_steps": config.export_every_steps,
+        "export_every_s": config.export_every_s, "streaming": config.streaming,
+        "collective_timeout_s": config.collective_timeout_s, "events": events,
+        "setup_timeout_s": Timeouts.from_value(config.timeouts).rendezvous,
+    }
+    cluster = config.cluster_config(TFEntry(serialize_entry(config.entry), options))
+    add_am_role(env, cluster)  # validates the cluster config
+    workers = add_role(env, cluster, WORKER_ROLE, input,
+                       epochs=config.epochs if input is not None else 1,
+                       output_schema=worker_schema, channel_capacity=config.channel_capacity)
+    others = [add_role(env, cluster, role, None, output_schema=EVENTS_SCHEMA)
+              for role in cluster.roles if role != WORKER_ROLE]
+    return workers, others
+
+
+def train(env: StreamExecutionEnvironment, input: Table | DataStream | None,
+          config: TFConfig) -> DataStream:
+    """Add a TensorFlow training cluster (``config.roles``) to ``env``.
+
+    ``input`` (a Table, a DataStream of named rows, or ``None``) is split across the workers
+    as Arrow batches (``ctx.dataset(...)``); the entry runs in every worker's and the
+    chief's process. Returns the stream of training events (``EVENTS_SCHEMA``): one
+    ``"model"`` row per published version, one ``"metrics"`` row per ``ctx.report``, one
+    ``"node"`` row per ps node that stopped. Run the job with ``flink_dl.execute(env)``.
+    """
+    workers, others = _build(env, input, config, EVENTS_SCHEMA, events=True)
+    return workers.union(*others) if others else workers
+
+
+def predict_distributed(env: StreamExecutionEnvironment, input: Table | DataStream,
+                        config: TFConfig, output_schema: pa.Schema) -> DataStream:
+    """Inference by a TensorFlow cluster: each worker reads its share of ``input`` and
+    ``ctx.write``s rows of ``output_schema``, which the returned stream carries.
+
+    With ``ps`` nodes the model's variables live on them: the chief restores them (e.g.
+    ``ctx.session(checkpoint_dir=...)``) and every worker predicts its share through them,
+    the article's distributed prediction for models too large for one process.
+    """
+    if not isinstance(output_schema, pa.Schema):
+        raise ConfigError(f"output_schema must be a pyarrow.Schema, got "
+                          f"{type(output_schema).__name__}")
+    if input is None:
+        raise ConfigError("predict_distributed needs an input for the workers")
+    workers, _ = _build(env, input, config, output_schema, events=False)
+    return workers

@@ -79,15 +79,17 @@ class ModelStore:
         tmp.mkdir(mode=0o700)
         try:
             write(tmp)
-            files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            files = {p.relative_to(tmp).as_posix(): _sha256(p)
+                     for p in sorted(tmp.rglob("*")) if p.is_file()}
             if not files:
                 raise FlinkDLError("publishing a model version: the writer produced no files")
             final = self.root / f"v{number:06d}"
             version = ModelVersion(number, str(final), step, epoch, int(time.time() * 1000),
                                    framework, files, dict(metrics or {}))
             (tmp / MANIFEST).write_text(json.dumps(version.to_json(), default=str))
-            for path in tmp.iterdir():
+            for path in sorted(tmp.rglob("*"), reverse=True):  # files before their dirs
                 _fsync(path)
+            _fsync(tmp)
             os.rename(tmp, final)
             _fsync(self.root)
         except BaseException:

@@ -114,17 +114,56 @@ class TFContext:
             cluster=self.cluster_spec())
 
     def session_config(self) -> Any:
-        """A ``ConfigProto`` that lets this node see only the ps nodes and itself."""
-        return tf.compat.v1.ConfigProto(device_filters=[
-            f"/job:{PS_ROLE}", f"/job:{self.task_type}/task:{self.task_index}"])
+        """A ``ConfigProto`` that lets this node see only the ps nodes and itself; no
+        operation waits longer than ``TFConfig.collective_timeout_s``."""
+        return tf.compat.v1.ConfigProto(
+            device_filters=[f"/job:{PS_ROLE}", f"/job:{self.task_type}/task:{self.task_index}"],
+            operation_timeout_in_ms=int(self.options["collective_timeout_s"] * 1000))
 
-    def session(self, checkpoint_dir: str | None = None, **kwargs: Any) -> Any:
-        """A ``MonitoredTrainingSession`` on this node's server: the chief initialises (or
-        restores from ``checkpoint_dir``) the variables, the others wait for it."""
-        return tf.compat.v1.train.MonitoredTrainingSession(
-            master=self.server().target, is_chief=self.is_chief,
-            config=kwargs.pop("config", None) or self.session_config(),
-            checkpoint_dir=checkpoint_dir, **kwargs)
+    def session(self, checkpoint_dir: str | None = None, *, restore: bool = False,
+                hooks: Sequence[Any] = (), save_checkpoint_steps: int | None = None,
+                save_checkpoint_secs: float | None = None, wait_s: float | None = None,
+                poll_s: float = 0.5) -> Any:
+        """A ``MonitoredSession`` on this node's server (ps layout).
+
+        The chief initialises the variables on the ps nodes, or restores them from the
+        newest checkpoint in ``checkpoint_dir``, and saves checkpoints there every
+        ``save_checkpoint_steps``/``_secs`` and at the end. The other nodes wait for it,
+        polling every ``poll_s`` seconds for at most ``wait_s`` (default: the cluster's
+        ``timeouts.registration``).
+
+        Args:
+            restore: the chief must restore (inference): no checkpoint is an error.
+        """
+        missing = not checkpoint_dir or tf.train.latest_checkpoint(checkpoint_dir) is None
+        if restore and self.is_chief and missing:
+            raise FileNotFoundError(f"session(restore=True): no checkpoint in "
+                                    f"{checkpoint_dir!r}")
+        server = self.server()
+        config = self.session_config()
+        scaffold = tf.compat.v1.train.Scaffold()
+        hooks = list(hooks)
+        if self.is_chief:
+            creator: Any = tf.compat.v1.train.ChiefSessionCreator(
+                scaffold=scaffold, master=server.target, config=config,
+                checkpoint_dir=checkpoint_dir)
+            if checkpoint_dir and not restore:
+                hooks.append(tf.compat.v1.train.CheckpointSaverHook(
+                    checkpoint_dir, save_steps=save_checkpoint_steps,
+                    save_secs=None if save_checkpoint_steps else save_checkpoint_secs or 600,
+                    scaffold=scaffold))
+        else:
+            creator = _PollingWorkerSessionCreator(
+                scaffold, server.target, config, poll_s,
+                wait_s if wait_s is not None else self.options.get("registration_s", 180.0))
+        return tf.compat.v1.train.MonitoredSession(session_creator=creator, hooks=hooks)
+
+    def numpy_batches(self, batch_size: int, columns: Sequence[str] | None = None,
+                      drop_last: bool = False) -> Iterator[dict[str, Any]]:
+        """This worker's input as dicts of numpy arrays, over all epochs (``feed_dict``s
+        for graph-mode code; ``ctx.epoch`` tells the epoch)."""
+        return self.node.numpy_batches(batch_size, list(columns) if columns else None,
+                                       drop_last)
 
     @property
     def stop_requested(self) -> bool:
@@ -239,6 +278,10 @@ class TFContext:
         total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
         return [int(v) for v in total.numpy()]
 
+    def write(self, rows: Any) -> None:
+        """Send rows out of the node (``predict_distributed``'s ``output_schema``)."""
+        self.node.write(rows)
+
     # ------------------------------------------------------------------ models
     @property
     def model_store(self) -> ModelStore:
@@ -327,6 +370,30 @@ class TFContext:
         if self.options.get("events", True):
             self.node.write(event_columns(kind, rank=self.rank, epoch=epoch, step=step,
                                           version=version, path=path, metrics=metrics))
+
+
+class _PollingWorkerSessionCreator(tf.compat.v1.train.SessionCreator):
+    """Waits for the chief's variables like TensorFlow's worker creator, but polls every
+    ``poll_s`` seconds (TensorFlow's own waits 30 s between checks)."""
+
+    def __init__(self, scaffold: Any, master: str, config: Any, poll_s: float,
+                 wait_s: float) -> None:
+        self.scaffold = scaffold
+        self.master = master
+        self.config = config
+        self.poll_s = poll_s
+        self.wait_s = wait_s
+
+    def create_session(self) -> Any:
+        self.scaffold.finalize()
+        manager = tf.compat.v1.train.SessionManager(
+            local_init_op=self.scaffold.local_init_op,
+            local_init_feed_dict=self.scaffold.local_init_feed_dict,
+            ready_op=self.scaffold.ready_op,
+            ready_for_local_init_op=self.scaffold.ready_for_local_init_op,
+            graph=tf.compat.v1.get_default_graph(), recovery_wait_secs=self.poll_s)
+        return manager.wait_for_session(self.master, config=self.config,
+                                        max_wait_secs=self.wait_s)
 
 
 def write_model(model: Any, directory: Path) -> None:

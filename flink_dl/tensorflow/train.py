@@ -22,6 +22,8 @@ from flink_dl.config import Timeouts
 from flink_dl.errors import ConfigError
 from flink_dl.flink.builder import add_am_role, add_role
 from flink_dl.flink.entry import serialize_entry
+from flink_dl.flink.feed import output_type_info
+from flink_dl.flink.operators import DropAll
 from flink_dl.models.events import EVENTS_SCHEMA, event_columns
 from flink_dl.tensorflow.config import PS_ROLE, WORKER_ROLE, TFConfig
 
@@ -80,7 +82,7 @@ def _build(env: StreamExecutionEnvironment, input: Table | DataStream | None,
         "export_every_steps": config.export_every_steps,
         "export_every_s": config.export_every_s, "streaming": config.streaming,
         "collective_timeout_s": config.collective_timeout_s, "events": events,
-        "setup_timeout_s": Timeouts.from_value(config.timeouts).rendezvous,
+        "registration_s": Timeouts.from_value(config.timeouts).registration,
     }
     cluster = config.cluster_config(TFEntry(serialize_entry(config.entry), options))
     add_am_role(env, cluster)  # validates the cluster config
@@ -120,5 +122,9 @@ def predict_distributed(env: StreamExecutionEnvironment, input: Table | DataStre
                           f"{type(output_schema).__name__}")
     if input is None:
         raise ConfigError("predict_distributed needs an input for the workers")
-    workers, _ = _build(env, input, config, output_schema, events=False)
-    return workers
+    workers, others = _build(env, input, config, output_schema, events=False)
+    # Whoever consumes (or collects) the predictions also runs the ps and chief nodes.
+    out_type = output_type_info(output_schema)
+    ties = [s.flat_map(DropAll(), output_type=out_type).name(f"{config.name}-tie")
+            for s in others]
+    return workers.union(*ties) if ties else workers

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import importlib
+import json
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,6 @@ class TFModelHandler(ModelHandler):
         return self.model_path
 
     def setup(self) -> None:
-        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
         import tensorflow as tf
 
         try:
@@ -148,15 +149,27 @@ class _SavedModel:
 
 
 class _KerasModel:
-    """A Keras model file (Keras 2, ``tf_keras``, under ``TF_USE_LEGACY_KERAS=1``)."""
+    """A Keras model file, loaded by the Keras that wrote it: Keras 3 (``keras``) or
+    Keras 2 (``tf_keras``, what ``TFConfig`` jobs use), read from the file's metadata."""
 
     def __init__(self, path: Path) -> None:
-        import tensorflow as tf
-
-        self.model = tf.keras.models.load_model(str(path), compile=False)
+        keras = importlib.import_module(keras_module_of(path))
+        self.model = keras.models.load_model(str(path), compile=False)
 
     def __call__(self, x: np.ndarray) -> Any:
         return self.model(x, training=False).numpy()
+
+
+def keras_module_of(path: Path) -> str:
+    """``"keras"`` for a file Keras 3 wrote, else ``"tf_keras"`` (Keras 2, also ``.h5``)."""
+    if path.suffix != ".keras":
+        return "tf_keras"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            metadata = json.loads(archive.read("metadata.json"))
+    except (KeyError, zipfile.BadZipFile, ValueError) as exc:
+        raise ConfigError(f"model {str(path)!r} is not a Keras archive: {exc}") from exc
+    return "keras" if str(metadata.get("keras_version", "")).startswith("3") else "tf_keras"
 
 
 def predict(input: Table | DataStream, model: str | Path | TFModelHandler,

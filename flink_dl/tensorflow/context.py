@@ -308,6 +308,8 @@ class TFContext:
         Returns the version on the chief, else ``None``.
         """
         epoch = self.epoch if self.task_type == WORKER_ROLE and epoch is None else epoch or 0
+        self._last_export = time.monotonic()  # on every worker: they decide alike
+        self._last_export_step = step
         if not self.is_chief:
             if self._mirrored:
                 scratch = Path(tempfile.mkdtemp(prefix="scratch-model-", dir=self.node.work_dir))
@@ -319,8 +321,6 @@ class TFContext:
         version = self.model_store.publish(lambda d: write_model(model, d), step=step,
                                            epoch=epoch, framework="tensorflow",
                                            metrics=metrics)
-        self._last_export = time.monotonic()
-        self._last_export_step = step
         log.info("%s %d: published model version %d (step %d)", self.task_type,
                  self.task_index, version.version, step)
         self._emit("model", epoch=epoch, step=step, version=version.version,

@@ -10,7 +10,7 @@ framework-neutral ``ModelRunner``'s job.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,22 @@ class ModelHandler(ABC):
     @abstractmethod
     def run(self, model: Any, columns: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         """Predict for one batch: feature columns in, one array per output column out."""
+
+    def _callable(self, blob: bytes) -> Callable[..., Any]:
+        """A user callable the handler carries as ``serialize_entry`` bytes, loaded once."""
+        import cloudpickle
+
+        from flink_dl.config import resolve_entry
+
+        cache = self.__dict__.setdefault("_callables", {})
+        if blob not in cache:
+            cache[blob] = resolve_entry(cloudpickle.loads(blob))
+        return cache[blob]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_callables", None)  # loaded callables stay in their process
+        return state
 
     def output_schema(self) -> pa.Schema:
         """The columns ``predict`` appends (plus ``model_version`` when following a dir)."""

@@ -119,21 +119,6 @@ class TorchModelHandler(ModelHandler):
                 y = self._callable(self._postprocess)(y)
         return split_outputs(self.outputs, y)
 
-    def _callable(self, blob: bytes) -> Callable[..., Any]:
-        import cloudpickle
-
-        from flink_dl.config import resolve_entry
-
-        cache = self.__dict__.setdefault("_callables", {})
-        if blob not in cache:
-            cache[blob] = resolve_entry(cloudpickle.loads(blob))
-        return cache[blob]
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_callables", None)
-        return state
-
 
 def predict(input: Table | DataStream, model: str | Path | TorchModelHandler,
             features: Sequence[str] | None = None, **options: Any) -> Table | DataStream:

@@ -1,0 +1,59 @@
+"""Node entries of the fault-tolerance tests (pickled by value into the job)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from flink_dl import NodeContext
+
+
+def _mark_attempt(ctx: NodeContext) -> Path:
+    out = Path(ctx.properties["out"])
+    (out / f"attempt-{ctx.role}-{ctx.index}-{ctx.attempt}").write_text(str(os.getpid()))
+    return out
+
+
+def killed_on_first_attempt(ctx: NodeContext) -> dict:
+    """Attempt 0: worker 1 SIGKILLs itself, the others wait to be stopped. Later: finish."""
+    _mark_attempt(ctx)
+    if ctx.attempt == 0:
+        if ctx.index == 1:
+            time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGKILL)
+        ctx.wait_for_stop(timeout=120)
+        return {}
+    time.sleep(0.5)
+    return {"attempt": ctx.attempt}
+
+
+def hangs(ctx: NodeContext) -> None:
+    """Never reports progress (a hung entry)."""
+    _mark_attempt(ctx)
+    time.sleep(600)
+
+
+def count_and_sum(ctx: NodeContext) -> None:
+    """A counting "model": its state is the number and the sum of the records it saw.
+
+    Saves its state every few batches (exactly-once roles), works slowly so that kills land
+    mid-stream, and writes the final state when the input ends.
+    """
+    state = ctx.load_state() or {"count": 0, "sum": 0, "batches": 0}
+    out = _mark_attempt(ctx)
+    every = int(ctx.properties.get("save_every", "3"))
+    delay = float(ctx.properties.get("delay", "0.05"))
+    for batch in ctx.batches():
+        values = batch.column("v").to_numpy()
+        state["count"] += len(values)
+        state["sum"] += int(values.sum())
+        state["batches"] += 1
+        if state["batches"] % every == 0:
+            ctx.save_state(state)
+        time.sleep(delay)
+    ctx.save_state(state)
+    (out / f"final-{ctx.index}.json").write_text(json.dumps(
+        {**state, "attempt": ctx.attempt, "position": ctx.input_position}))

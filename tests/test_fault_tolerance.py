@@ -42,3 +42,100 @@ def test_hung_entry_is_detected(process_env, tmp_path: Path) -> None:
         flink_dl.execute(process_env, "hung", timeout_s=120)
     assert time.monotonic() - started < 60
     assert wait_clean(config.job_id) == {}
+
+
+def _node_processes(job_id: str) -> dict[int, list]:
+    """The job's live node entry processes by attempt."""
+    import psutil
+
+    found: dict[int, list] = {}
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info.get("cmdline") or [])
+        marker = f"flink-dl-{job_id}-"
+        if "flink_dl.cluster.node_main" not in cmd or marker not in cmd:
+            continue
+        attempt = int(cmd.split(marker, 1)[1].split("-", 1)[0])
+        found.setdefault(attempt, []).append(p)
+    return found
+
+
+def kill_repeatedly(job_id: str, kills: int, done: Path, log: list, seed: int = 7,
+                    min_wait: float = 1.0, max_wait: float = 3.0, nodes: int = 2,
+                    worker_every: int = 2) -> None:
+    """Kill ``kills`` times at random moments, each after the previous restart's nodes all
+    run: the entry process of a random node, or (every ``worker_every``-th kill) the Flink
+    Python worker hosting it. Records (kind, attempt, pid, time) in ``log``."""
+    import random
+    import signal
+
+    rng = random.Random(seed)
+    last_attempt = -1
+    deadline = time.monotonic() + 400
+    while len(log) < kills and time.monotonic() < deadline and not any(done.glob("final-*")):
+        procs = _node_processes(job_id)
+        newest = max(procs, default=-1)
+        if newest <= last_attempt or len(procs[newest]) < nodes:
+            time.sleep(0.2)
+            continue
+        time.sleep(rng.uniform(min_wait, max_wait))
+        if any(done.glob("final-*")):
+            return
+        victim = rng.choice(procs[newest])
+        kind = "python-worker" if (len(log) + 1) % worker_every == 0 else "node-entry"
+        try:
+            pid = victim.ppid() if kind == "python-worker" else victim.pid
+            import os
+
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, Exception):
+            continue
+        log.append((kind, newest, pid, time.time()))
+        last_attempt = newest
+
+
+def test_exactly_once_counting_model_under_five_kills(process_env, tmp_path: Path) -> None:
+    """A counting "model" (state: count and sum of the records seen) fed a checkpointed
+    stream, with 5 random SIGKILLs of node entries and Flink Python workers: the final
+    count and sum equal the input's exactly."""
+    import threading
+
+    from pyflink.common import WatermarkStrategy
+    from pyflink.datastream.connectors.number_seq import NumberSequenceSource
+    from pyflink.table import StreamTableEnvironment
+    from pyflink.table.expressions import col
+
+    n = 20_000
+    env = process_env
+    env.set_parallelism(1)
+    env.enable_checkpointing(1000)
+    checkpoints = env.get_checkpoint_config()
+    checkpoints.set_checkpoint_timeout(60_000)
+    checkpoints.set_tolerable_checkpoint_failure_number(1000)
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("python.fn-execution.arrow.batch.size", "100")
+    t_env.get_config().set("python.fn-execution.bundle.size", "1000")
+    numbers = env.from_source(NumberSequenceSource(1, n), WatermarkStrategy.no_watermarks(),
+                              "numbers")
+    table = t_env.from_data_stream(numbers).select(col("f0").alias("v"))
+    out = tmp_path / "out"
+    out.mkdir()
+    config = ClusterConfig(roles={"worker": 2}, entry=ft_entries.count_and_sum,
+                           properties={"out": str(out), "save_every": "3", "delay": "0.2"},
+                           checkpoint_dir=str(tmp_path / "state"),
+                           restart=RestartPolicy(attempts=10, delay_s=0.5))
+    flink_dl.add_role(env, config, "worker", table, exactly_once=True)
+    kills: list = []
+    killer = threading.Thread(target=kill_repeatedly, args=(config.job_id, 5, out, kills),
+                              daemon=True)
+    killer.start()
+    flink_dl.execute(env, "exactly-once", timeout_s=400)
+    killer.join(timeout=5)
+    import json
+
+    finals = [json.loads(p.read_text()) for p in sorted(out.glob("final-*.json"))]
+    assert len(kills) == 5, kills
+    assert len(finals) == 2
+    assert sum(f["count"] for f in finals) == n
+    assert sum(f["sum"] for f in finals) == n * (n + 1) // 2
+    assert min(f["attempt"] for f in finals) >= 5
+    assert wait_clean(config.job_id) == {}

@@ -133,6 +133,8 @@ class AppMaster:
         self.address = (host, server.getsockname()[1])
         self._timing["am_started"] = time.time()
         threading.Thread(target=self._accept_loop, name="flink-dl-am-accept", daemon=True).start()
+        for old in range(self.attempt):  # left by AMs of earlier attempts that were killed
+            self.store.delete(am_key(old))
         self.store.publish(am_key(self.attempt), {
             "host": host, "port": self.address[1], "attempt": self.attempt,
             "job_id": self.config.job_id,

@@ -167,6 +167,12 @@ class FedNodeFunction(KeyedProcessFunction):
             outcome = self.runner.join()
         finally:
             self.runner.close_channels()
+        if self.eo is not None and outcome.state != "FINISHED":
+            from flink_dl.errors import ClusterFailedError
+
+            raise ClusterFailedError(
+                f"exactly-once node {self.role}:{self.index} ended {outcome.state} before "
+                "its input was done (the cluster failed); failing the task to restart it")
         self.finished = True
         if self.dropped_messages:
             log.warning("node %s:%d returned before reading all its input: %d message(s) "
@@ -201,6 +207,8 @@ class FedNodeFunction(KeyedProcessFunction):
                 self.runner.wait_started()
                 self.started = True
                 self._restore()
+            if self.eo is not None and self.restored:
+                self.eo.prune(self.runner.state_dir)
             rows = (list(self._drain(block=False))
                     if self.runner.output is not None and self.started else [])
         except BaseException:

@@ -57,3 +57,36 @@ def count_and_sum(ctx: NodeContext) -> None:
     ctx.save_state(state)
     (out / f"final-{ctx.index}.json").write_text(json.dumps(
         {**state, "attempt": ctx.attempt, "position": ctx.input_position}))
+
+
+def digits_resumable(ctx) -> dict:
+    """The digits training entry, resumable: checkpoint every epoch, resume after restarts.
+
+    Sleeps ``epoch_sleep`` seconds per epoch so that kills land mid-training.
+    """
+    import torch
+
+    from examples.digits import PIXELS, make_model
+
+    out = _mark_attempt(ctx.node)
+    torch.manual_seed(0)
+    module = make_model()
+    optimizer = torch.optim.Adam(module.parameters(), lr=0.003)
+    loader = ctx.dataloader(32, features=PIXELS, label="label")
+    start, step = ctx.resume(module, optimizer, loader)
+    model = ctx.prepare_model(module)
+    (out / f"resume-{ctx.rank}-{ctx.attempt}").write_text(str(start))
+    for epoch in range(start, ctx.epochs):
+        for batch in loader:
+            loss = torch.nn.functional.cross_entropy(model(batch["features"]), batch["label"])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+        ctx.report(step=step, epoch=epoch, loss=loss.item())
+        ctx.save_checkpoint(model, optimizer, epoch=epoch, step=step)
+        time.sleep(float(ctx.properties.get("epoch_sleep", "0")))
+    ctx.save_model(model, step=step)
+    (out / f"final-{ctx.rank}.json").write_text(json.dumps({"attempt": ctx.attempt,
+                                                            "steps": step}))
+    return {"rank": ctx.rank, "attempt": ctx.attempt}

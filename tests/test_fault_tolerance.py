@@ -62,9 +62,10 @@ def _node_processes(job_id: str) -> dict[int, list]:
 def kill_repeatedly(job_id: str, kills: int, done: Path, log: list, seed: int = 7,
                     min_wait: float = 1.0, max_wait: float = 3.0, nodes: int = 2,
                     worker_every: int = 2) -> None:
-    """Kill ``kills`` times at random moments, each after the previous restart's nodes all
-    run: the entry process of a random node, or (every ``worker_every``-th kill) the Flink
-    Python worker hosting it. Records (kind, attempt, pid, time) in ``log``."""
+    """Kill ``kills`` times at random moments, each after the previous restart's entries all
+    run (their ``attempt-*`` markers are in ``done``): the entry process of a random node,
+    or (every ``worker_every``-th kill) the Flink Python worker hosting it. Records
+    (kind, attempt, pid, time) in ``log``."""
     import random
     import signal
 
@@ -74,7 +75,8 @@ def kill_repeatedly(job_id: str, kills: int, done: Path, log: list, seed: int = 
     while len(log) < kills and time.monotonic() < deadline and not any(done.glob("final-*")):
         procs = _node_processes(job_id)
         newest = max(procs, default=-1)
-        if newest <= last_attempt or len(procs[newest]) < nodes:
+        entered = len(list(done.glob(f"attempt-*-{newest}")))  # entries running user code
+        if newest <= last_attempt or len(procs[newest]) < nodes or entered < nodes:
             time.sleep(0.2)
             continue
         time.sleep(rng.uniform(min_wait, max_wait))
@@ -138,4 +140,66 @@ def test_exactly_once_counting_model_under_five_kills(process_env, tmp_path: Pat
     assert sum(f["count"] for f in finals) == n
     assert sum(f["sum"] for f in finals) == n * (n + 1) // 2
     assert min(f["attempt"] for f in finals) >= 5
+    assert wait_clean(config.job_id) == {}
+
+
+def _held_out_accuracy(model_dir: Path) -> float:
+    """Accuracy of the newest published model on the held-out digits (verified load)."""
+    import torch
+
+    from examples import digits
+    from flink_dl.models import ModelStore
+
+    version = ModelStore(model_dir).open()
+    model = digits.make_model()
+    model.load_state_dict(torch.load(version.file("model.pt")))
+    held_out = digits.load_split()[1]
+    with torch.no_grad():
+        logits = model(torch.tensor(held_out[digits.PIXELS].to_numpy()))
+    return float((logits.argmax(dim=1).numpy() == held_out["label"].to_numpy()).mean())
+
+
+def test_digits_training_survives_two_kills(process_env, tmp_path: Path) -> None:
+    """PyTorch DDP on digits, a training worker SIGKILLed twice at random moments (its
+    entry process, then its Flink Python worker): the job completes from the checkpoints,
+    accuracy >= 0.95, and the attempts are recorded."""
+    import threading
+
+    from pyflink.table import StreamTableEnvironment
+
+    from examples import digits
+    from flink_dl.pytorch import TorchConfig, train
+
+    out = tmp_path / "out"
+    out.mkdir()
+    t_env = StreamTableEnvironment.create(process_env)
+    table = t_env.from_pandas(digits.load_split()[0])
+    config = TorchConfig(world_size=2, entry=ft_entries.digits_resumable, epochs=12,
+                         model_dir=str(tmp_path / "models"),
+                         properties={"out": str(out), "epoch_sleep": "1.0"},
+                         restart=RestartPolicy(attempts=8, delay_s=0.5), name="digits-ft")
+    train(process_env, table, config)
+    kills: list = []
+    killer = threading.Thread(target=kill_repeatedly, daemon=True, kwargs=dict(
+        job_id=config.job_id, kills=2, done=out, log=kills, seed=3, min_wait=2.0,
+        max_wait=5.0))
+    killer.start()
+    try:
+        flink_dl.execute(process_env, "digits-ft", timeout_s=400)
+    finally:
+        killer.join(timeout=5)
+        print("kills", kills, "attempts", _attempts(out),
+              sorted(p.name for p in out.glob("resume-*")))
+    assert [k[0] for k in kills] == ["node-entry", "python-worker"], kills
+    attempts = _attempts(out)
+    assert attempts["worker-0"] == attempts["worker-1"] == {0, 1, 2}, attempts
+    resumed = {p.name: int(p.read_text()) for p in out.glob("resume-*")}
+    assert resumed.get("resume-0-0", 0) == 0, resumed
+    assert resumed["resume-0-2"] == resumed["resume-1-2"] > 0, resumed  # from a checkpoint
+    import json
+
+    finals = [json.loads((out / f"final-{r}.json").read_text()) for r in (0, 1)]
+    assert {f["attempt"] for f in finals} == {2}
+    assert _held_out_accuracy(tmp_path / "models") >= 0.95
+
     assert wait_clean(config.job_id) == {}

@@ -90,3 +90,23 @@ def digits_resumable(ctx) -> dict:
     (out / f"final-{ctx.rank}.json").write_text(json.dumps({"attempt": ctx.attempt,
                                                             "steps": step}))
     return {"rank": ctx.rank, "attempt": ctx.attempt}
+
+
+def resumable_steps(ctx: NodeContext) -> dict:
+    """``steps`` one-second steps; the step count is checkpointed to ``<out>/steps-<index>``
+    after each step and resumed from after a restart."""
+    out = _mark_attempt(ctx)
+    steps = int(ctx.properties.get("steps", "20"))
+    state = out / f"steps-{ctx.index}"
+    done = int(state.read_text()) if state.exists() else 0
+    (out / f"resume-{ctx.index}-{ctx.attempt}").write_text(str(done))
+    while done < steps:
+        time.sleep(float(ctx.properties.get("step_s", "1.0")))
+        done += 1
+        tmp = state.with_suffix(".tmp")
+        tmp.write_text(str(done))
+        os.replace(tmp, state)
+        ctx.heartbeat()
+    (out / f"final-{ctx.index}.json").write_text(json.dumps({"attempt": ctx.attempt,
+                                                            "steps": done}))
+    return {"index": ctx.index, "attempt": ctx.attempt}

@@ -190,12 +190,14 @@ def add_role(
                             schema_bytes, host_am=exactly_once), output_type=out_type,
         ).set_max_parallelism(DEFAULT_MAX_PARALLELISM)
     stream = stream.name(name).uid(name).set_parallelism(count)
-    _ensure_runs(stream, name)
     am = _AM_STREAMS.get((id(env), config.job_id))
     if am is not None:
-        # Whoever consumes (or collects) this stream also runs the AM.
+        # Whoever consumes (or collects) this stream also runs the AM; and the sink below
+        # joins the role and the AM into one pipelined region, so that a failure anywhere
+        # restarts the AM and every role together (region failover).
         tie = am.flat_map(DropAll(), output_type=out_type).name(f"{name}-am-tie")
         stream = stream.union(tie)
+    _ensure_runs(stream, name)
     return stream
 
 

@@ -156,6 +156,8 @@ class ClusterConfig:
             attempt. ``None`` keeps the job's own restart strategy (none by default).
         checkpoint_dir: durable directory (shared by every host) where nodes keep their
             state for exactly-once stream training (``ctx.save_state``/``ctx.load_state``).
+        input_roles: roles whose nodes need an input stream: ``add_role`` without
+            ``input`` (and ``add_cluster``) refuse them at build time.
     """
 
     roles: Mapping[str, int]
@@ -174,8 +176,11 @@ class ClusterConfig:
     secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
     restart: RestartPolicy | Mapping[str, Any] | int | None = None
     checkpoint_dir: str | None = None
+    input_roles: frozenset[str] | set[str] | tuple[str, ...] = frozenset()
 
     def __post_init__(self) -> None:
+        if isinstance(self.input_roles, set | tuple | list | frozenset):
+            self.input_roles = frozenset(self.input_roles)
         self.timeouts = Timeouts.from_value(self.timeouts)
         self.restart = RestartPolicy.from_value(self.restart)
         self.daemon_roles = frozenset(self.daemon_roles)
@@ -212,6 +217,12 @@ class ClusterConfig:
         for role in self.daemon_roles:
             if role not in self.roles:
                 raise ConfigError(f"daemon_roles: unknown role {role!r}; roles: {list(self.roles)}")
+        if not isinstance(self.input_roles, frozenset):
+            raise ConfigError(f"input_roles must be a set of role names, got "
+                              f"{type(self.input_roles).__name__}")
+        for role in self.input_roles:
+            if role not in self.roles:
+                raise ConfigError(f"input_roles: unknown role {role!r}; roles: {list(self.roles)}")
         if set(self.daemon_roles) == set(self.roles):
             raise ConfigError("daemon_roles: at least one role must not be a daemon role")
         validate_entry(self.entry, "entry")

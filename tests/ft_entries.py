@@ -110,3 +110,17 @@ def resumable_steps(ctx: NodeContext) -> dict:
     (out / f"final-{ctx.index}.json").write_text(json.dumps({"attempt": ctx.attempt,
                                                             "steps": done}))
     return {"index": ctx.index, "attempt": ctx.attempt}
+
+
+def read_then_run_forever(ctx: NodeContext) -> None:
+    """Reads its input, records its pid, then runs until killed."""
+    _mark_attempt(ctx)
+    for _ in ctx.batches():
+        pass
+    while True:
+        time.sleep(0.2)
+
+
+def always_fails(ctx: NodeContext) -> None:
+    _mark_attempt(ctx)
+    raise RuntimeError(f"fails on attempt {ctx.attempt}")

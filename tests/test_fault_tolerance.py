@@ -203,3 +203,33 @@ def test_digits_training_survives_two_kills(process_env, tmp_path: Path) -> None
     assert _held_out_accuracy(tmp_path / "models") >= 0.95
 
     assert wait_clean(config.job_id) == {}
+
+
+def test_cancel_with_restarts_and_input_leaves_nothing(process_env, tmp_path: Path) -> None:
+    """Cancelling a restartable job whose nodes hold shared-memory input channels: zero
+    leftover processes, shared-memory files (memfds), temp dirs or rendezvous files."""
+    from pyflink.table import StreamTableEnvironment
+
+    t_env = StreamTableEnvironment.create(process_env)
+    table = t_env.from_elements([(i,) for i in range(1000)], ["v"])
+    config = ClusterConfig(roles={"worker": 2}, entry=ft_entries.read_then_run_forever,
+                           properties={"out": str(tmp_path)}, restart=RestartPolicy(attempts=3))
+    flink_dl.add_am_role(process_env, config)
+    flink_dl.add_role(process_env, config, "worker", table)
+    with pytest.raises(flink_dl.ClusterTimeoutError, match="did not finish within"):
+        flink_dl.execute(process_env, "cancel-ft", timeout_s=25)
+    assert _attempts(tmp_path) == {"worker-0": {0}, "worker-1": {0}}
+    assert wait_clean(config.job_id) == {}
+
+
+def test_job_failing_for_good_leaves_nothing(process_env, tmp_path: Path) -> None:
+    """Restarts exhausted (1 allowed): the job fails with the entry's error after attempts 0
+    and 1, and nothing of either attempt is left."""
+    config = ClusterConfig(roles={"worker": 2}, entry=ft_entries.always_fails,
+                           properties={"out": str(tmp_path)},
+                           restart=RestartPolicy(attempts=1, delay_s=0.2))
+    flink_dl.add_cluster(process_env, config)
+    with pytest.raises(Exception, match="fails on attempt 1"):
+        flink_dl.execute(process_env, "fail-for-good", timeout_s=120)
+    assert _attempts(tmp_path) == {"worker-0": {0, 1}, "worker-1": {0, 1}}
+    assert wait_clean(config.job_id) == {}

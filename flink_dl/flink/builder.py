@@ -163,6 +163,9 @@ def add_role(
     if output_schema is not None and not isinstance(output_schema, pa.Schema):
         raise ConfigError(f"add_role(role={role!r}): output_schema must be a pyarrow.Schema, "
                           f"got {type(output_schema).__name__}")
+    if input is None and role in config.input_roles:
+        raise ConfigError(f"add_role(role={role!r}): this role needs an input "
+                          "(ClusterConfig.input_roles); pass input=<Table or DataStream>")
     if epochs > 1 and input is None:
         raise ConfigError(f"add_role(role={role!r}): epochs={epochs} needs an input")
     if channel_capacity < 64 * 1024 or channel_capacity % 8:
@@ -231,6 +234,10 @@ def add_cluster(env: StreamExecutionEnvironment, config: ClusterConfig) -> DataS
     streams (JSON strings). For roles with input or output, use ``add_am_role`` and
     ``add_role``."""
     _prepare(env, config)
+    if config.input_roles:
+        raise ConfigError(f"add_cluster adds roles without input, but roles "
+                          f"{sorted(config.input_roles)} need one (ClusterConfig.input_roles): "
+                          "use add_am_role and add_role(env, config, role, input)")
     am = add_am_role(env, config)
     return am.union(*[add_role(env, config, role) for role in config.roles])
 

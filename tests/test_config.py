@@ -108,7 +108,7 @@ def test_missing_input_for_a_role_that_needs_one() -> None:
 
     env = StreamExecutionEnvironment.get_execution_environment()
     config = ClusterConfig(roles={"worker": 2}, entry=_entry, input_roles={"worker"})
-    with pytest.raises(ConfigError, match=r"role 'worker'.*needs an input"):
+    with pytest.raises(ConfigError, match=r"role='worker'.*needs an input"):
         flink_dl.add_role(env, config, "worker")
     with pytest.raises(ConfigError, match=r"roles \['worker'\] need one"):
         flink_dl.add_cluster(env, config)

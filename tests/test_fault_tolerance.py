@@ -233,3 +233,45 @@ def test_job_failing_for_good_leaves_nothing(process_env, tmp_path: Path) -> Non
         flink_dl.execute(process_env, "fail-for-good", timeout_s=120)
     assert _attempts(tmp_path) == {"worker-0": {0, 1}, "worker-1": {0, 1}}
     assert wait_clean(config.job_id) == {}
+
+
+def test_killed_am_restarts_cluster_and_training_resumes(process_env, tmp_path: Path) -> None:
+    """SIGKILL of the process hosting the AM (its Flink Python worker): the nodes lose the
+    AM, the cluster restarts under attempt 1 and the workers resume from their checkpoints."""
+    import json
+    import os
+    import signal
+
+    from flink_dl.cluster.rendezvous import default_rendezvous_root
+
+    config = ClusterConfig(roles={"worker": 2}, entry=ft_entries.resumable_steps,
+                           properties={"out": str(tmp_path), "steps": "12", "step_s": "0.5"},
+                           restart=RestartPolicy(attempts=3, delay_s=0.5),
+                           timeouts={"heartbeat_timeout": 4})
+    flink_dl.add_cluster(process_env, config)
+    import threading
+
+    def kill_am() -> None:
+        deadline = time.monotonic() + 120
+        published = default_rendezvous_root() / config.job_id / "am-0.json"
+        while time.monotonic() < deadline:
+            steps = tmp_path / "steps-0"
+            if published.exists() and steps.exists() and int(steps.read_text()) >= 3:
+                pid = json.loads(published.read_text())["pid"]
+                (tmp_path / "am-killed").write_text(str(pid))
+                os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_am, daemon=True)
+    killer.start()
+    flink_dl.execute(process_env, "am-kill", timeout_s=180)
+    killer.join(timeout=5)
+    assert (tmp_path / "am-killed").exists()
+    attempts = _attempts(tmp_path)
+    assert attempts["worker-0"] >= {0, 1} and attempts["worker-1"] >= {0, 1}, attempts
+    finals = [json.loads((tmp_path / f"final-{i}.json").read_text()) for i in (0, 1)]
+    assert all(f["steps"] == 12 and f["attempt"] >= 1 for f in finals), finals
+    last = finals[0]["attempt"]
+    assert int((tmp_path / f"resume-0-{last}").read_text()) >= 3, "resumed, not restarted"
+    assert wait_clean(config.job_id) == {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -137,7 +138,7 @@ class AppMaster:
             self.store.delete(am_key(old))
         self.store.publish(am_key(self.attempt), {
             "host": host, "port": self.address[1], "attempt": self.attempt,
-            "job_id": self.config.job_id,
+            "job_id": self.config.job_id, "pid": os.getpid(),
         })
         log.info("AM of job %s attempt %d listening on %s:%d",
                  self.config.job_id, self.attempt, *self.address)

@@ -120,6 +120,7 @@ class FedNodeFunction(KeyedProcessFunction):
             self.am = HostedAM(self.config, self.attempt)
         self.eo = ExactlyOnceLedger(runtime_context) if self.channels.exactly_once else None
         self.restored = False
+        self._next_poll: int | None = None
         self.runner = NodeRunner(self.config, self.role, self.index, self.attempt,
                                  self.entry_bytes, channels=self.channels)
         self.runner.run_in_background()
@@ -129,7 +130,7 @@ class FedNodeFunction(KeyedProcessFunction):
         try:
             if not self.timer_set:
                 ctx.timer_service().register_event_time_timer(END_OF_TIME)
-                if self.eo is not None:
+                if self.eo is not None and self._next_poll is None:
                     self._schedule_poll(ctx)
                 self.timer_set = True
             if self.am is not None:
@@ -155,7 +156,7 @@ class FedNodeFunction(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         assert self.runner is not None
         if timestamp != END_OF_TIME:
-            yield from self._poll(ctx)
+            yield from self._poll(ctx, timestamp)
             return
         try:
             self.runner.wait_started()
@@ -190,11 +191,14 @@ class FedNodeFunction(KeyedProcessFunction):
 
     def _schedule_poll(self, ctx: Any) -> None:
         service = ctx.timer_service()
-        service.register_processing_time_timer(service.current_processing_time()
-                                               + self.POLL_MS)
+        self._next_poll = service.current_processing_time() + self.POLL_MS
+        service.register_processing_time_timer(self._next_poll)
 
-    def _poll(self, ctx: Any) -> Iterator[Any]:
-        """Processing-time tick: surface a failed AM or node; resume a restored node."""
+    def _poll(self, ctx: Any, timestamp: int) -> Iterator[Any]:
+        """Processing-time tick: surface a failed AM or node; resume a restored node.
+
+        One chain of ticks per attempt: a tick restored from a checkpoint is adopted only
+        when this attempt has none yet."""
         assert self.runner is not None
         if getattr(self, "finished", False):
             return
@@ -214,7 +218,8 @@ class FedNodeFunction(KeyedProcessFunction):
         except BaseException:
             self.runner.close_channels()
             raise
-        self._schedule_poll(ctx)
+        if self._next_poll is None or timestamp == self._next_poll:
+            self._schedule_poll(ctx)
         yield from rows
 
     def _restore(self) -> None:

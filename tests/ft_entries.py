@@ -42,14 +42,17 @@ def count_and_sum(ctx: NodeContext) -> None:
     Saves its state every few batches (exactly-once roles), works slowly so that kills land
     mid-stream, and writes the final state when the input ends.
     """
-    state = ctx.load_state() or {"count": 0, "sum": 0, "batches": 0}
+    state = ctx.load_state() or {"count": 0, "sum": 0, "squares": 0, "batches": 0}
     out = _mark_attempt(ctx)
+    (out / f"resume-{ctx.index}-{ctx.attempt}").write_text(json.dumps(
+        {"position": ctx.input_position, "count": state["count"]}))
     every = int(ctx.properties.get("save_every", "3"))
     delay = float(ctx.properties.get("delay", "0.05"))
     for batch in ctx.batches():
         values = batch.column("v").to_numpy()
         state["count"] += len(values)
         state["sum"] += int(values.sum())
+        state["squares"] += int((values * values).sum())
         state["batches"] += 1
         if state["batches"] % every == 0:
             ctx.save_state(state)

@@ -139,7 +139,11 @@ def test_exactly_once_counting_model_under_five_kills(process_env, tmp_path: Pat
     assert len(finals) == 2
     assert sum(f["count"] for f in finals) == n
     assert sum(f["sum"] for f in finals) == n * (n + 1) // 2
+    assert sum(f["squares"] for f in finals) == n * (n + 1) * (2 * n + 1) // 6
     assert min(f["attempt"] for f in finals) >= 5
+    resumes = [json.loads(p.read_text()) for p in out.glob("resume-*")]
+    assert any(r["position"] > 0 and r["count"] > 0 for r in resumes), \
+        "some restarts resumed from saved node state (not from scratch)"
     assert wait_clean(config.job_id) == {}
 
 

@@ -21,13 +21,14 @@ def _attempts(out: Path) -> dict[str, set[int]]:
     return seen
 
 
-def test_killed_node_restarts_whole_cluster(process_env, tmp_path: Path) -> None:
-    """SIGKILL of one node's entry: Flink restarts AM + every node under attempt 1."""
+def test_killed_node_restarts_whole_cluster(flink_env, tmp_path: Path) -> None:
+    """SIGKILL of one node's entry: Flink restarts AM + every node under attempt 1 (process
+    and loopback mode)."""
     config = ClusterConfig(roles={"worker": 2}, entry=ft_entries.killed_on_first_attempt,
                            properties={"out": str(tmp_path)},
                            restart=RestartPolicy(attempts=2, delay_s=0.5))
-    flink_dl.add_cluster(process_env, config)
-    flink_dl.execute(process_env, "restart", timeout_s=180)
+    flink_dl.add_cluster(flink_env, config)
+    flink_dl.execute(flink_env, "restart", timeout_s=180)
     assert _attempts(tmp_path) == {"worker-0": {0, 1}, "worker-1": {0, 1}}
     assert wait_clean(config.job_id) == {}
 

@@ -19,6 +19,7 @@ _EXPORTS = {
     "NodeContext": "flink_dl.cluster.context",
     "ClusterConfig": "flink_dl.config",
     "Timeouts": "flink_dl.config",
+    "RestartPolicy": "flink_dl.config",
     "AuthenticationError": "flink_dl.errors",
     "ClusterFailedError": "flink_dl.errors",
     "ClusterTimeoutError": "flink_dl.errors",
@@ -34,9 +35,10 @@ _EXPORTS = {
 }
 
 __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
-    "NodeContext", "ClusterConfig", "Timeouts", "AuthenticationError", "ClusterFailedError",
-    "ClusterTimeoutError", "ConfigError", "FlinkDLError", "NodeFailedError", "add_am_role",
-    "add_cluster", "add_role", "JobOutcome", "execute", "cleanup",
+    "NodeContext", "ClusterConfig", "Timeouts", "RestartPolicy", "AuthenticationError",
+    "ClusterFailedError", "ClusterTimeoutError", "ConfigError", "FlinkDLError",
+    "NodeFailedError", "add_am_role", "add_cluster", "add_role", "JobOutcome", "execute",
+    "cleanup",
 ]
 
 
@@ -55,7 +57,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from flink_dl.cluster.context import NodeContext
-    from flink_dl.config import ClusterConfig, Timeouts
+    from flink_dl.config import ClusterConfig, RestartPolicy, Timeouts
     from flink_dl.errors import (
         AuthenticationError,
         ClusterFailedError,

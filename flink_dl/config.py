@@ -21,6 +21,55 @@ _ROLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _ENTRY_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 EntryFn = Callable[..., Any]
+_OPTIONAL_TIMEOUTS = frozenset({"progress"})
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How the ML cluster recovers from a failure. Config keys: ``restart.<field>``.
+
+    A failed or lost node, a failed AM, a killed Python worker or a lost TaskManager fails
+    the Flink task; Flink then restarts the AM and every node together (one pipelined
+    region) under a new attempt number, up to ``attempts`` times, ``delay_s`` apart.
+    ``attempts=0`` fails the job on the first failure.
+    """
+
+    #: Restarts allowed before the job fails for good.
+    attempts: int = 3
+    #: Seconds between a failure and the restart.
+    delay_s: float = 1.0
+    #: ``"region"`` (restart the connected ML cluster) or ``"full"`` (the whole job).
+    failover: str = "region"
+
+    def validate(self) -> None:
+        if not isinstance(self.attempts, int) or isinstance(self.attempts, bool) \
+                or self.attempts < 0:
+            raise ConfigError(f"restart.attempts must be an integer >= 0, got {self.attempts!r}")
+        if not isinstance(self.delay_s, int | float) or isinstance(self.delay_s, bool) \
+                or self.delay_s < 0:
+            raise ConfigError(f"restart.delay_s must be a number of seconds >= 0, "
+                              f"got {self.delay_s!r}")
+        if self.failover not in ("region", "full"):
+            raise ConfigError(f"restart.failover must be 'region' or 'full', "
+                              f"got {self.failover!r}")
+
+    @classmethod
+    def from_value(cls, value: RestartPolicy | Mapping[str, Any] | int | None
+                   ) -> RestartPolicy | None:
+        """``None`` (leave Flink's restart strategy alone), a policy, a mapping of its
+        fields, or an int (that many attempts)."""
+        if value is None or isinstance(value, RestartPolicy):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(attempts=value)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"restart must be a RestartPolicy, a mapping or an int, "
+                              f"got {type(value).__name__}")
+        known = {f.name for f in fields(cls)}
+        for key in value:
+            if key not in known:
+                raise ConfigError(f"unknown config key restart.{key}; known: {sorted(known)}")
+        return cls(**dict(value))
 
 
 @dataclass(frozen=True)
@@ -43,10 +92,15 @@ class Timeouts:
     request: float = 10.0
     #: Data channel: longest wait for room (backpressure) or data while the peer is alive.
     channel: float = 600.0
+    #: Node: a running entry that shows no progress (``ctx.heartbeat()``, reading input,
+    #: writing output) for this long is declared hung and fails the node; ``None``: off.
+    progress: float | None = None
 
     def validate(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name in _OPTIONAL_TIMEOUTS:
+                continue
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(
                     f"timeouts.{f.name} must be a positive number of seconds, got {value!r}"
@@ -97,6 +151,13 @@ class ClusterConfig:
         name: prefix of the Flink operator names.
         job_id: identifies this job run (generated when not given).
         secret: per-job secret the nodes use to authenticate (generated when not given).
+        restart: a ``RestartPolicy`` (or mapping / int of attempts) that ``add_am_role``
+            applies to the Flink job: failures restart the whole ML cluster under a new
+            attempt. ``None`` keeps the job's own restart strategy (none by default).
+        checkpoint_dir: durable directory (shared by every host) where nodes keep their
+            state for exactly-once stream training (``ctx.save_state``/``ctx.load_state``).
+        input_roles: roles whose nodes need an input stream: ``add_role`` without
+            ``input`` (and ``add_cluster``) refuse them at build time.
     """
 
     roles: Mapping[str, int]
@@ -113,9 +174,15 @@ class ClusterConfig:
     name: str = "ml-cluster"
     job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+    restart: RestartPolicy | Mapping[str, Any] | int | None = None
+    checkpoint_dir: str | None = None
+    input_roles: frozenset[str] | set[str] | tuple[str, ...] = frozenset()
 
     def __post_init__(self) -> None:
+        if isinstance(self.input_roles, set | tuple | list | frozenset):
+            self.input_roles = frozenset(self.input_roles)
         self.timeouts = Timeouts.from_value(self.timeouts)
+        self.restart = RestartPolicy.from_value(self.restart)
         self.daemon_roles = frozenset(self.daemon_roles)
         self.roles = dict(self.roles) if isinstance(self.roles, Mapping) else self.roles
         self.properties = (
@@ -150,12 +217,22 @@ class ClusterConfig:
         for role in self.daemon_roles:
             if role not in self.roles:
                 raise ConfigError(f"daemon_roles: unknown role {role!r}; roles: {list(self.roles)}")
+        if not isinstance(self.input_roles, frozenset):
+            raise ConfigError(f"input_roles must be a set of role names, got "
+                              f"{type(self.input_roles).__name__}")
+        for role in self.input_roles:
+            if role not in self.roles:
+                raise ConfigError(f"input_roles: unknown role {role!r}; roles: {list(self.roles)}")
         if set(self.daemon_roles) == set(self.roles):
             raise ConfigError("daemon_roles: at least one role must not be a daemon role")
         validate_entry(self.entry, "entry")
         _validate_str_map(self.properties, "properties")
         _validate_str_map(self.env, "env")
         self.timeout.validate()
+        if self.restart is not None:
+            self.restart.validate()
+        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, str):
+            raise ConfigError(f"checkpoint_dir must be a string path, got {self.checkpoint_dir!r}")
         for key in ("bind_host", "rendezvous", "name", "job_id", "secret", "plugin"):
             value = getattr(self, key)
             if not isinstance(value, str) or not value:

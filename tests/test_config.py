@@ -34,6 +34,14 @@ def _entry(ctx) -> None:
         ({"plugin": "nope"}, "plugin: unknown cluster rules 'nope'"),
         ({"rendezvous": "zk"}, "rendezvous: unknown store backend 'zk'"),
         ({"secret": "short"}, "secret must have at least 16"),
+        ({"timeouts": {"progress": 0}}, "timeouts.progress"),
+        ({"restart": {"attempts": -1}}, "restart.attempts must be an integer >= 0"),
+        ({"restart": {"delay_s": "1s"}}, "restart.delay_s"),
+        ({"restart": {"failover": "some"}}, "restart.failover"),
+        ({"restart": {"tries": 3}}, "unknown config key restart.tries"),
+        ({"restart": "3"}, "restart must be a RestartPolicy"),
+        ({"input_roles": {"ps"}}, "input_roles: unknown role 'ps'"),
+        ({"checkpoint_dir": 5}, "checkpoint_dir must be a string"),
     ],
 )
 def test_bad_config_names_the_key(kwargs: dict, fragment: str) -> None:
@@ -70,3 +78,68 @@ def test_entry_reference_resolves() -> None:
     from flink_dl.config import resolve_entry
 
     assert resolve_entry("json:dumps") is json.dumps
+
+
+def test_restart_policy_forms() -> None:
+    assert ClusterConfig(roles={"w": 1}, entry=_entry).restart is None
+    assert ClusterConfig(roles={"w": 1}, entry=_entry, restart=5).restart == \
+        flink_dl.RestartPolicy(attempts=5)
+    policy = ClusterConfig(roles={"w": 1}, entry=_entry,
+                           restart={"attempts": 2, "delay_s": 0.5}).restart
+    assert policy == flink_dl.RestartPolicy(attempts=2, delay_s=0.5, failover="region")
+    assert Timeouts().progress is None and Timeouts().heartbeat_timeout <= 10
+
+
+def test_restart_policy_configures_flink() -> None:
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    config = ClusterConfig(roles={"w": 1}, entry=_entry,
+                           restart=flink_dl.RestartPolicy(attempts=4, delay_s=0.25))
+    flink_dl.add_cluster(env, config)
+    conf = env._j_stream_execution_environment.getConfiguration().toMap()
+    assert conf.get("restart-strategy.type") == "fixed-delay"
+    assert conf.get("restart-strategy.fixed-delay.attempts") == "4"
+    assert conf.get("restart-strategy.fixed-delay.delay") == "250 ms"
+
+
+def test_missing_input_for_a_role_that_needs_one() -> None:
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    config = ClusterConfig(roles={"worker": 2}, entry=_entry, input_roles={"worker"})
+    with pytest.raises(ConfigError, match=r"role='worker'.*needs an input"):
+        flink_dl.add_role(env, config, "worker")
+    with pytest.raises(ConfigError, match=r"roles \['worker'\] need one"):
+        flink_dl.add_cluster(env, config)
+
+
+@pytest.mark.parametrize(
+    ("setup", "fragment"),
+    [
+        ("no_input", "needs an input"),
+        ("no_checkpoint_dir", "checkpoint_dir"),
+        ("no_checkpointing", "enable Flink checkpointing"),
+        ("two_roles", "must have this one role"),
+        ("epochs", "epochs must be 1"),
+        ("with_am", "do not call add_am_role"),
+    ],
+)
+def test_exactly_once_misconfiguration_fails_at_build_time(setup: str, fragment: str,
+                                                            tmp_path) -> None:
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    if setup != "no_checkpointing":
+        env.enable_checkpointing(1000)
+    t_env = StreamTableEnvironment.create(env)
+    table = None if setup == "no_input" else t_env.from_elements([(1,)], ["v"])
+    roles = {"worker": 1, "ps": 1} if setup == "two_roles" else {"worker": 1}
+    config = ClusterConfig(roles=roles, entry=_entry,
+                           checkpoint_dir=None if setup == "no_checkpoint_dir" else str(tmp_path))
+    if setup == "with_am":
+        flink_dl.add_am_role(env, config)
+    with pytest.raises(ConfigError, match=fragment):
+        flink_dl.add_role(env, config, "worker", table, exactly_once=True,
+                          epochs=2 if setup == "epochs" else 1)

@@ -35,3 +35,62 @@ def test_six_nodes_on_standalone_cluster(tmp_path: Path) -> None:
         assert os.getpid() not in {s["pid"] for s in seen.values()}
         assert wait_clean(job_id) == {}
         assert not [s["pid"] for s in seen.values() if pid_alive(s["pid"])]
+
+
+def _task_manager_of(pid: int) -> int | None:
+    """The TaskManager JVM among the ancestors of ``pid``."""
+    import psutil
+
+    for parent in psutil.Process(pid).parents():
+        if "TaskManagerRunner" in " ".join(parent.cmdline()):
+            return parent.pid
+    return None
+
+
+@pytest.mark.standalone
+def test_job_recovers_from_task_manager_loss(tmp_path: Path) -> None:
+    """Kill -9 the TaskManager that runs worker 1 mid-training: Flink restarts the ML
+    cluster on the spare slots of the other TaskManager and the job completes, resuming
+    from the workers' checkpoints."""
+    import signal
+    import threading
+    import time
+
+    job_id = uuid.uuid4().hex
+    extra = {"heartbeat.interval": 1000, "heartbeat.timeout": 8000}
+    with StandaloneCluster(task_managers=2, slots_per_task_manager=2,
+                           extra_config=extra) as cluster:
+        result: dict = {}
+
+        def submit() -> None:
+            try:
+                cluster.submit(ROOT / "tests" / "jobs" / "tm_kill_job.py", "--out",
+                               str(tmp_path), "--job-id", job_id, "--steps", "25",
+                               extra_env={"PYTHONPATH": str(ROOT)}, timeout_s=400)
+                result["ok"] = True
+            except Exception as exc:  # reported by the assertion below
+                result["error"] = exc
+
+        client = threading.Thread(target=submit, daemon=True)
+        client.start()
+        deadline = time.monotonic() + 200
+        marker = tmp_path / "steps-1"
+        while time.monotonic() < deadline and not (marker.exists()
+                                                   and int(marker.read_text()) >= 3):
+            time.sleep(0.5)
+        worker1 = int((tmp_path / "attempt-worker-1-0").read_text())
+        tm = _task_manager_of(worker1)
+        assert tm is not None, "worker 1 runs under a TaskManager JVM"
+        os.kill(tm, signal.SIGKILL)
+        killed_at = time.monotonic()
+        client.join(timeout=400)
+        assert result.get("ok"), result
+        jobs = cluster.rest("/jobs/overview")["jobs"]
+        assert [(j["jid"], j["state"]) for j in jobs] == [(job_id, "FINISHED")]
+        finals = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("final-*.json")}
+        assert sorted(finals) == ["final-0.json", "final-1.json"]
+        assert all(f["steps"] == 25 and f["attempt"] >= 1 for f in finals.values()), finals
+        resumed = int((tmp_path / f"resume-1-{finals['final-1.json']['attempt']}").read_text())
+        assert resumed >= 3, "worker 1 resumed from its checkpoint"
+        print(f"TaskManager killed -> job finished in {time.monotonic() - killed_at:.1f}s")
+        assert wait_clean(job_id) == {}

@@ -9,7 +9,7 @@ unbounded stream has a single, endless epoch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +67,15 @@ class Epoch:
 class NodeInput:
     """Reads the node's input channel: decoded batches, epochs, schema checks."""
 
-    def __init__(self, ring: Ring, codec: Codec, epochs: int, work_dir: Path) -> None:
+    def __init__(self, ring: Ring, codec: Codec, epochs: int, work_dir: Path,
+                 sequenced: bool = False) -> None:
         self.ring = ring
+        #: Exactly-once: the first frame is the restore position, every DATA frame starts
+        #: with its 8-byte sequence number (``flink_dl.channel.exactly_once``).
+        self.sequenced = sequenced
+        self.position = 0
+        self._restore: int | None = None
+        self.on_progress: Callable[[], None] | None = None
         self.codec = codec
         self.epochs_total = epochs
         self.cache_path = work_dir / CACHE_FILE
@@ -95,8 +102,26 @@ class NodeInput:
         for epoch in self.epochs():
             yield from epoch
 
+    def restore_position(self) -> int:
+        """Exactly-once: the input position the operator resumes from (read once, first)."""
+        if not self.sequenced:
+            raise RuntimeError("restore_position: the input is not exactly-once")
+        if self._restore is None:
+            from flink_dl.channel.exactly_once import decode_restore
+
+            kind, view = self.ring.recv_view()
+            if kind is not FrameKind.DATA:
+                raise FlinkDLError(f"exactly-once input: expected the restore position "
+                                   f"first, got a {kind.name} frame")
+            self._restore = decode_restore(bytes(view))
+            self.ring.release()
+            self.position = self._restore
+        return self._restore
+
     def _first_pass(self) -> Iterator[pa.RecordBatch]:
         writer = None
+        if self.sequenced:
+            self.restore_position()
         try:
             while True:
                 kind, view = self.ring.recv_view()
@@ -108,14 +133,26 @@ class NodeInput:
                 if kind is not FrameKind.DATA:
                     self.ring.release()
                     continue
-                batch = self.codec.decode(pa.py_buffer(bytes(view)))
+                data = bytes(view)
                 self.ring.release()
+                if self.sequenced:
+                    from flink_dl.channel.exactly_once import split_sequenced
+
+                    seq, data = split_sequenced(data)
+                    if seq != self.position + 1:
+                        raise FlinkDLError(f"exactly-once input: batch {seq} follows "
+                                           f"{self.position} (a gap or a duplicate)")
+                batch = self.codec.decode(pa.py_buffer(data))
                 self._check_schema(batch.schema)
                 if self.epochs_total > 1:
                     if writer is None:
                         writer = pa.ipc.new_file(str(self.cache_path), batch.schema)
                     writer.write_batch(batch)
                 self.rows_read += batch.num_rows
+                if self.on_progress is not None:
+                    self.on_progress()
+                if self.sequenced:
+                    self.position = seq
                 yield batch
         finally:
             if writer is not None:

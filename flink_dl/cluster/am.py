@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -133,9 +134,11 @@ class AppMaster:
         self.address = (host, server.getsockname()[1])
         self._timing["am_started"] = time.time()
         threading.Thread(target=self._accept_loop, name="flink-dl-am-accept", daemon=True).start()
+        for old in range(self.attempt):  # left by AMs of earlier attempts that were killed
+            self.store.delete(am_key(old))
         self.store.publish(am_key(self.attempt), {
             "host": host, "port": self.address[1], "attempt": self.attempt,
-            "job_id": self.config.job_id,
+            "job_id": self.config.job_id, "pid": os.getpid(),
         })
         log.info("AM of job %s attempt %d listening on %s:%d",
                  self.config.job_id, self.attempt, *self.address)

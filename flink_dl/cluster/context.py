@@ -14,6 +14,10 @@ from typing import Any
 CONTEXT_FILE = "context.json"
 ENTRY_FILE = "entry.pkl"
 RESULT_FILE = "result.json"
+#: Touched by the entry's process on progress; the node runner watches its mtime
+#: (``timeouts.progress``: hung-entry detection).
+PROGRESS_FILE = "progress"
+_PROGRESS_EVERY_S = 0.5
 
 
 @dataclass
@@ -43,6 +47,8 @@ class NodeContext:
     _cooperative: bool = field(default=False, repr=False)
     _input: Any = field(default=None, repr=False)
     _output: Any = field(default=None, repr=False)
+    _last_progress: float = field(default=0.0, repr=False)
+    _state: Any = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -95,6 +101,57 @@ class NodeContext:
         self._stop_event.set()
         return self._cooperative
 
+    def heartbeat(self) -> None:
+        """Tell the node runner the entry is making progress (reading input and writing
+        output count too). With ``timeouts.progress`` set, an entry silent for longer is
+        declared hung and the node fails (then the cluster restarts)."""
+        import time
+
+        now = time.monotonic()
+        if now - self._last_progress < _PROGRESS_EVERY_S:
+            return
+        self._last_progress = now
+        try:
+            os.utime(Path(self.work_dir) / PROGRESS_FILE)
+        except FileNotFoundError:
+            (Path(self.work_dir) / PROGRESS_FILE).touch()
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------ exactly-once state
+    def _state_store(self) -> Any:
+        if self._state is None:
+            from flink_dl.channel.exactly_once import NodeStateStore
+
+            info = self.channels or {}
+            if not info.get("exactly_once"):
+                raise RuntimeError(
+                    f"role {self.role!r} is not exactly-once: pass exactly_once=True to "
+                    "add_role (and ClusterConfig(checkpoint_dir=...))")
+            self._state = NodeStateStore(info["state_dir"], keep=int(info.get("keep", 5)))
+        return self._state
+
+    @property
+    def input_position(self) -> int:
+        """Exactly-once roles: sequence number of the last input batch handed to the entry
+        (0 before the first). State saved now covers every batch up to it."""
+        return int(self._node_input().position)
+
+    def load_state(self) -> Any:
+        """Exactly-once roles: the state the entry saved for the input position the stream
+        resumes from (``None`` on a fresh start). Call before reading input; the batches
+        that follow are exactly those the state does not cover."""
+        position = self._node_input().restore_position()
+        return self._state_store().load(position)
+
+    def save_state(self, state: Any) -> None:
+        """Exactly-once roles: save ``state`` (picklable) as covering every input batch
+        read so far. The node's operator then drops those batches from Flink state; after
+        a failure the cluster restarts, ``load_state()`` returns the newest state Flink's
+        restored position allows, and the batches after it are replayed exactly once."""
+        self._state_store().save(self.input_position, state)
+        self.heartbeat()
+
     # ------------------------------------------------------------ data channels
     def _channel_ring(self, name: str, missing: str) -> Any:
         """Map the ``input``/``output`` ring this node process inherited."""
@@ -114,7 +171,9 @@ class NodeContext:
 
             ring = self._channel_ring("input", "has no input: pass input=... to add_role")
             self._input = NodeInput(ring, get_codec(self._codec_name), self.epochs_total,
-                                    Path(self.work_dir))
+                                    Path(self.work_dir),
+                                    sequenced=bool((self.channels or {}).get("exactly_once")))
+            self._input.on_progress = self.heartbeat
         return self._input
 
     def _node_output(self) -> Any:
@@ -175,6 +234,7 @@ class NodeContext:
     def write(self, rows: Any) -> None:
         """Send rows out of the node; they leave the role's operator as a Flink stream."""
         self._node_output().write(rows)
+        self.heartbeat()
 
     def _close_io(self) -> None:
         if (self.channels or {}).get("output") is not None:

@@ -25,7 +25,7 @@ from typing import Any
 from flink_dl.channel.ring import Ring
 from flink_dl.cluster.am import am_key
 from flink_dl.cluster.api import ClusterState, RendezvousStore
-from flink_dl.cluster.context import ENTRY_FILE, RESULT_FILE, NodeContext
+from flink_dl.cluster.context import ENTRY_FILE, PROGRESS_FILE, RESULT_FILE, NodeContext
 from flink_dl.cluster.net import advertised_host, reserve_port
 from flink_dl.cluster.process import spawn, stop_process_group
 from flink_dl.cluster.protocol import client_handshake, recv_msg, send_msg
@@ -122,6 +122,8 @@ class ChannelSpec:
     epochs: int = 1
     output_schema: bytes | None = None  # Arrow IPC-serialised schema of ``ctx.write`` rows
     codec: str = "arrow"  # how batches travel through the rings (flink_dl.channel.codecs)
+    exactly_once: bool = False  # sequenced input + node state (flink_dl.channel.exactly_once)
+    state_keep: int = 5  # exactly-once: node state files kept
 
 
 class NodeRunner:
@@ -213,6 +215,8 @@ class NodeRunner:
 
     def start(self) -> None:
         """Register with the AM, receive the spec, and start the entry process."""
+        if self.attempt > 0:
+            self._sweep_older_attempts()
         reserved = reserve_port(self.config.bind_host)
         host = advertised_host(self.config.bind_host, self.config.advertise_host)
         address = f"{host}:{reserved.getsockname()[1]}"
@@ -241,6 +245,14 @@ class NodeRunner:
             self._cleanup()
             raise self._as_cluster_error(exc) from exc
         self._address, self._spec = address, spec
+
+    def _sweep_older_attempts(self) -> None:
+        """After a restart: kill this node's entry processes of earlier attempts and remove
+        their work dirs (normally gone already; this is the safety net for paths where
+        PyFlink gave the old attempt no chance to clean up)."""
+        from flink_dl.flink.janitor import sweep_node_attempts
+
+        sweep_node_attempts(self.config.job_id, self.role, self.index, self.attempt)
 
     def _monitor_main(self) -> None:
         assert self._proc is not None and self._conn is not None
@@ -283,7 +295,20 @@ class NodeRunner:
             "timeout": self.timeouts.channel,
             "output_schema": base64.b64encode(schema).decode() if schema else None,
             "codec": self.channels.codec,
+            "exactly_once": self.channels.exactly_once,
+            "state_dir": self.state_dir,
+            "keep": self.channels.state_keep,
         }
+
+    @property
+    def state_dir(self) -> str | None:
+        """Exactly-once: the durable directory of this node's saved state."""
+        if not self.channels.exactly_once or not self.config.checkpoint_dir:
+            return None
+        from flink_dl.channel.exactly_once import node_state_dir
+
+        return node_state_dir(self.config.checkpoint_dir, self.config.job_id, self.role,
+                              self.index)
 
     def _cleanup(self) -> None:
         """Stop the entry's process group, close the AM connection, remove the work dir."""
@@ -308,6 +333,7 @@ class NodeRunner:
     def _start_entry(self, ctx: NodeContext, work_dir: Path,
                      reserved: socket.socket) -> subprocess.Popen[bytes]:
         ctx.save(work_dir)
+        (work_dir / PROGRESS_FILE).touch()
         (work_dir / ENTRY_FILE).write_bytes(self.entry_bytes)
         env = dict(os.environ)
         env.update(self.config.env)
@@ -340,6 +366,8 @@ class NodeRunner:
             first = False
             if proc.poll() is not None:
                 return self._report_exit(conn, proc, work_dir, stopping)
+            if not stopping:
+                self._check_progress(conn, proc, work_dir)
             try:
                 reply = conn.request({"type": "heartbeat", "role": self.role,
                                       "index": self.index, "running": True})
@@ -358,6 +386,30 @@ class NodeRunner:
                 if failed:
                     conn.request({"type": "stopped", "role": self.role, "index": self.index})
                     return "STOPPED", None
+
+    def _check_progress(self, conn: AMConnection, proc: subprocess.Popen[bytes],
+                        work_dir: Path) -> None:
+        """``timeouts.progress``: fail the node when its entry has been silent too long."""
+        limit = self.timeouts.progress
+        if limit is None:
+            return
+        try:
+            silent = time.time() - (work_dir / PROGRESS_FILE).stat().st_mtime
+        except OSError:
+            return
+        if silent <= limit:
+            return
+        error = (f"entry hung: no progress for {silent:.1f}s (timeouts.progress={limit}s; "
+                 "call ctx.heartbeat() in long loops without input or output)")
+        log.error("node %s: %s", self.name, error)
+        stop_process_group(proc, 0.5)
+        with contextlib.suppress(ConnectionError, TimeoutError, OSError, ProtocolError,
+                                 ClusterFailedError):
+            conn.request({"type": "failed", "role": self.role, "index": self.index,
+                          "error": error})
+        raise NodeFailedError(
+            f"ML node {self.name} (role {self.role!r}, index {self.index}) of job "
+            f"{self.config.job_id} attempt {self.attempt} failed: {error}")
 
     def _report_exit(self, conn: AMConnection, proc: subprocess.Popen[bytes], work_dir: Path,
                      stopping: bool) -> tuple[str, Any]:

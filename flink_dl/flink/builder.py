@@ -26,7 +26,7 @@ from pyflink.table import Table
 from flink_dl.channel.codecs import get_codec
 from flink_dl.channel.ring import DEFAULT_CAPACITY, FRAME_HEADER
 from flink_dl.cluster.node import ChannelSpec
-from flink_dl.config import ClusterConfig
+from flink_dl.config import ClusterConfig, RestartPolicy
 from flink_dl.errors import ConfigError
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.flink.feed import feed, output_type_info
@@ -63,6 +63,27 @@ def _prepare(env: StreamExecutionEnvironment, config: ClusterConfig) -> None:
     _CONFIGS.setdefault(id(env), {})[config.job_id] = config
     _pin_flink_job_id(env, config.job_id)
     _default_python_executable(env)
+    apply_restart_policy(env, config)
+
+
+def apply_restart_policy(env: StreamExecutionEnvironment, config: ClusterConfig) -> None:
+    """Configure Flink's restart strategy from ``config.restart`` (fixed delay, region or
+    full failover). The AM and all roles form one pipelined region, so a failure anywhere
+    restarts the whole ML cluster under a new attempt number."""
+    policy = config.restart
+    if policy is None:
+        return
+    assert isinstance(policy, RestartPolicy)
+    conf = Configuration()
+    if policy.attempts == 0:
+        conf.set_string("restart-strategy.type", "none")
+    else:
+        conf.set_string("restart-strategy.type", "fixed-delay")
+        conf.set_string("restart-strategy.fixed-delay.attempts", str(policy.attempts))
+        conf.set_string("restart-strategy.fixed-delay.delay",
+                        f"{round(policy.delay_s * 1000)} ms")
+    conf.set_string("jobmanager.execution.failover-strategy", policy.failover)
+    env.configure(conf)
 
 
 def _pin_flink_job_id(env: StreamExecutionEnvironment, job_id: str) -> None:
@@ -112,6 +133,8 @@ def add_role(
     output_schema: pa.Schema | None = None,
     channel_capacity: int = DEFAULT_CAPACITY,
     codec: str = "arrow",
+    exactly_once: bool = False,
+    state_keep: int = 5,
 ) -> DataStream:
     """Add the nodes of ``role`` (parallelism = its count).
 
@@ -124,6 +147,13 @@ def add_role(
         channel_capacity: bytes of each node's shared-memory ring (bounds buffering).
         codec: how batches travel through the rings: ``"arrow"`` (default), ``"json"``,
             ``"pickle"`` (explicit only) or a name given to ``register_codec``.
+        exactly_once: stream training where every input row reaches the node's state
+            exactly once across failures: input batches are numbered and kept in Flink
+            state until the node's ``ctx.save_state`` covers them, and replayed after a
+            restore (``flink_dl.channel.exactly_once``). Needs Flink checkpointing,
+            ``config.checkpoint_dir``, a checkpointed source, a single-role cluster (the
+            role's subtask 0 hosts the AM; do not call ``add_am_role``) and ``epochs=1``.
+        state_keep: exactly-once: how many saved node states to keep on disk.
     """
     _prepare(env, config)
     count = config.check_role(role)
@@ -133,17 +163,22 @@ def add_role(
     if output_schema is not None and not isinstance(output_schema, pa.Schema):
         raise ConfigError(f"add_role(role={role!r}): output_schema must be a pyarrow.Schema, "
                           f"got {type(output_schema).__name__}")
+    if input is None and role in config.input_roles:
+        raise ConfigError(f"add_role(role={role!r}): this role needs an input "
+                          "(ClusterConfig.input_roles); pass input=<Table or DataStream>")
     if epochs > 1 and input is None:
         raise ConfigError(f"add_role(role={role!r}): epochs={epochs} needs an input")
     if channel_capacity < 64 * 1024 or channel_capacity % 8:
         raise ConfigError(f"add_role(role={role!r}): channel_capacity must be a multiple of 8 "
                           f">= 65536, got {channel_capacity}")
+    if exactly_once:
+        _check_exactly_once(env, config, role, input, epochs, state_keep)
     out_type = output_type_info(output_schema) if output_schema is not None else Types.STRING()
     schema_bytes = output_schema.serialize().to_pybytes() if output_schema is not None else None
     get_codec(codec)  # unknown codec: ConfigError naming it, before anything starts
     channels = ChannelSpec(input=input is not None, output=output_schema is not None,
                            capacity=channel_capacity, epochs=epochs, output_schema=schema_bytes,
-                           codec=codec)
+                           codec=codec, exactly_once=exactly_once, state_keep=state_keep)
     entry_bytes = serialize_entry(config.entry)
     name = f"{config.name}-{role}"
     if input is None:
@@ -155,16 +190,43 @@ def add_role(
         keyed = feed(env, input, role, count, channel_capacity - FRAME_HEADER, codec)
         stream = keyed.process(
             FedNodeFunction(_operator_config(config), role, entry_bytes, channels,
-                            schema_bytes), output_type=out_type,
+                            schema_bytes, host_am=exactly_once), output_type=out_type,
         ).set_max_parallelism(DEFAULT_MAX_PARALLELISM)
     stream = stream.name(name).uid(name).set_parallelism(count)
-    _ensure_runs(stream, name)
     am = _AM_STREAMS.get((id(env), config.job_id))
     if am is not None:
-        # Whoever consumes (or collects) this stream also runs the AM.
+        # Whoever consumes (or collects) this stream also runs the AM; and the sink below
+        # joins the role and the AM into one pipelined region, so that a failure anywhere
+        # restarts the AM and every role together (region failover).
         tie = am.flat_map(DropAll(), output_type=out_type).name(f"{name}-am-tie")
         stream = stream.union(tie)
+    _ensure_runs(stream, name)
     return stream
+
+
+def _check_exactly_once(env: StreamExecutionEnvironment, config: ClusterConfig, role: str,
+                        input: object, epochs: int, state_keep: int) -> None:
+    where = f"add_role(role={role!r}, exactly_once=True)"
+    if input is None:
+        raise ConfigError(f"{where}: needs an input (the stream whose records must reach "
+                          "the node exactly once)")
+    if epochs != 1:
+        raise ConfigError(f"{where}: epochs must be 1 (stream training), got {epochs}")
+    if not config.checkpoint_dir:
+        raise ConfigError(f"{where}: set ClusterConfig(checkpoint_dir=...), a durable "
+                          "directory for the nodes' saved state")
+    if set(config.roles) != {role}:
+        raise ConfigError(f"{where}: the cluster must have this one role (its subtask 0 "
+                          f"hosts the AM); roles: {list(config.roles)}")
+    if (id(env), config.job_id) in _AM_STREAMS:
+        raise ConfigError(f"{where}: do not call add_am_role for this cluster: the role "
+                          "hosts its AM (a separate AM operator blocks Flink's checkpoints)")
+    if not isinstance(state_keep, int) or isinstance(state_keep, bool) or state_keep < 1:
+        raise ConfigError(f"{where}: state_keep must be an integer >= 1, got {state_keep!r}")
+    if not env.get_checkpoint_config().is_checkpointing_enabled():
+        raise ConfigError(f"{where}: enable Flink checkpointing first "
+                          "(env.enable_checkpointing(interval_ms)); positions live in "
+                          "Flink state")
 
 
 def add_cluster(env: StreamExecutionEnvironment, config: ClusterConfig) -> DataStream:
@@ -172,6 +234,10 @@ def add_cluster(env: StreamExecutionEnvironment, config: ClusterConfig) -> DataS
     streams (JSON strings). For roles with input or output, use ``add_am_role`` and
     ``add_role``."""
     _prepare(env, config)
+    if config.input_roles:
+        raise ConfigError(f"add_cluster adds roles without input, but roles "
+                          f"{sorted(config.input_roles)} need one (ClusterConfig.input_roles): "
+                          "use add_am_role and add_role(env, config, role, input)")
     am = add_am_role(env, config)
     return am.union(*[add_role(env, config, role) for role in config.roles])
 

@@ -52,3 +52,27 @@ def sweep(job_ids: Iterable[str], rendezvous_dir: str | None = None) -> dict[str
         log.warning("cleaned up after the job: %d node process group(s) killed, %d dir(s) "
                     "removed", killed, removed)
     return {"killed": killed, "removed": removed}
+
+
+def sweep_node_attempts(job_id: str, role: str, index: int, attempt: int) -> int:
+    """Kill entry processes and remove work dirs of node ``role:index`` of ``job_id`` left by
+    attempts before ``attempt`` (on this host); returns how many things were removed."""
+    removed = 0
+    for old in range(attempt):
+        marker = f"{WORK_DIR_PREFIX}{job_id}-{old}-{role}-{index}-"
+        for proc in psutil.process_iter(["pid", "cmdline", "uids"]):
+            cmdline = " ".join(proc.info.get("cmdline") or [])
+            if marker not in cmdline or "flink_dl.cluster.node_main" not in cmdline:
+                continue
+            if proc.info["uids"] and proc.info["uids"].real != os.getuid():
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+                removed += 1
+        for path in Path(tempfile.gettempdir()).glob(f"{marker}*"):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.warning("node %s:%d attempt %d: removed %d leftover(s) of earlier attempts",
+                    role, index, attempt, removed)
+    return removed

@@ -87,15 +87,24 @@ END_OF_TIME = 2**63 - 2  # fired by the final watermark of a bounded input
 class FedNodeFunction(KeyedProcessFunction):
     """One subtask per node of a role with input: feeds the node's input channel with the
     packed Arrow messages it receives, emits what the node writes, and treats the
-    end-of-input timer as end-of-data."""
+    end-of-input timer as end-of-data.
+
+    Exactly-once mode (``channels.exactly_once``): batches are numbered and kept in keyed
+    state until the node's saved state covers them (``flink_dl.channel.exactly_once``);
+    subtask 0 also hosts the cluster's AM in a thread (a blocking AM operator would keep
+    Flink's checkpoints from completing), and a processing-time timer polls the AM and
+    the node so that failures surface while no input flows.
+    """
 
     def __init__(self, config: ClusterConfig, role: str, entry_bytes: bytes,
-                 channels: ChannelSpec, output_schema_bytes: bytes | None) -> None:
+                 channels: ChannelSpec, output_schema_bytes: bytes | None,
+                 host_am: bool = False) -> None:
         self.config = config
         self.role = role
         self.entry_bytes = entry_bytes
         self.channels = channels
         self.output_schema_bytes = output_schema_bytes
+        self.host_am = host_am
         self.runner: NodeRunner | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -106,6 +115,12 @@ class FedNodeFunction(KeyedProcessFunction):
         self.dropped_messages = 0
         self.output_schema = (pa.ipc.read_schema(pa.py_buffer(self.output_schema_bytes))
                               if self.output_schema_bytes else None)
+        self.am: HostedAM | None = None
+        if self.host_am and self.index == 0:
+            self.am = HostedAM(self.config, self.attempt)
+        self.eo = ExactlyOnceLedger(runtime_context) if self.channels.exactly_once else None
+        self.restored = False
+        self._next_poll: int | None = None
         self.runner = NodeRunner(self.config, self.role, self.index, self.attempt,
                                  self.entry_bytes, channels=self.channels)
         self.runner.run_in_background()
@@ -115,13 +130,23 @@ class FedNodeFunction(KeyedProcessFunction):
         try:
             if not self.timer_set:
                 ctx.timer_service().register_event_time_timer(END_OF_TIME)
+                if self.eo is not None and self._next_poll is None:
+                    self._schedule_poll(ctx)
                 self.timer_set = True
+            if self.am is not None:
+                self.am.raise_if_failed()
             if not self.started:
                 self.runner.wait_started()
                 self.started = True
+            if self.eo is not None and not self.restored:
+                self._restore()
             payload = memoryview(value[0])
             if payload.nbytes:
-                self._send(payload)
+                if self.eo is not None:
+                    self._send(memoryview(self.eo.record(payload)))
+                    self.eo.prune(self.runner.state_dir)
+                else:
+                    self._send(payload)
             rows = list(self._drain(block=False)) if self.runner.output is not None else []
         except BaseException:
             self.runner.close_channels()
@@ -130,20 +155,80 @@ class FedNodeFunction(KeyedProcessFunction):
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         assert self.runner is not None
+        if timestamp != END_OF_TIME:
+            yield from self._poll(ctx, timestamp)
+            return
         try:
             self.runner.wait_started()
+            if self.eo is not None and not self.restored:
+                self._restore()
             if self.runner.input is not None:
                 self._send_end()
             rows = list(self._drain(block=True)) if self.runner.output is not None else []
             outcome = self.runner.join()
         finally:
             self.runner.close_channels()
+        if self.eo is not None and outcome.state != "FINISHED":
+            from flink_dl.errors import ClusterFailedError
+
+            raise ClusterFailedError(
+                f"exactly-once node {self.role}:{self.index} ended {outcome.state} before "
+                "its input was done (the cluster failed); failing the task to restart it")
+        self.finished = True
         if self.dropped_messages:
             log.warning("node %s:%d returned before reading all its input: %d message(s) "
                         "were not consumed", self.role, self.index, self.dropped_messages)
         yield from rows
         if self.output_schema is None:
             yield json.dumps(outcome.to_dict())
+        if self.am is not None:
+            summary = self.am.join()
+            if self.output_schema is None:
+                yield json.dumps(summary)
+
+    # ------------------------------------------------------------ exactly-once
+    POLL_MS = 500
+
+    def _schedule_poll(self, ctx: Any) -> None:
+        service = ctx.timer_service()
+        self._next_poll = service.current_processing_time() + self.POLL_MS
+        service.register_processing_time_timer(self._next_poll)
+
+    def _poll(self, ctx: Any, timestamp: int) -> Iterator[Any]:
+        """Processing-time tick: surface a failed AM or node; resume a restored node.
+
+        One chain of ticks per attempt: a tick restored from a checkpoint is adopted only
+        when this attempt has none yet."""
+        assert self.runner is not None
+        if getattr(self, "finished", False):
+            return
+        try:
+            if self.am is not None:
+                self.am.raise_if_failed()
+            if self.runner._thread is not None and not self.runner._thread.is_alive():
+                self.runner.join(0)  # raises the node's failure
+            if self.eo is not None and not self.restored and self.runner._started.is_set():
+                self.runner.wait_started()
+                self.started = True
+                self._restore()
+            if self.eo is not None and self.restored:
+                self.eo.prune(self.runner.state_dir)
+            rows = (list(self._drain(block=False))
+                    if self.runner.output is not None and self.started else [])
+        except BaseException:
+            self.runner.close_channels()
+            raise
+        if self._next_poll is None or timestamp == self._next_poll:
+            self._schedule_poll(ctx)
+        yield from rows
+
+    def _restore(self) -> None:
+        """Tell the node where its input resumes and replay what its state lacks."""
+        assert self.runner is not None and self.runner.input is not None
+        assert self.eo is not None and self.runner.state_dir is not None
+        self.restored = True
+        for frame in self.eo.restore(self.runner.state_dir):
+            self._send(memoryview(frame))
 
     def _send(self, payload: memoryview) -> None:
         assert self.runner is not None and self.runner.input is not None
@@ -154,6 +239,12 @@ class FedNodeFunction(KeyedProcessFunction):
             self.runner.input.send(payload)
         except ChannelClosedError:
             self._raise_if_entry_failed()
+            if self.eo is not None:
+                from flink_dl.errors import ClusterFailedError
+
+                raise ClusterFailedError(
+                    f"exactly-once node {self.role}:{self.index} stopped before its input "
+                    "ended; failing the task so that the cluster restarts") from None
             self.dropped_messages += 1
 
     def _send_end(self) -> None:
@@ -174,6 +265,103 @@ class FedNodeFunction(KeyedProcessFunction):
     def _drain(self, block: bool) -> Iterator[Any]:
         assert self.runner is not None and self.runner.output is not None
         return drain_rows(self.runner.output, block, codec=self.channels.codec)
+
+
+class HostedAM:
+    """The cluster's AM in a thread of a node operator (exactly-once roles)."""
+
+    def __init__(self, config: ClusterConfig, attempt: int) -> None:
+        import threading
+
+        self.am = AppMaster(config, attempt)
+        self.am.start()
+        self.summary: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="flink-dl-am")
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.summary = self.am.run().to_dict()
+        except BaseException as exc:
+            self.error = exc
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def join(self) -> dict[str, Any]:
+        self.thread.join()
+        self.raise_if_failed()
+        assert self.summary is not None
+        return self.summary
+
+
+class ExactlyOnceLedger:
+    """The operator's side of exactly-once input (``flink_dl.channel.exactly_once``): the
+    last sequence number sent, the last one the node's saved state covers, and the
+    batches in between, all in Flink keyed state (the node's key)."""
+
+    PRUNE_EVERY_S = 0.2
+
+    def __init__(self, runtime_context: RuntimeContext) -> None:
+        from pyflink.common.typeinfo import Types
+        from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+
+        self.seq = runtime_context.get_state(ValueStateDescriptor("flink_dl_seq", Types.LONG()))
+        self.acked = runtime_context.get_state(
+            ValueStateDescriptor("flink_dl_acked", Types.LONG()))
+        self.pending = runtime_context.get_map_state(MapStateDescriptor(
+            "flink_dl_pending", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
+        self._last_prune = 0.0
+
+    def restore(self, state_dir: str) -> list[bytes]:
+        """Frames to send first: the resume position, then the pending batches after it."""
+        from flink_dl.channel.exactly_once import (
+            choose_restore,
+            encode_restore,
+            encode_sequenced,
+        )
+
+        acked, seq = self.acked.value() or 0, self.seq.value() or 0
+        position = choose_restore(state_dir, acked, seq)
+        for key in list(self.pending.keys()):
+            if key <= position:
+                self.pending.remove(key)
+        self.acked.update(position)
+        frames = [encode_restore(position)]
+        frames += [encode_sequenced(k, self.pending.get(k)) for k in range(position + 1, seq + 1)]
+        log.info("exactly-once: resuming at position %d, replaying %d batch(es) (acked %d, "
+                 "sent %d)", position, seq - position, acked, seq)
+        return frames
+
+    def record(self, payload: memoryview) -> bytes:
+        from flink_dl.channel.exactly_once import encode_sequenced
+
+        seq = (self.seq.value() or 0) + 1
+        data = bytes(payload)
+        self.seq.update(seq)
+        self.pending.put(seq, data)
+        return encode_sequenced(seq, data)
+
+    def prune(self, state_dir: str | None) -> None:
+        """Drop the batches the node's newest saved state covers."""
+        import time
+
+        from flink_dl.channel.exactly_once import state_positions
+
+        now = time.monotonic()
+        if state_dir is None or now - self._last_prune < self.PRUNE_EVERY_S:
+            return
+        self._last_prune = now
+        positions = state_positions(state_dir)
+        acked, seq = self.acked.value() or 0, self.seq.value() or 0
+        newest = max((p for p in positions if p <= seq), default=0)
+        if newest <= acked:
+            return
+        for key in range(acked + 1, newest + 1):
+            self.pending.remove(key)
+        self.acked.update(newest)
 
 
 def drain_rows(ring: Ring, block: bool, codec: str = "arrow") -> Iterator[Row]:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flink_dl.config import ClusterConfig, EntryFn, Timeouts, validate_entry
+from flink_dl.config import ClusterConfig, EntryFn, RestartPolicy, Timeouts, validate_entry
 from flink_dl.errors import ConfigError
 
 WORKER_ROLE = "worker"
@@ -39,6 +39,9 @@ class TorchConfig:
             group's set-up and ``timeouts.collective`` its collectives).
         channel_capacity: bytes of each rank's shared-memory input ring.
         name: prefix of the Flink operator names.
+        restart: ``RestartPolicy`` (or mapping / int of attempts): a failed or killed rank,
+            AM or TaskManager restarts every rank under a new attempt; resume with
+            ``ctx.resume(model, optimizer, loader)`` from ``ctx.save_checkpoint``'s files.
     """
 
     world_size: int
@@ -57,6 +60,7 @@ class TorchConfig:
     name: str = "torch"
     job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+    restart: RestartPolicy | Mapping[str, object] | int | None = None
 
     def validate(self) -> None:
         """Check every field; raise ``ConfigError`` naming the key at fault."""
@@ -85,4 +89,4 @@ class TorchConfig:
         return ClusterConfig(
             roles={WORKER_ROLE: self.world_size}, entry=entry, properties=self.properties,
             env=self.env, timeouts=self.timeouts, name=self.name, job_id=self.job_id,
-            secret=self.secret)
+            secret=self.secret, restart=self.restart)

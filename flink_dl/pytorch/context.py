@@ -51,6 +51,17 @@ class TensorLoader(IterableDataset):
         self.dtype = dtype
         self._epochs = ctx.node.epochs()
 
+    def skip_epochs(self, count: int) -> None:
+        """Consume ``count`` epochs without training on them (resuming after a restart: the
+        first epoch is still read from Flink, into this attempt's cache)."""
+        for _ in range(count):
+            try:
+                epoch = next(self._epochs)
+            except StopIteration:
+                return
+            for _ in epoch:
+                pass
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         try:
             epoch = next(self._epochs)
@@ -99,6 +110,8 @@ class TorchContext:
         self.device = group.device
         self.backend = group.backend
         self.properties = node.properties
+        #: The cluster attempt: 0, then +1 after each restart (failover).
+        self.attempt = node.attempt
         self._ddp: list[Any] = []
         self._last_export = time.monotonic()
         self._last_export_step: int | None = None
@@ -236,6 +249,24 @@ class TorchContext:
         return torch.load(paths[-1], map_location=map_location or self.device,
                           weights_only=True)
 
+    def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+               loader: TensorLoader | None = None) -> tuple[int, int]:
+        """Resume from the newest checkpoint, if any: load model (and optimizer) state, skip
+        the finished epochs of ``loader``; returns ``(next_epoch, step)`` (``(0, 0)`` on a
+        fresh start). Call on every rank, before training, after a restart or not."""
+        checkpoint = self.load_checkpoint(map_location="cpu")
+        if checkpoint is None:
+            return 0, 0
+        _unwrap(model).load_state_dict(checkpoint["model"])
+        if optimizer is not None and checkpoint.get("optimizer") is not None:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        next_epoch = int(checkpoint["epoch"]) + 1
+        if loader is not None:
+            loader.skip_epochs(next_epoch)
+        log.info("rank %d attempt %d: resumed from the checkpoint of epoch %d step %d",
+                 self.rank, self.attempt, checkpoint["epoch"], checkpoint["step"])
+        return next_epoch, int(checkpoint["step"])
+
     # ------------------------------------------------------------------ progress
     def report(self, *, step: int = 0, epoch: int | None = None, **metrics: Any) -> None:
         """Log progress (chief rank, or every rank at DEBUG) and send it out of the job."""
@@ -252,7 +283,8 @@ class TorchContext:
     def _emit(self, kind: str, *, epoch: int, step: int, version: int | None = None,
               path: str | None = None, metrics: dict[str, Any] | None = None) -> None:
         self.node.write(event_columns(kind, rank=self.rank, epoch=epoch, step=step,
-                                      version=version, path=path, metrics=metrics))
+                                      version=version, path=path, metrics=metrics,
+                                      attempt=self.attempt))
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

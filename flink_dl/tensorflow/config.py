@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flink_dl.config import ClusterConfig, EntryFn, Timeouts, validate_entry
+from flink_dl.config import ClusterConfig, EntryFn, RestartPolicy, Timeouts, validate_entry
 from flink_dl.errors import ConfigError
 
 WORKER_ROLE = "worker"
@@ -64,6 +64,9 @@ class TFConfig:
             read a whole epoch first to agree on equal step counts across workers.
         collective_timeout_s: bound of MultiWorkerMirroredStrategy's collectives.
         name: prefix of the Flink operator names.
+        restart: ``RestartPolicy`` (or mapping / int of attempts): a failed or killed node,
+            AM or TaskManager restarts the whole TensorFlow cluster under a new attempt
+            (``ctx.attempt``); the chief restores from its checkpoints.
     """
 
     workers: int
@@ -84,6 +87,7 @@ class TFConfig:
     name: str = "tf"
     job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+    restart: RestartPolicy | Mapping[str, object] | int | None = None
 
     def validate(self) -> None:
         """Check every field; raise ``ConfigError`` naming the key at fault."""
@@ -128,4 +132,4 @@ class TFConfig:
             roles=self.roles, entry=entry, properties=self.properties,
             env={**DEFAULT_ENV, **dict(self.env)}, timeouts=self.timeouts,
             daemon_roles=frozenset(self.roles) & {CHIEF_ROLE, PS_ROLE}, plugin=RULES,
-            name=self.name, job_id=self.job_id, secret=self.secret)
+            name=self.name, job_id=self.job_id, secret=self.secret, restart=self.restart)

@@ -53,6 +53,8 @@ class TFContext:
         self.is_chief = is_chief(tf_config)
         self.num_workers = len(tf_config["cluster"].get(WORKER_ROLE, []))
         self.properties = node.properties
+        #: The cluster attempt: 0, then +1 after each restart (failover).
+        self.attempt = node.attempt
         self._strategy: Any = None
         self._server: Any = None
         self._store: ModelStore | None = None
@@ -369,7 +371,8 @@ class TFContext:
               path: str | None = None, metrics: dict[str, Any] | None = None) -> None:
         if self.options.get("events", True):
             self.node.write(event_columns(kind, rank=self.rank, epoch=epoch, step=step,
-                                          version=version, path=path, metrics=metrics))
+                                          version=version, path=path, metrics=metrics,
+                                          attempt=self.attempt))
 
 
 class _PollingWorkerSessionCreator(tf.compat.v1.train.SessionCreator):

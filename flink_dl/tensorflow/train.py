@@ -65,7 +65,7 @@ def run_ps(node: NodeContext, tf_config: dict[str, Any]) -> dict[str, Any]:
     log.info("ps %d: serving at %s", node.index, server.target)
     node.wait_for_stop()
     log.info("ps %d: asked to stop; exiting", node.index)
-    node.write(event_columns("node", rank=-1, epoch=0, step=0,
+    node.write(event_columns("node", rank=-1, epoch=0, step=0, attempt=node.attempt,
                              metrics={"role": PS_ROLE, "index": node.index,
                                       "exit": "stopped"}))
     return {"role": PS_ROLE, "index": node.index, "exit": "stopped"}

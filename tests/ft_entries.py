@@ -127,3 +127,13 @@ def read_then_run_forever(ctx: NodeContext) -> None:
 def always_fails(ctx: NodeContext) -> None:
     _mark_attempt(ctx)
     raise RuntimeError(f"fails on attempt {ctx.attempt}")
+
+
+def hangs_on_first_attempt(ctx: NodeContext) -> None:
+    """Attempt 0: hangs (no progress); later attempts: heartbeat a few times and finish."""
+    _mark_attempt(ctx)
+    if ctx.attempt == 0:
+        time.sleep(600)
+    for _ in range(4):
+        time.sleep(0.5)
+        ctx.heartbeat()

@@ -45,6 +45,20 @@ def test_hung_entry_is_detected(process_env, tmp_path: Path) -> None:
     assert wait_clean(config.job_id) == {}
 
 
+def test_hung_entry_restarts_the_cluster(process_env, tmp_path: Path) -> None:
+    """A hung entry (no progress for timeouts.progress=3 s) on attempt 0 fails its node;
+    the cluster restarts and attempt 1 (which heartbeats) completes."""
+    config = ClusterConfig(roles={"worker": 2}, entry=ft_entries.hangs_on_first_attempt,
+                           properties={"out": str(tmp_path)}, timeouts={"progress": 3},
+                           restart=RestartPolicy(attempts=2, delay_s=0.2))
+    flink_dl.add_cluster(process_env, config)
+    started = time.monotonic()
+    flink_dl.execute(process_env, "hung-restart", timeout_s=120)
+    assert time.monotonic() - started < 90
+    assert _attempts(tmp_path) == {"worker-0": {0, 1}, "worker-1": {0, 1}}
+    assert wait_clean(config.job_id) == {}
+
+
 def _node_processes(job_id: str) -> dict[int, list]:
     """The job's live node entry processes by attempt."""
     import psutil

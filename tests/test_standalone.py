@@ -37,14 +37,32 @@ def test_six_nodes_on_standalone_cluster(tmp_path: Path) -> None:
         assert not [s["pid"] for s in seen.values() if pid_alive(s["pid"])]
 
 
-def _task_manager_of(pid: int) -> int | None:
-    """The TaskManager JVM among the ancestors of ``pid``."""
+def _task_manager_of_node(job_id: str, node: str, timeout_s: float = 30) -> tuple[int | None,
+                                                                                list[str]]:
+    """The TaskManager JVM among the ancestors of a live entry process of ``node`` (e.g.
+    ``"worker-1"``); also returns what was seen, for the assertion message."""
+    import time
+
     import psutil
 
-    for parent in psutil.Process(pid).parents():
-        if "TaskManagerRunner" in " ".join(parent.cmdline()):
-            return parent.pid
-    return None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmd = " ".join(proc.info.get("cmdline") or [])
+            if "flink_dl.cluster.node_main" not in cmd or f"flink-dl-{job_id}-" not in cmd \
+                    or f"-{node}-" not in cmd:
+                continue
+            try:
+                chain = [(p.pid, " ".join(p.cmdline())) for p in proc.parents()]
+            except psutil.Error:
+                continue
+            seen = [f"{pid}: {cmd[:80]}...{cmd[-80:]}" for pid, cmd in chain]
+            for pid, cmd in chain:
+                if "TaskManagerRunner" in cmd:
+                    return pid, seen
+        time.sleep(0.5)
+    return None, seen
 
 
 @pytest.mark.standalone
@@ -78,9 +96,8 @@ def test_job_recovers_from_task_manager_loss(tmp_path: Path) -> None:
         while time.monotonic() < deadline and not (marker.exists()
                                                    and int(marker.read_text()) >= 3):
             time.sleep(0.5)
-        worker1 = int((tmp_path / "attempt-worker-1-0").read_text())
-        tm = _task_manager_of(worker1)
-        assert tm is not None, "worker 1 runs under a TaskManager JVM"
+        tm, seen = _task_manager_of_node(job_id, "worker-1")
+        assert tm is not None, f"worker 1 runs under a TaskManager JVM; its ancestors: {seen}"
         os.kill(tm, signal.SIGKILL)
         killed_at = time.monotonic()
         client.join(timeout=400)

@@ -103,25 +103,32 @@ def train(model_dir: str, workers: int = 2, epochs: int = 15,
         return [row.as_dict() for row in results]
 
 
-def evaluate(model_dir: str, env=None) -> tuple[float, int]:
-    """Batch inference on the held-out images with the newest saved model: accuracy, rows."""
+def held_out_accuracy(predict_fn, env=None) -> tuple[float, int]:
+    """Accuracy of ``predict_fn(table)`` (a Table with a ``predicted`` column) on the
+    held-out images, and the number of rows scored."""
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
-
-    from flink_dl.pytorch import predict
 
     _, held_out = load_split()
     env = env or StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
-    table = t_env.from_pandas(held_out[["id", *PIXELS, "label"]])
-    predicted = predict(table, model_dir, features=PIXELS,
-                        outputs={"predicted": pa.int64()},
-                        postprocess=lambda logits: logits.argmax(dim=1), batch_size=512)
+    predicted = predict_fn(t_env.from_pandas(held_out[["id", *PIXELS, "label"]]))
     rows = predicted.select(predicted.id, predicted.label, predicted.predicted)
     with rows.execute().collect() as results:
         pairs = [(r[1], r[2]) for r in results]
     correct = sum(int(label == guess) for label, guess in pairs)
     return correct / len(pairs), len(pairs)
+
+
+def evaluate(model_dir: str, env=None) -> tuple[float, int]:
+    """Batch inference on the held-out images with the newest saved model: accuracy, rows."""
+    from flink_dl.pytorch import predict
+
+    return held_out_accuracy(
+        lambda table: predict(table, model_dir, features=PIXELS,
+                              outputs={"predicted": pa.int64()},
+                              postprocess=lambda logits: logits.argmax(dim=1),
+                              batch_size=512), env)
 
 
 def main(argv: list[str] | None = None) -> int:

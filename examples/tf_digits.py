@@ -21,7 +21,7 @@ import time
 
 import pyarrow as pa
 
-from examples.digits import PIXELS, load_split
+from examples.digits import PIXELS, held_out_accuracy, load_split
 
 log = logging.getLogger("tf_digits")
 
@@ -81,22 +81,13 @@ def train(model_dir: str, workers: int = 2, epochs: int = 20,
 
 def evaluate(model_dir: str, env=None) -> tuple[float, int]:
     """Batch inference on the held-out images with the newest SavedModel: accuracy, rows."""
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StreamTableEnvironment
-
     from flink_dl.tensorflow import predict
 
-    _, held_out = load_split()
-    env = env or StreamExecutionEnvironment.get_execution_environment()
-    t_env = StreamTableEnvironment.create(env)
-    table = t_env.from_pandas(held_out[["id", *PIXELS, "label"]])
-    predicted = predict(table, model_dir, features=PIXELS, outputs={"predicted": pa.int64()},
-                        postprocess=lambda logits: logits.argmax(axis=1), batch_size=512)
-    rows = predicted.select(predicted.id, predicted.label, predicted.predicted)
-    with rows.execute().collect() as results:
-        pairs = [(r[1], r[2]) for r in results]
-    correct = sum(int(label == guess) for label, guess in pairs)
-    return correct / len(pairs), len(pairs)
+    return held_out_accuracy(
+        lambda table: predict(table, model_dir, features=PIXELS,
+                              outputs={"predicted": pa.int64()},
+                              postprocess=lambda logits: logits.argmax(axis=1),
+                              batch_size=512), env)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,19 +30,9 @@ def sweep(job_ids: Iterable[str], rendezvous_dir: str | None = None) -> dict[str
     """Kill node process groups, remove work dirs and rendezvous scopes of ``job_ids``."""
     killed = removed = 0
     for job_id in job_ids:
-        marker = f"{WORK_DIR_PREFIX}{job_id}-"
-        for proc in psutil.process_iter(["pid", "cmdline", "uids"]):
-            cmdline = " ".join(proc.info.get("cmdline") or [])
-            if marker not in cmdline or "flink_dl.cluster.node_main" not in cmdline:
-                continue
-            if proc.info["uids"] and proc.info["uids"].real != os.getuid():
-                continue
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # a node process leads its own group
-                killed += 1
-        for path in Path(tempfile.gettempdir()).glob(f"{marker}*"):
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
+        groups, dirs = _remove_nodes(f"{WORK_DIR_PREFIX}{job_id}-")
+        killed += groups
+        removed += dirs
         root = Path(rendezvous_dir) if rendezvous_dir else default_rendezvous_root()
         scope = root / job_id
         if scope.exists():
@@ -59,20 +49,27 @@ def sweep_node_attempts(job_id: str, role: str, index: int, attempt: int) -> int
     attempts before ``attempt`` (on this host); returns how many things were removed."""
     removed = 0
     for old in range(attempt):
-        marker = f"{WORK_DIR_PREFIX}{job_id}-{old}-{role}-{index}-"
-        for proc in psutil.process_iter(["pid", "cmdline", "uids"]):
-            cmdline = " ".join(proc.info.get("cmdline") or [])
-            if marker not in cmdline or "flink_dl.cluster.node_main" not in cmdline:
-                continue
-            if proc.info["uids"] and proc.info["uids"].real != os.getuid():
-                continue
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-                removed += 1
-        for path in Path(tempfile.gettempdir()).glob(f"{marker}*"):
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
+        removed += sum(_remove_nodes(f"{WORK_DIR_PREFIX}{job_id}-{old}-{role}-{index}-"))
     if removed:
         log.warning("node %s:%d attempt %d: removed %d leftover(s) of earlier attempts",
                     role, index, attempt, removed)
     return removed
+
+
+def _remove_nodes(marker: str) -> tuple[int, int]:
+    """Kill the process groups of this user's node processes whose work dir starts with
+    ``marker`` and remove those work dirs; returns (groups killed, dirs removed)."""
+    killed = removed = 0
+    for proc in psutil.process_iter(["pid", "cmdline", "uids"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if marker not in cmdline or "flink_dl.cluster.node_main" not in cmdline:
+            continue
+        if proc.info["uids"] and proc.info["uids"].real != os.getuid():
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # a node process leads its own group
+            killed += 1
+    for path in Path(tempfile.gettempdir()).glob(f"{marker}*"):
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return killed, removed

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flink_dl.errors import FlinkDLError
+from flink_dl.errors import ConfigError, FlinkDLError
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +180,11 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def store_for(model_dir: str | None, keep_last: int | None, config_name: str) -> ModelStore:
+    """The model store of a training job; ``ConfigError`` naming the setting when unset."""
+    if not model_dir:
+        raise ConfigError(f"model_dir is not set: pass {config_name}(model_dir=...) to save "
+                          "models or checkpoints")
+    return ModelStore(model_dir, keep_last=keep_last)

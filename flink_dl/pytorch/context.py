@@ -17,7 +17,7 @@ from torch.utils.data import IterableDataset
 from flink_dl.cluster.context import NodeContext
 from flink_dl.errors import ConfigError
 from flink_dl.models.events import EVENTS_SCHEMA, event_columns
-from flink_dl.models.store import ModelStore, ModelVersion
+from flink_dl.models.store import ModelStore, ModelVersion, store_for
 from flink_dl.pytorch.config import CHECKPOINT_DIR, STATE_DICT_FILE, TORCHSCRIPT_FILE
 from flink_dl.pytorch.data import rechunk, to_tensors
 from flink_dl.pytorch.process_group import GroupInfo
@@ -168,11 +168,8 @@ class TorchContext:
     @property
     def model_store(self) -> ModelStore:
         if self._store is None:
-            model_dir = self.options.get("model_dir")
-            if not model_dir:
-                raise ConfigError("model_dir is not set: pass TorchConfig(model_dir=...) to "
-                                  "save models or checkpoints")
-            self._store = ModelStore(model_dir, keep_last=self.options.get("keep_versions"))
+            self._store = store_for(self.options.get("model_dir"),
+                                    self.options.get("keep_versions"), "TorchConfig")
         return self._store
 
     def save_model(self, model: torch.nn.Module, *, step: int = 0,

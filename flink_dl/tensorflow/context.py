@@ -18,7 +18,7 @@ from flink_dl.channel.node_io import rechunk
 from flink_dl.cluster.context import NodeContext
 from flink_dl.errors import ConfigError
 from flink_dl.models.events import event_columns
-from flink_dl.models.store import ModelStore, ModelVersion
+from flink_dl.models.store import ModelStore, ModelVersion, store_for
 from flink_dl.tensorflow.config import (
     KERAS_FILE,
     PS_ROLE,
@@ -288,11 +288,8 @@ class TFContext:
     @property
     def model_store(self) -> ModelStore:
         if self._store is None:
-            model_dir = self.options.get("model_dir")
-            if not model_dir:
-                raise ConfigError("model_dir is not set: pass TFConfig(model_dir=...) to save "
-                                  "models")
-            self._store = ModelStore(model_dir, keep_last=self.options.get("keep_versions"))
+            self._store = store_for(self.options.get("model_dir"),
+                                    self.options.get("keep_versions"), "TFConfig")
         return self._store
 
     @property

@@ -123,7 +123,7 @@ def test_silent_node_is_lost_and_fails_cluster(config: ClusterConfig) -> None:
         conns[0].request({"type": "heartbeat", "role": "w", "index": 0, "running": True})
         time.sleep(0.2)
     assert isinstance(box.get("error"), ClusterFailedError)
-    assert "node w:1 LOST: no heartbeat" in str(box["error"])
+    assert "ML node w:1 (role 'w', index 1) LOST: no heartbeat" in str(box["error"])
     assert time.monotonic() - started < config.timeout.heartbeat_timeout + 3
 
 

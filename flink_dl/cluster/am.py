@@ -263,7 +263,8 @@ class AppMaster:
             lines = [f"ML cluster of job {self.config.job_id} attempt {self.attempt} FAILED:"]
             for (role, index), node in self._nodes.items():
                 if node.error:
-                    lines.append(f"  node {role}:{index} {node.state.value}: {node.error}")
+                    lines.append(f"  ML node {role}:{index} (role {role!r}, index {index}) "
+                                 f"{node.state.value}: {node.error}")
             return "\n".join(lines)
 
     # ------------------------------------------------------------------ serving

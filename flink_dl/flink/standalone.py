@@ -42,6 +42,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_LEAKED_WORKER_ENV = (
+    "PYTHON_LOOPBACK_SERVER_ADDRESS", "PYFLINK_GATEWAY_DISABLED", "_PYFLINK_CONN_INFO_PATH",
+    "_PYTHON_WORKER_MEMORY_LIMIT", "BOOT_LOG_DIR", "SEMI_PERSISTENT_DIRECTORY", "python",
+    "FLINK_LIB_DIR", "FLINK_PLUGINS_DIR", "FLINK_OPT_DIR", "FLINK_BIN_DIR",
+)
+
+
 class StandaloneCluster:
     """Start/stop a local standalone Flink cluster with its own conf, log and pid dirs."""
 
@@ -88,6 +95,12 @@ class StandaloneCluster:
             "PATH": f"{Path(self.python).parent}{os.pathsep}{env.get('PATH', '')}",
         })
         env.pop("_python_worker_execution_mode", None)
+        # A local loopback job leaves its Python worker parameters in this process's
+        # environment (PyFlink's loopback pool calls os.environ.update); a TaskManager that
+        # inherited PYTHON_LOOPBACK_SERVER_ADDRESS would run its Python operators as threads
+        # of this process instead of worker processes of its own.
+        for key in _LEAKED_WORKER_ENV:
+            env.pop(key, None)
         return env
 
     def _write_conf(self) -> None:

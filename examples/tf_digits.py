@@ -26,13 +26,10 @@ from examples.digits import PIXELS, held_out_accuracy, load_split
 log = logging.getLogger("tf_digits")
 
 
-def train_entry(ctx) -> dict:
-    """Runs in every worker's process with TF_CONFIG set."""
+def build_model(ctx, strategy):
+    """The digits classifier, compiled under ``strategy``'s scope."""
     import tensorflow as tf
 
-    strategy = ctx.strategy()  # first: TensorFlow wants the strategy before other work
-    batch_size = int(ctx.properties.get("batch_size", "32"))
-    dataset = ctx.dataset(batch_size, features=PIXELS, label="label")
     with strategy.scope():
         tf.keras.utils.set_random_seed(0)
         model = tf.keras.Sequential([
@@ -44,6 +41,12 @@ def train_entry(ctx) -> dict:
             optimizer=tf.keras.optimizers.Adam(float(ctx.properties.get("lr", "0.003"))),
             loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"])
+    return model
+
+
+def report_callback(ctx):
+    """A Keras callback that reports each epoch's loss, accuracy and time (``ctx.report``)."""
+    import tensorflow as tf
 
     class Report(tf.keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -54,13 +57,24 @@ def train_entry(ctx) -> dict:
                        accuracy=float(logs["accuracy"]),
                        seconds=time.perf_counter() - self.started)
 
-    history = model.fit(dataset, epochs=ctx.epochs, verbose=0, callbacks=[Report()])
+    return Report()
+
+
+def train_entry(ctx, extra_callbacks: tuple = ()) -> dict:
+    """Runs in every worker's process with TF_CONFIG set; resumes after a restart."""
+    strategy = ctx.strategy()  # first: TensorFlow wants the strategy before other work
+    batch_size = int(ctx.properties.get("batch_size", "32"))
+    dataset = ctx.dataset(batch_size, features=PIXELS, label="label")
+    model = build_model(ctx, strategy)
+    callbacks = [ctx.backup_callback(), report_callback(ctx), *extra_callbacks]
+    history = model.fit(dataset, epochs=ctx.epochs, verbose=0, callbacks=callbacks)
     ctx.save_model(model, step=ctx.epochs, metrics={"loss": history.history["loss"][-1]})
     return {"worker": ctx.task_index, "loss": history.history["loss"][-1]}
 
 
 def train(model_dir: str, workers: int = 2, epochs: int = 20,
-          properties: dict[str, str] | None = None, env=None) -> list[dict]:
+          properties: dict[str, str] | None = None, env=None, entry=train_entry,
+          restart=None) -> list[dict]:
     """Run the training job; returns its events (metrics and model versions)."""
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
@@ -72,8 +86,8 @@ def train(model_dir: str, workers: int = 2, epochs: int = 20,
     env = env or StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
     table = t_env.from_pandas(train_frame)
-    config = TFConfig(workers=workers, entry=train_entry, epochs=epochs, model_dir=model_dir,
-                      properties=properties or {}, name="tf-digits")
+    config = TFConfig(workers=workers, entry=entry, epochs=epochs, model_dir=model_dir,
+                      properties=properties or {}, name="tf-digits", restart=restart)
     events = tf_train(env, table, config)
     with events.execute_and_collect("tf-digits-train") as results:
         return [row.as_dict() for row in results]

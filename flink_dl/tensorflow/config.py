@@ -18,6 +18,7 @@ RULES = "tensorflow"
 #: Files of a published TensorFlow model version.
 SAVED_MODEL_DIR = "saved_model"
 KERAS_FILE = "model.keras"
+KERAS_BACKUP_DIR = "checkpoints/keras-backup"
 #: Environment of every TensorFlow node process unless ``TFConfig.env`` overrides it:
 #: ``tf.keras`` is Keras 2 (``tf_keras``), the Keras that ``tf.distribute`` strategies
 #: support; Keras 3 cannot ``fit`` under MultiWorkerMirroredStrategy (see docs).

@@ -20,6 +20,7 @@ from flink_dl.errors import ConfigError
 from flink_dl.models.events import event_columns
 from flink_dl.models.store import ModelStore, ModelVersion, store_for
 from flink_dl.tensorflow.config import (
+    KERAS_BACKUP_DIR,
     KERAS_FILE,
     PS_ROLE,
     SAVED_MODEL_DIR,
@@ -352,6 +353,24 @@ class TFContext:
         """A Keras callback that calls ``maybe_save_model`` after every training batch
         (the step counts batches over all epochs) and ``save_model`` when ``fit`` ends."""
         return _export_callback(self)
+
+    def backup_callback(self, directory: str | None = None, *,
+                        save_freq: str | int = "epoch") -> Any:
+        """A Keras ``BackupAndRestore`` callback for resuming ``fit`` after a restart.
+
+        It saves the model, the optimizer and the epoch to ``directory`` (default
+        ``model_dir/checkpoints/keras-backup``) at the end of every epoch (or every
+        ``save_freq`` batches); when the cluster restarts (``TFConfig.restart``), ``fit``
+        restores them and goes on from the epoch after the last one saved, so a job with
+        ``epochs=E`` still trains ``E`` epochs in all. The dataset then serves the input
+        epochs that are left (each input epoch holds the same rows). The backup is
+        removed when ``fit`` finishes. Pass it on every worker (saving runs collectives
+        under MultiWorkerMirroredStrategy)."""
+        path = Path(directory) if directory else self.model_store.root / KERAS_BACKUP_DIR
+        if self.attempt > 0 and path.is_dir():
+            log.info("%s %d attempt %d: Keras fit resumes from the backup in %s",
+                     self.task_type, self.task_index, self.attempt, path)
+        return tf.keras.callbacks.BackupAndRestore(backup_dir=str(path), save_freq=save_freq)
 
     # ------------------------------------------------------------------ progress
     def report(self, *, step: int = 0, epoch: int | None = None, **metrics: Any) -> None:

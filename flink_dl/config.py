@@ -269,6 +269,30 @@ def validate_entry(entry: object, key: str) -> None:
         raise ConfigError(f"{key} {entry!r} is not importable: {exc}") from exc
 
 
+def is_count(value: object) -> bool:
+    """An ``int`` that is not a ``bool``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_training_settings(config: Any) -> None:
+    """Check the fields every framework's training config shares (``TorchConfig``,
+    ``TFConfig``); raise ``ConfigError`` naming the key at fault."""
+    if not is_count(config.epochs) or config.epochs < 1:
+        raise ConfigError(f"epochs must be an integer >= 1, got {config.epochs!r}")
+    validate_entry(config.entry, "entry")
+    for key in ("export_every_steps", "keep_versions"):
+        value = getattr(config, key)
+        if value is not None and (not is_count(value) or value < 1):
+            raise ConfigError(f"{key} must be an integer >= 1 or None, got {value!r}")
+    if config.export_every_s is not None and not config.export_every_s > 0:
+        raise ConfigError(f"export_every_s must be > 0 or None, got {config.export_every_s!r}")
+    if not config.collective_timeout_s > 0:
+        raise ConfigError(f"collective_timeout_s must be > 0, got "
+                          f"{config.collective_timeout_s!r}")
+    if config.model_dir is not None and not isinstance(config.model_dir, str):
+        raise ConfigError(f"model_dir must be a string path, got {config.model_dir!r}")
+
+
 def resolve_entry(entry: EntryFn | str) -> EntryFn:
     """Turn an entry reference into the callable it names."""
     if callable(entry):

@@ -7,7 +7,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flink_dl.config import ClusterConfig, EntryFn, RestartPolicy, Timeouts, validate_entry
+from flink_dl.config import (
+    ClusterConfig,
+    EntryFn,
+    RestartPolicy,
+    Timeouts,
+    is_count,
+    validate_training_settings,
+)
 from flink_dl.errors import ConfigError
 
 WORKER_ROLE = "worker"
@@ -64,25 +71,11 @@ class TorchConfig:
 
     def validate(self) -> None:
         """Check every field; raise ``ConfigError`` naming the key at fault."""
-        if not isinstance(self.world_size, int) or isinstance(self.world_size, bool) \
-                or self.world_size < 1:
+        if not is_count(self.world_size) or self.world_size < 1:
             raise ConfigError(f"world_size must be an integer >= 1, got {self.world_size!r}")
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
-            raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
-        validate_entry(self.entry, "entry")
+        validate_training_settings(self)
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        for key in ("export_every_steps", "keep_versions"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{key} must be an integer >= 1 or None, got {value!r}")
-        if self.export_every_s is not None and not self.export_every_s > 0:
-            raise ConfigError(f"export_every_s must be > 0 or None, got {self.export_every_s!r}")
-        if not self.collective_timeout_s > 0:
-            raise ConfigError(f"collective_timeout_s must be > 0, got "
-                              f"{self.collective_timeout_s!r}")
-        if self.model_dir is not None and not isinstance(self.model_dir, str):
-            raise ConfigError(f"model_dir must be a string path, got {self.model_dir!r}")
 
     def cluster_config(self, entry: EntryFn) -> ClusterConfig:
         """The ML cluster config: one ``worker`` role of ``world_size`` nodes."""

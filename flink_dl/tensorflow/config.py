@@ -7,7 +7,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flink_dl.config import ClusterConfig, EntryFn, RestartPolicy, Timeouts, validate_entry
+from flink_dl.config import (
+    ClusterConfig,
+    EntryFn,
+    RestartPolicy,
+    Timeouts,
+    is_count,
+    validate_training_settings,
+)
 from flink_dl.errors import ConfigError
 
 WORKER_ROLE = "worker"
@@ -23,10 +30,6 @@ KERAS_BACKUP_DIR = "checkpoints/keras-backup"
 #: ``tf.keras`` is Keras 2 (``tf_keras``), the Keras that ``tf.distribute`` strategies
 #: support; Keras 3 cannot ``fit`` under MultiWorkerMirroredStrategy (see docs).
 DEFAULT_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "1"}
-
-
-def _count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
@@ -92,9 +95,9 @@ class TFConfig:
 
     def validate(self) -> None:
         """Check every field; raise ``ConfigError`` naming the key at fault."""
-        if not _count(self.workers) or self.workers < 1:
+        if not is_count(self.workers) or self.workers < 1:
             raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
-        if not _count(self.ps) or self.ps < 0:
+        if not is_count(self.ps) or self.ps < 0:
             raise ConfigError(f"ps must be an integer >= 0, got {self.ps!r}")
         if self.chief not in (0, 1) or isinstance(self.chief, bool):
             raise ConfigError(f"chief must be 0 or 1, got {self.chief!r}")
@@ -102,24 +105,11 @@ class TFConfig:
             raise ConfigError(
                 "chief=1 needs ps >= 1: under MultiWorkerMirroredStrategy (ps=0) every "
                 "replica trains on a share of the input, so worker 0 acts as the chief")
-        if not _count(self.epochs) or self.epochs < 1:
-            raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
-        validate_entry(self.entry, "entry")
-        for key in ("export_every_steps", "keep_versions"):
-            value = getattr(self, key)
-            if value is not None and (not _count(value) or value < 1):
-                raise ConfigError(f"{key} must be an integer >= 1 or None, got {value!r}")
-        if self.export_every_s is not None and not self.export_every_s > 0:
-            raise ConfigError(f"export_every_s must be > 0 or None, got {self.export_every_s!r}")
+        validate_training_settings(self)
         if not isinstance(self.streaming, bool):
             raise ConfigError(f"streaming must be True or False, got {self.streaming!r}")
         if self.streaming and self.epochs != 1:
             raise ConfigError(f"epochs must be 1 with streaming=True, got {self.epochs!r}")
-        if not self.collective_timeout_s > 0:
-            raise ConfigError(f"collective_timeout_s must be > 0, got "
-                              f"{self.collective_timeout_s!r}")
-        if self.model_dir is not None and not isinstance(self.model_dir, str):
-            raise ConfigError(f"model_dir must be a string path, got {self.model_dir!r}")
 
     @property
     def roles(self) -> dict[str, int]:

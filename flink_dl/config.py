@@ -7,6 +7,7 @@ bad configuration fails in the client before Flink starts anything.
 from __future__ import annotations
 
 import importlib
+import math
 import re
 import secrets
 import uuid
@@ -42,11 +43,12 @@ class RestartPolicy:
     failover: str = "region"
 
     def validate(self) -> None:
+        """Raise ``ConfigError`` naming the ``restart.<field>`` at fault."""
         if not isinstance(self.attempts, int) or isinstance(self.attempts, bool) \
                 or self.attempts < 0:
             raise ConfigError(f"restart.attempts must be an integer >= 0, got {self.attempts!r}")
         if not isinstance(self.delay_s, int | float) or isinstance(self.delay_s, bool) \
-                or self.delay_s < 0:
+                or not math.isfinite(self.delay_s) or self.delay_s < 0:
             raise ConfigError(f"restart.delay_s must be a number of seconds >= 0, "
                               f"got {self.delay_s!r}")
         if self.failover not in ("region", "full"):
@@ -97,13 +99,15 @@ class Timeouts:
     progress: float | None = None
 
     def validate(self) -> None:
+        """Raise ``ConfigError`` naming the ``timeouts.<field>`` at fault."""
         for f in fields(self):
             value = getattr(self, f.name)
             if value is None and f.name in _OPTIONAL_TIMEOUTS:
                 continue
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            if not is_seconds(value):
                 raise ConfigError(
-                    f"timeouts.{f.name} must be a positive number of seconds, got {value!r}"
+                    f"timeouts.{f.name} must be a positive, finite number of seconds, "
+                    f"got {value!r}"
                 )
         if self.heartbeat_interval >= self.heartbeat_timeout:
             raise ConfigError(
@@ -113,6 +117,8 @@ class Timeouts:
 
     @classmethod
     def from_value(cls, value: Timeouts | Mapping[str, float] | None) -> Timeouts:
+        """``Timeouts`` from itself, a mapping of field -> seconds, or ``None`` (defaults);
+        an unknown key raises ``ConfigError``."""
         if value is None:
             return cls()
         if isinstance(value, Timeouts):
@@ -198,6 +204,7 @@ class ClusterConfig:
 
     @property
     def total_nodes(self) -> int:
+        """Nodes of every role together."""
         return sum(self.roles.values())
 
     def validate(self) -> None:
@@ -274,6 +281,12 @@ def is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_seconds(value: object) -> bool:
+    """A positive, finite ``int`` or ``float`` (not a ``bool``)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
 def validate_training_settings(config: Any) -> None:
     """Check the fields every framework's training config shares (``TorchConfig``,
     ``TFConfig``); raise ``ConfigError`` naming the key at fault."""
@@ -284,10 +297,11 @@ def validate_training_settings(config: Any) -> None:
         value = getattr(config, key)
         if value is not None and (not is_count(value) or value < 1):
             raise ConfigError(f"{key} must be an integer >= 1 or None, got {value!r}")
-    if config.export_every_s is not None and not config.export_every_s > 0:
-        raise ConfigError(f"export_every_s must be > 0 or None, got {config.export_every_s!r}")
-    if not config.collective_timeout_s > 0:
-        raise ConfigError(f"collective_timeout_s must be > 0, got "
+    if config.export_every_s is not None and not is_seconds(config.export_every_s):
+        raise ConfigError(f"export_every_s must be a positive number of seconds or None, "
+                          f"got {config.export_every_s!r}")
+    if not is_seconds(config.collective_timeout_s):
+        raise ConfigError(f"collective_timeout_s must be a positive number of seconds, got "
                           f"{config.collective_timeout_s!r}")
     if config.model_dir is not None and not isinstance(config.model_dir, str):
         raise ConfigError(f"model_dir must be a string path, got {config.model_dir!r}")

@@ -39,6 +39,10 @@ def worker_or_daemon(ctx: NodeContext) -> None:
     out = Path(ctx.properties["out"])
     if ctx.role == "ps":
         stopped = ctx.wait_for_stop(timeout=120)
+        # Work after the stop, like a chief's final export (property "linger_s").
+        time.sleep(float(ctx.properties.get("linger_s", "0")))
+        if ctx.properties.get("fail_on_stop"):
+            raise OSError("disk full while exporting")
         (out / f"ps-{ctx.index}.stopped").write_text(str(stopped))
         return
     time.sleep(1.0)

@@ -81,6 +81,31 @@ def test_daemon_role_is_stopped_gracefully_after_workers(process_env, tmp_path: 
     assert wait_clean(config.job_id) == {}
 
 
+def test_daemon_may_work_after_the_stop_while_heartbeats_go_on(process_env,
+                                                              tmp_path: Path) -> None:
+    """A stopped daemon that works 4 s (a final export) with heartbeat_timeout=2 s: the
+    runner keeps heartbeating until the entry ends, so the job finishes."""
+    config = flink_dl.ClusterConfig(
+        roles={"worker": 1, "ps": 1}, daemon_roles={"ps"}, entry=entries.worker_or_daemon,
+        properties={"out": str(tmp_path), "linger_s": "4"},
+        timeouts={"heartbeat_timeout": 2.0, "stop_grace": 30.0})
+    flink_dl.add_cluster(process_env, config)
+    flink_dl.execute(process_env, "daemon-linger", timeout_s=120)
+    assert (tmp_path / "ps-0.stopped").read_text() == "True"
+    assert wait_clean(config.job_id) == {}
+
+
+def test_daemon_error_after_the_stop_fails_the_job(process_env, tmp_path: Path) -> None:
+    config = flink_dl.ClusterConfig(
+        roles={"worker": 1, "ps": 1}, daemon_roles={"ps"}, entry=entries.worker_or_daemon,
+        properties={"out": str(tmp_path), "fail_on_stop": "1"})
+    flink_dl.add_cluster(process_env, config)
+    with pytest.raises(Exception, match="disk full while exporting"):
+        flink_dl.execute(process_env, "daemon-fails", timeout_s=120)
+    assert not (tmp_path / "ps-0.stopped").exists()
+    assert wait_clean(config.job_id) == {}
+
+
 def test_cancelled_job_leaves_nothing_behind(flink_env, tmp_path: Path) -> None:
     """A job cancelled on timeout: no node process, work dir, shm or rendezvous file remains
     (in loopback mode PyFlink cannot interrupt the operators' Python threads)."""

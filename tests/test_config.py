@@ -143,3 +143,19 @@ def test_exactly_once_misconfiguration_fails_at_build_time(setup: str, fragment:
     with pytest.raises(ConfigError, match=fragment):
         flink_dl.add_role(env, config, "worker", table, exactly_once=True,
                           epochs=2 if setup == "epochs" else 1)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), True, "10", 0, -1])
+def test_timeouts_must_be_positive_finite_seconds(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"timeouts\.request must be a positive, finite"):
+        Timeouts(request=value).validate()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("key", ["export_every_s", "collective_timeout_s"])
+@pytest.mark.parametrize("value", ["60", True, float("nan"), float("inf"), -1])
+def test_training_seconds_are_checked_with_the_key_named(key: str, value: object) -> None:
+    from flink_dl.pytorch import TorchConfig
+
+    config = TorchConfig(world_size=1, entry=lambda ctx: None, **{key: value})
+    with pytest.raises(ConfigError, match=f"^{key} must be a positive number of seconds"):
+        config.validate()

@@ -60,3 +60,23 @@ def test_sequenced_input_resumes_and_rejects_gaps(tmp_path: Path) -> None:
     assert next(batches).num_rows == 1 and reader.position == 6
     with pytest.raises(FlinkDLError, match="batch 8 follows 6"):
         next(batches)
+
+
+def test_state_dir_open_to_others_is_refused(tmp_path) -> None:
+    """State files are unpickled: a directory others may write to is an error, not a load."""
+    import os
+
+    import pytest
+
+    from flink_dl.channel.exactly_once import NodeStateStore
+
+    directory = tmp_path / "state"
+    store = NodeStateStore(str(directory))
+    store.save(3, {"count": 3})
+    assert store.load(3) == {"count": 3}
+    assert not list(directory.glob(".*.tmp"))
+    os.chmod(directory, 0o777)
+    with pytest.raises(PermissionError, match="group/other-writable"):
+        store.load(3)
+    with pytest.raises(PermissionError, match="group/other-writable"):
+        store.save(4, {"count": 4})

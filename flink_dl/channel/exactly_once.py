@@ -32,24 +32,29 @@ _STATE_FILE = re.compile(r"^state-(\d{12})\.pkl$")
 
 
 def encode_restore(position: int) -> bytes:
+    """The first frame of an exactly-once input: the position the node resumes from."""
     return _SEQ.pack(position)
 
 
 def decode_restore(data: bytes) -> int:
+    """The inverse of ``encode_restore`` (``ValueError`` on a frame of the wrong size)."""
     if len(data) != _SEQ.size:
         raise ValueError(f"exactly-once input: bad restore frame of {len(data)} bytes")
     return int(_SEQ.unpack(data)[0])
 
 
 def encode_sequenced(seq: int, payload: bytes | memoryview) -> bytes:
+    """A data frame: the batch's 8-byte sequence number, then the codec's payload."""
     return _SEQ.pack(seq) + bytes(payload)
 
 
 def split_sequenced(data: bytes) -> tuple[int, bytes]:
+    """The inverse of ``encode_sequenced``: ``(seq, payload)``."""
     return int(_SEQ.unpack_from(data)[0]), data[_SEQ.size:]
 
 
 def node_state_dir(checkpoint_dir: str, job_id: str, role: str, index: int) -> str:
+    """Where node ``role:index`` of ``job_id`` saves its state under ``checkpoint_dir``."""
     return str(Path(checkpoint_dir) / job_id / f"{role}-{index}")
 
 
@@ -63,34 +68,66 @@ def state_positions(directory: str | Path) -> list[int]:
 
 
 def state_path(directory: str | Path, position: int) -> Path:
+    """The state file covering input up to ``position``."""
     return Path(directory) / f"state-{position:012d}.pkl"
 
 
 class NodeStateStore:
-    """The node process's side: save / load its state by input position."""
+    """The node process's side: save / load its state by input position.
+
+    The directory must belong to this user and be closed to others (state files are
+    unpickled: a directory others can write to would run their code)."""
 
     def __init__(self, directory: str, keep: int = 5) -> None:
         self.directory = Path(directory)
         self.keep = keep
 
     def save(self, position: int, state: Any) -> Path:
+        """Write ``state`` as covering input up to ``position`` (atomic, fsynced); keep the
+        newest ``keep`` files."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        check_private(self.directory)
         path = state_path(self.directory, position)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.directory)  # the rename survives a crash of the host
         for old in state_positions(self.directory)[:-self.keep]:
             state_path(self.directory, old).unlink(missing_ok=True)
         return path
 
     def load(self, position: int) -> Any:
+        """The state saved at ``position`` (``None`` for 0: a fresh start)."""
         if position == 0:
             return None
+        check_private(self.directory)
         with open(state_path(self.directory, position), "rb") as f:
             return pickle.load(f)
+
+
+def check_private(directory: Path) -> None:
+    """Raise ``PermissionError`` unless ``directory`` is this user's and not writable by
+    group or others."""
+    info = directory.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise PermissionError(
+            f"exactly-once state dir {directory} must belong to uid {os.getuid()} and not be "
+            f"group/other-writable (owner uid {info.st_uid}, mode {oct(info.st_mode & 0o777)})")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def choose_restore(directory: str | Path, acked: int, seq: int) -> int:

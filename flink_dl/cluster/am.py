@@ -45,6 +45,8 @@ def am_key(attempt: int) -> str:
 
 @dataclass
 class NodeRecord:
+    """The AM's view of one node: its state, address, last heartbeat and outcome."""
+
     role: str
     index: int
     state: NodeState = NodeState.PENDING
@@ -114,32 +116,39 @@ class AppMaster:
     # ----------------------------------------------------------------- public API
     @property
     def state(self) -> ClusterState:
+        """The cluster's current state."""
         with self._cond:
             return self._state
 
     @property
     def refused_connections(self) -> int:
+        """Connections refused by the handshake (wrong secret, job or attempt)."""
         with self._cond:
             return self._refused
 
     def start(self) -> tuple[str, int]:
         """Bind, start serving, and publish the address; returns (advertised host, port)."""
         server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind((self.config.bind_host, 0))
-        server.listen(max(16, 2 * self.config.total_nodes))
-        server.settimeout(0.2)
         self._server = server
-        host = advertised_host(self.config.bind_host, self.config.advertise_host)
-        self.address = (host, server.getsockname()[1])
-        self._timing["am_started"] = time.time()
-        threading.Thread(target=self._accept_loop, name="flink-dl-am-accept", daemon=True).start()
-        for old in range(self.attempt):  # left by AMs of earlier attempts that were killed
-            self.store.delete(am_key(old))
-        self.store.publish(am_key(self.attempt), {
-            "host": host, "port": self.address[1], "attempt": self.attempt,
-            "job_id": self.config.job_id, "pid": os.getpid(),
-        })
+        try:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind((self.config.bind_host, 0))
+            server.listen(max(16, 2 * self.config.total_nodes))
+            server.settimeout(0.2)
+            host = advertised_host(self.config.bind_host, self.config.advertise_host)
+            self.address = (host, server.getsockname()[1])
+            self._timing["am_started"] = time.time()
+            threading.Thread(target=self._accept_loop, name="flink-dl-am-accept",
+                             daemon=True).start()
+            for old in range(self.attempt):  # left by AMs of earlier attempts that were killed
+                self.store.delete(am_key(old))
+            self.store.publish(am_key(self.attempt), {
+                "host": host, "port": self.address[1], "attempt": self.attempt,
+                "job_id": self.config.job_id, "pid": os.getpid(),
+            })
+        except BaseException:
+            self.close()  # stops the accept loop, closes the socket
+            raise
         log.info("AM of job %s attempt %d listening on %s:%d",
                  self.config.job_id, self.attempt, *self.address)
         return self.address
@@ -159,6 +168,7 @@ class AppMaster:
         return summary
 
     def summary(self) -> AMSummary:
+        """A snapshot of the cluster: state, nodes, failures and timings."""
         with self._cond:
             return AMSummary(
                 job_id=self.config.job_id,

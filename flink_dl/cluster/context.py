@@ -199,7 +199,9 @@ class NodeContext:
 
     @property
     def epoch(self) -> int:
-        """The input epoch being read (0-based)."""
+        """The input epoch being read (0-based); 0 for a role without input."""
+        if self._input is None and (self.channels or {}).get("input") is None:
+            return 0
         return self._node_input().epoch
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import socket
@@ -27,7 +28,7 @@ from flink_dl.cluster.am import am_key
 from flink_dl.cluster.api import ClusterState, RendezvousStore
 from flink_dl.cluster.context import ENTRY_FILE, PROGRESS_FILE, RESULT_FILE, NodeContext
 from flink_dl.cluster.net import advertised_host, reserve_port
-from flink_dl.cluster.process import spawn, stop_process_group
+from flink_dl.cluster.process import spawn, stop_process_group, terminate_group
 from flink_dl.cluster.protocol import client_handshake, recv_msg, send_msg
 from flink_dl.cluster.registry import get_store_factory
 from flink_dl.config import ClusterConfig
@@ -76,14 +77,23 @@ class AMConnection:
             raise
 
     def request(self, msg: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send ``msg`` and return the AM's reply. A timeout or a broken frame closes the
+        connection (a late reply would be read as the answer to the next request)."""
         self.sock.settimeout(timeout or self.timeouts.request)
-        send_msg(self.sock, msg)
-        reply = recv_msg(self.sock)
+        try:
+            send_msg(self.sock, msg)
+            reply = recv_msg(self.sock)
+        except (TimeoutError, ProtocolError):
+            self.sock.close()
+            raise
         if reply["type"] == "error":
             raise ClusterFailedError(f"AM refused {msg['type']}: {reply.get('message')}")
         return reply
 
     def close(self, say_bye: bool = True) -> None:
+        """Say goodbye (unless told not to) and close the socket."""
+        if self.sock.fileno() < 0:
+            return
         try:
             if say_bye:
                 self.sock.settimeout(self.timeouts.request)
@@ -163,6 +173,9 @@ class NodeRunner:
         self._outcome: NodeOutcome | None = None
         self._error: BaseException | None = None
         self._cleaned = False
+        self._conn: AMConnection | None = None
+        self._reserved: socket.socket | None = None
+        self._work_dir: Path | None = None
 
     @property
     def entry_alive(self) -> bool:
@@ -217,14 +230,13 @@ class NodeRunner:
         """Register with the AM, receive the spec, and start the entry process."""
         if self.attempt > 0:
             self._sweep_older_attempts()
-        reserved = reserve_port(self.config.bind_host)
-        host = advertised_host(self.config.bind_host, self.config.advertise_host)
-        address = f"{host}:{reserved.getsockname()[1]}"
-        work_dir = Path(tempfile.mkdtemp(
-            prefix=f"{WORK_DIR_PREFIX}{self.config.job_id}-{self.attempt}-{self.role}-"
-                   f"{self.index}-"))
-        self._reserved, self._work_dir, self._conn = reserved, work_dir, None
+        reserved = self._reserved = reserve_port(self.config.bind_host)
         try:
+            host = advertised_host(self.config.bind_host, self.config.advertise_host)
+            address = f"{host}:{reserved.getsockname()[1]}"
+            work_dir = self._work_dir = Path(tempfile.mkdtemp(
+                prefix=f"{WORK_DIR_PREFIX}{self.config.job_id}-{self.attempt}-{self.role}-"
+                       f"{self.index}-"))
             self._conn = AMConnection(find_am(self.store, self.config, self.attempt),
                                       self.config, self.attempt)
             reply = self._conn.request(
@@ -243,6 +255,7 @@ class NodeRunner:
             self._proc = self._start_entry(ctx, work_dir, reserved)
         except BaseException as exc:
             self._cleanup()
+            self.close_channels()
             raise self._as_cluster_error(exc) from exc
         self._address, self._spec = address, spec
 
@@ -319,8 +332,10 @@ class NodeRunner:
             stop_process_group(self._proc, self.timeouts.stop_grace)
         if self._conn is not None:
             self._conn.close()
-        self._reserved.close()
-        shutil.rmtree(self._work_dir, ignore_errors=True)
+        if self._reserved is not None:
+            self._reserved.close()
+        if self._work_dir is not None:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
         self.store.close()
 
     def close_channels(self) -> None:
@@ -358,12 +373,18 @@ class NodeRunner:
         """Heartbeat while the entry runs; returns (state, result) or raises."""
         last_contact = time.monotonic()
         stopping = False
+        stop_deadline = math.inf
         first = True
         while True:
             if not first:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=self.timeouts.heartbeat_interval)
             first = False
+            if proc.poll() is None and time.monotonic() > stop_deadline:
+                log.warning("node %s: entry still running %.1fs after the stop "
+                            "(timeouts.stop_grace); killing it", self.name,
+                            self.timeouts.stop_grace)
+                stop_process_group(proc, 0)
             if proc.poll() is not None:
                 return self._report_exit(conn, proc, work_dir, stopping)
             if not stopping:
@@ -382,10 +403,14 @@ class NodeRunner:
                 stopping = True
                 failed = reply.get("state") == ClusterState.FAILED.value
                 log.info("node %s: AM asked to stop (cluster %s)", self.name, reply.get("state"))
-                stop_process_group(proc, self.timeouts.stop_grace)
                 if failed:
+                    stop_process_group(proc, self.timeouts.stop_grace)
                     conn.request({"type": "stopped", "role": self.role, "index": self.index})
                     return "STOPPED", None
+                # A graceful stop (e.g. a chief's final export): SIGTERM, then keep the
+                # heartbeats going while the entry finishes, up to timeouts.stop_grace.
+                terminate_group(proc)
+                stop_deadline = time.monotonic() + self.timeouts.stop_grace
 
     def _check_progress(self, conn: AMConnection, proc: subprocess.Popen[bytes],
                         work_dir: Path) -> None:
@@ -420,7 +445,7 @@ class NodeRunner:
             conn.request({"type": kind, "role": self.role, "index": self.index,
                           "result": outcome.get("result")})
             return kind.upper(), outcome.get("result")
-        if stopping:
+        if stopping and status != "failed":
             conn.request({"type": "stopped", "role": self.role, "index": self.index})
             return "STOPPED", None
         error = outcome.get("error") or _describe_exit(proc.returncode)

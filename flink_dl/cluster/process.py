@@ -27,6 +27,10 @@ _PR_SET_PDEATHSIG = 1
 PARENT_PID_ENV = "FLINK_DL_PARENT_PID"
 
 
+#: How long to wait for a SIGKILLed process to be reaped.
+_KILL_WAIT_S = 30.0
+
+
 def die_with_parent() -> None:
     """In a child: get SIGKILL when the parent dies; exit now if it already has."""
     try:
@@ -70,11 +74,22 @@ def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float) -> int:
                         grace_s)
     # The leader may be gone while grandchildren of its group live on: always sweep.
     _signal_group(proc, signal.SIGKILL)
-    rc = proc.wait()
+    try:
+        rc = proc.wait(timeout=_KILL_WAIT_S)
+    except subprocess.TimeoutExpired:  # stuck in the kernel (e.g. a hung network write)
+        log.error("process %d did not exit %.0fs after SIGKILL; leaving it", proc.pid,
+                  _KILL_WAIT_S)
+        rc = -signal.SIGKILL
     if proc.stdin is not None:
         with contextlib.suppress(OSError):
             proc.stdin.close()
     return rc
+
+
+def terminate_group(proc: subprocess.Popen[bytes]) -> None:
+    """Send SIGTERM to ``proc``'s process group (a graceful stop; no wait)."""
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -31,6 +31,10 @@ from flink_dl.tensorflow.tf_config import is_chief
 
 log = logging.getLogger("flink_dl.tensorflow")
 
+#: Under MultiWorkerMirroredStrategy, ``maybe_save_model`` asks the chief's export clock
+#: every this many steps (an all-reduce each time).
+_CLOCK_EVERY = 10
+
 
 class TFContext:
     """Handed to the entry of every worker (and of the chief) after ``TF_CONFIG`` is set.
@@ -66,6 +70,7 @@ class TFContext:
     # ------------------------------------------------------------------ cluster
     @property
     def is_ps_layout(self) -> bool:
+        """The cluster has ps nodes (between-graph training), not MultiWorkerMirrored."""
         return PS_ROLE in self.tf_config["cluster"]
 
     @property
@@ -76,6 +81,7 @@ class TFContext:
         return 0
 
     def cluster_spec(self) -> tf.train.ClusterSpec:
+        """The TensorFlow cluster (every node's ``host:port`` by task type)."""
         return tf.train.ClusterSpec(self.tf_config["cluster"])
 
     def strategy(self) -> tf.distribute.MultiWorkerMirroredStrategy:
@@ -174,11 +180,18 @@ class TFContext:
         return self.node.stop_requested
 
     def wait_for_stop(self, timeout: float | None = None) -> bool:
+        """Block until the AM asks this node to stop (True) or ``timeout`` passes."""
         return self.node.wait_for_stop(timeout)
+
+    def heartbeat(self) -> None:
+        """Tell the node runner the entry is making progress (``timeouts.progress``);
+        reading input, writing output and ``report`` count too."""
+        self.node.heartbeat()
 
     # ------------------------------------------------------------------ data
     @property
     def epochs(self) -> int:
+        """Input epochs in all (``TFConfig.epochs``)."""
         return self.node.epochs_total
 
     @property
@@ -274,12 +287,15 @@ class TFContext:
         return steps
 
     def _all_gather(self, strategy: Any, value: int) -> list[int]:
+        """Every worker's ``value``, by worker index (a SUM all-reduce of one-hot slots)."""
         slots = [0] * self.num_workers
         slots[self.task_index] = value
         per_replica = strategy.experimental_distribute_values_from_function(
             lambda _: tf.constant(slots, dtype=tf.int64))
         total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-        return [int(v) for v in total.numpy()]
+        # Each worker's local replicas (one per GPU) all contributed the same slots.
+        local_replicas = max(1, strategy.num_replicas_in_sync // self.num_workers)
+        return [int(v) // local_replicas for v in total.numpy()]
 
     def write(self, rows: Any) -> None:
         """Send rows out of the node (``predict_distributed``'s ``output_schema``)."""
@@ -288,6 +304,7 @@ class TFContext:
     # ------------------------------------------------------------------ models
     @property
     def model_store(self) -> ModelStore:
+        """The version store in ``TFConfig.model_dir`` (``ConfigError`` when unset)."""
         if self._store is None:
             self._store = store_for(self.options.get("model_dir"),
                                     self.options.get("keep_versions"), "TFConfig")
@@ -330,8 +347,9 @@ class TFContext:
     def maybe_save_model(self, model: Any, *, step: int,
                          metrics: dict[str, Any] | None = None) -> ModelVersion | None:
         """Publish a version when ``export_every_steps`` steps or ``export_every_s`` seconds
-        passed since the last one. Under MultiWorkerMirroredStrategy call it on every
-        worker at the same steps; the chief's clock decides for all."""
+        passed since the last one. Under MultiWorkerMirroredStrategy (``ctx.strategy()``,
+        not one built by hand) call it on every worker at the same steps; the chief's clock
+        decides for all, checked every 10 steps."""
         every_steps = self.options.get("export_every_steps")
         every_s = self.options.get("export_every_s")
         if every_steps is None and every_s is None:
@@ -340,18 +358,22 @@ class TFContext:
         if step == self._last_export_step:
             return None
         due = every_steps is not None and step - (self._last_export_step or 0) >= every_steps
-        if every_s is not None:
+        if every_s is not None and not due:
             late = time.monotonic() - self._last_export >= every_s
-            if self._mirrored:  # every worker must agree, or one would wait in a collective
-                late = self._all_gather(self._strategy, int(late and self.is_chief))[0] > 0
-            due = due or late
+            if self._mirrored:
+                # Every worker must agree, or one would wait in a collective: the chief's
+                # clock decides, asked (one small all-reduce) every _CLOCK_EVERY steps.
+                late = step % _CLOCK_EVERY == 0 and self._all_gather(
+                    self._strategy, int(late and self.is_chief))[0] > 0
+            due = late
         if not due:
             return None
         return self.save_model(model, step=step, metrics=metrics)
 
     def export_callback(self) -> Any:
         """A Keras callback that calls ``maybe_save_model`` after every training batch
-        (the step counts batches over all epochs) and ``save_model`` when ``fit`` ends."""
+        (the step is the optimizer's count of batches, so it goes on after a resume) and
+        ``save_model`` when ``fit`` ends."""
         return _export_callback(self)
 
     def backup_callback(self, directory: str | None = None, *,
@@ -359,14 +381,16 @@ class TFContext:
         """A Keras ``BackupAndRestore`` callback for resuming ``fit`` after a restart.
 
         It saves the model, the optimizer and the epoch to ``directory`` (default
-        ``model_dir/checkpoints/keras-backup``) at the end of every epoch (or every
+        ``model_dir/checkpoints/keras-backup/<job id>``: a new job never resumes from
+        another job's backup) at the end of every epoch (or every
         ``save_freq`` batches); when the cluster restarts (``TFConfig.restart``), ``fit``
         restores them and goes on from the epoch after the last one saved, so a job with
         ``epochs=E`` still trains ``E`` epochs in all. The dataset then serves the input
         epochs that are left (each input epoch holds the same rows). The backup is
         removed when ``fit`` finishes. Pass it on every worker (saving runs collectives
         under MultiWorkerMirroredStrategy)."""
-        path = Path(directory) if directory else self.model_store.root / KERAS_BACKUP_DIR
+        path = Path(directory) if directory else \
+            self.model_store.root / KERAS_BACKUP_DIR / self.node.job_id
         if self.attempt > 0 and path.is_dir():
             log.info("%s %d attempt %d: Keras fit resumes from the backup in %s",
                      self.task_type, self.task_index, self.attempt, path)
@@ -436,8 +460,13 @@ def _export_callback(ctx: TFContext) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.step = 0
+            self._counted = False
 
         def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if not self._counted:  # go on from the optimizer's count after a resume
+                self._counted = True
+                iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+                self.step = int(iterations.numpy()) - 1 if iterations is not None else 0
             self.step += 1
             ctx.maybe_save_model(self.model, step=self.step, metrics=_floats(logs))
 

@@ -63,12 +63,14 @@ class TFModelHandler(ModelHandler):
 
     # ---------------------------------------------------------------- ModelHandler
     def model_dir(self) -> str | None:
+        """The ``ModelStore`` directory to follow, or ``None`` for a fixed model."""
         path = Path(self.model_path)
         if path.is_file() or (path / MANIFEST).exists() or _is_saved_model(path):
             return None
         return self.model_path
 
     def setup(self) -> None:
+        """Set TensorFlow's thread counts (once per process, before the first load)."""
         import tensorflow as tf
 
         try:
@@ -78,6 +80,7 @@ class TFModelHandler(ModelHandler):
             pass
 
     def load(self, version: ModelVersion | None) -> Any:
+        """Load ``version`` (or the fixed model): a SavedModel signature or a Keras model."""
         path = Path(self.model_path)
         if version is not None:
             path = Path(version.path)
@@ -95,6 +98,7 @@ class TFModelHandler(ModelHandler):
         return _SavedModel(path, self.signature)
 
     def run(self, model: Any, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Stack the feature columns into ``(rows, features)`` and call the model."""
         arrays = [np.asarray(columns[f]) for f in self.features]
         x = arrays[0] if len(arrays) == 1 and arrays[0].ndim == 2 else np.stack(arrays, axis=1)
         y = model(np.ascontiguousarray(x, dtype=np.float32))

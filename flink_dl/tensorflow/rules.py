@@ -21,6 +21,7 @@ class TensorFlowRules(DefaultRules):
     name = "tensorflow"
 
     def should_stop(self, node: NodeKey, view: ClusterView) -> bool:
+        """While finishing: stop a separate chief first, the ps nodes once it is done."""
         if view.state is not ClusterState.FINISHING:
             return super().should_stop(node, view)
         role = node[0]

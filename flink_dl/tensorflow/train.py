@@ -63,7 +63,8 @@ def run_ps(node: NodeContext, tf_config: dict[str, Any]) -> dict[str, Any]:
     server = tf.distribute.Server(tf.train.ClusterSpec(tf_config["cluster"]),
                                   job_name=PS_ROLE, task_index=node.index, start=True)
     log.info("ps %d: serving at %s", node.index, server.target)
-    node.wait_for_stop()
+    while not node.wait_for_stop(timeout=1.0):
+        node.heartbeat()  # serving is progress (timeouts.progress)
     log.info("ps %d: asked to stop; exiting", node.index)
     node.write(event_columns("node", rank=-1, epoch=0, step=0, attempt=node.attempt,
                              metrics={"role": PS_ROLE, "index": node.index,

@@ -118,3 +118,6 @@ def test_job_recovers_from_task_manager_loss(tmp_path: Path) -> None:
         assert resumed >= 3, "worker 1 resumed from its checkpoint"
         print(f"TaskManager killed -> job finished in {time.monotonic() - killed_at:.1f}s")
         assert wait_clean(job_id) == {}
+    # The killed TaskManager's Python worker is orphaned (Beam's worker does not notice);
+    # stopping the cluster must not leave it (or anything else of the cluster) running.
+    assert cluster.processes() == []

@@ -9,6 +9,7 @@ and N TaskManagers as separate JVMs, Python operators in separate worker process
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from flink_dl.errors import ClusterTimeoutError, FlinkDLError
@@ -159,10 +161,36 @@ class StandaloneCluster:
                                f"{proc.stderr[-4000:]}")
         return proc
 
+    def processes(self) -> list[psutil.Process]:
+        """This cluster's live processes: JobManager, TaskManagers and their Python workers
+        (found by the ``FLINK_LOG_DIR`` they all inherit)."""
+        log_dir = str(self.base / "log")
+        found = []
+        for proc in psutil.process_iter(["pid", "uids"]):
+            if proc.info["uids"] and proc.info["uids"].real != os.getuid():
+                continue
+            try:
+                if proc.environ().get("FLINK_LOG_DIR") == log_dir:
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        return found
+
     def stop(self) -> None:
+        """Stop the cluster, then kill what ``stop-cluster.sh`` does not know of: Python
+        workers orphaned by a killed TaskManager, a TaskManager started by hand."""
         try:
             subprocess.run(self._script("stop-cluster.sh"), env=self.env(), check=False,
                            capture_output=True, timeout=120)
+            leftovers = self.processes()
+            if leftovers:
+                log.warning("standalone cluster %s: killing %d process(es) left after "
+                            "stop-cluster.sh: %s", self.base, len(leftovers),
+                            [p.pid for p in leftovers])
+                for proc in leftovers:
+                    with contextlib.suppress(psutil.Error):
+                        proc.kill()
+                psutil.wait_procs(leftovers, timeout=10)
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
 

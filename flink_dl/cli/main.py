@@ -1,5 +1,6 @@
-"""``flink-dl`` command line: ``flink-dl cluster-demo`` (the PyTorch demo is
-``examples/digits.py``, the README's demo command)."""
+"""``flink-dl`` command line: ``cluster-demo`` (an ML cluster on the embedded Flink),
+``models DIR`` (a model directory's versions), ``cleanup JOB_ID`` (what a job left on this
+host). The PyTorch demo is ``examples/digits.py``, the README's demo command."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import logging
 import sys
 import time
+
+from flink_dl.cli import cleanup_cmd, models_cmd
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                             "embedded Flink mini-cluster and show what each node saw")
     p_demo.add_argument("--workers", type=int, default=2)
     p_demo.set_defaults(func=demo)
+    models_cmd.add_parser(sub)
+    cleanup_cmd.add_parser(sub)
     args = parser.parse_args(argv)
     from flink_dl.log import configure_logging
 

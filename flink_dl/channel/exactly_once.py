@@ -27,6 +27,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from flink_dl.fsutil import fsync_path
+
 _SEQ = struct.Struct(">Q")
 _STATE_FILE = re.compile(r"^state-(\d{12})\.pkl$")
 
@@ -98,7 +100,7 @@ class NodeStateStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.directory)  # the rename survives a crash of the host
+        fsync_path(self.directory)  # the rename survives a crash of the host
         for old in state_positions(self.directory)[:-self.keep]:
             state_path(self.directory, old).unlink(missing_ok=True)
         return path
@@ -120,14 +122,6 @@ def check_private(directory: Path) -> None:
         raise PermissionError(
             f"exactly-once state dir {directory} must belong to uid {os.getuid()} and not be "
             f"group/other-writable (owner uid {info.st_uid}, mode {oct(info.st_mode & 0o777)})")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def choose_restore(directory: str | Path, acked: int, seq: int) -> int:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flink_dl.errors import ConfigError, FlinkDLError
+from flink_dl.fsutil import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,10 @@ class ModelStore:
                                    framework, files, dict(metrics or {}))
             (tmp / MANIFEST).write_text(json.dumps(version.to_json(), default=str))
             for path in sorted(tmp.rglob("*"), reverse=True):  # files before their dirs
-                _fsync(path)
-            _fsync(tmp)
+                fsync_path(path)
+            fsync_path(tmp)
             os.rename(tmp, final)
-            _fsync(self.root)
+            fsync_path(self.root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -103,7 +104,7 @@ class ModelStore:
     def _point_latest(self, name: str) -> None:
         tmp = self.root / f".{LATEST}.{uuid.uuid4().hex[:8]}"
         tmp.write_text(name)
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, self.root / LATEST)
 
     def _prune(self) -> None:
@@ -172,14 +173,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def store_for(model_dir: str | None, keep_last: int | None, config_name: str) -> ModelStore:

@@ -12,6 +12,7 @@ import pyarrow as pa
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import Table
 
+from flink_dl.config import is_count
 from flink_dl.errors import ConfigError
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.inference.api import ModelHandler, split_outputs
@@ -34,7 +35,8 @@ class TorchModelHandler(ModelHandler):
             ``(rows, k)`` fills ``k`` columns, or one list column.
         postprocess: maps the model's output tensor to an array or a dict of arrays per
             output column (e.g. ``lambda y: y.argmax(1)``).
-        batch_size: rows per forward pass (and Flink's Arrow batch size in ``predict``).
+        batch_size: rows per forward pass (``predict`` moves at least 32k rows per Arrow
+            batch and splits them).
         num_threads: torch intra-op threads per operator subtask / node.
     """
 
@@ -46,8 +48,8 @@ class TorchModelHandler(ModelHandler):
         if not features or not all(isinstance(f, str) for f in features):
             raise ConfigError(f"features must be a non-empty list of column names, "
                               f"got {features!r}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if not is_count(batch_size) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         path = Path(model)
         if not path.exists() and path.suffix:
             raise ConfigError(f"model {str(path)!r} does not exist (a path without a suffix "

@@ -14,6 +14,7 @@ import pyarrow as pa
 from pyflink.datastream import DataStream
 from pyflink.table import Table
 
+from flink_dl.config import is_count
 from flink_dl.errors import ConfigError
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.inference.api import ModelHandler, split_outputs
@@ -36,7 +37,7 @@ class TFModelHandler(ModelHandler):
         outputs: prediction columns, name -> Arrow type (default ``prediction: float32``).
         signature: the SavedModel signature to call.
         postprocess: maps the model's output (numpy) to an array or a dict of arrays.
-        batch_size: rows per call (and Flink's Arrow batch size in ``predict``).
+        batch_size: rows per model call (``predict`` moves at least 32k rows per Arrow batch).
         num_threads: TensorFlow intra-op threads (when TensorFlow is not yet initialised).
     """
 
@@ -48,7 +49,7 @@ class TFModelHandler(ModelHandler):
         if not features or not all(isinstance(f, str) for f in features):
             raise ConfigError(f"features must be a non-empty list of column names, "
                               f"got {features!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if not is_count(batch_size) or batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         path = Path(model)
         if path.suffix in _KERAS_SUFFIXES and not path.is_file():

@@ -29,14 +29,27 @@ def leftovers(job_id: str) -> dict[str, list[str]]:
 
 
 def memfds(job_id: str) -> list[str]:
-    """Open shared-memory descriptors (memfd) of the job in any process of this user."""
+    """The job's shared memory (memfds named ``flink-dl-<job_id>...``) that any process
+    still holds, through an open descriptor (/proc/<pid>/fd) or a mapping whose
+    descriptor may be closed already (/proc/<pid>/maps). Memfds never appear in
+    /dev/shm."""
+    marker = f"memfd:flink-dl-{job_id}"
     found = []
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            links = [(p, os.readlink(p)) for p in fd_dir.iterdir()]
-        except OSError:
+            fds = list((proc / "fd").iterdir())
+            maps = (proc / "maps").read_text().splitlines()
+        except OSError:  # gone, or not ours
             continue
-        found += [f"{p} -> {target}" for p, target in links if f"flink-dl-{job_id}" in target]
+        for fd in fds:
+            try:  # one descriptor may close while we look (e.g. the one listing the dir)
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if marker in target:
+                found.append(f"{fd} -> {target}")
+        found += sorted({f"{proc}/maps: {line.split(None, 5)[-1]}" for line in maps
+                         if marker in line})
     return found
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +74,7 @@ def test_backpressure_blocks_producer_and_never_exceeds_capacity() -> None:
     consumer = Ring(ring.handle)
     received: list[bytes] = []
     peak = 0
+    size, delay = 10_000, 0.002
 
     def slow_consumer() -> None:
         while True:
@@ -79,20 +82,31 @@ def test_backpressure_blocks_producer_and_never_exceeds_capacity() -> None:
             if kind is FrameKind.END:
                 return
             received.append(data)
-            time.sleep(0.002)
+            time.sleep(delay)
 
     t = threading.Thread(target=slow_consumer)
     t.start()
     started = time.monotonic()
-    payloads = [bytes([i % 256]) * 10_000 for i in range(200)]
+    payloads = [bytes([i % 256]) * size for i in range(200)]
     for p in payloads:
         ring.send(p)
         peak = max(peak, ring.used_bytes)
+    # Measured when the producer is done, before waiting for the consumer: a producer
+    # that did not block would be done long before the consumer (2 MB through 64 KiB).
+    received_when_sent = len(received)
+    sent_s = time.monotonic() - started
     ring.send_end()
     t.join(10)
+    assert not t.is_alive()
     assert received == payloads
     assert peak <= ring.capacity
-    assert time.monotonic() - started > 0.3, "the producer must have waited for the consumer"
+    assert peak > ring.capacity // 2, "the producer ran ahead until the ring was nearly full"
+    in_ring = ring.capacity // size  # frames the ring can hold, +1 in the consumer's hands
+    assert received_when_sent >= len(payloads) - in_ring - 1, (
+        f"the producer finished with only {received_when_sent} of {len(payloads)} "
+        "payloads consumed: it did not wait for the consumer")
+    # The consumer slept `delay` after each of those payloads before the producer could go on.
+    assert sent_s >= (received_when_sent - 1) * delay, sent_s
     consumer.close(close_fds=False)
     ring.close()
 
@@ -112,15 +126,33 @@ def test_waits_time_out_and_notice_a_dead_peer() -> None:
         ring.close()
 
 
-def test_cross_process_transfer_leaves_no_shm_file() -> None:
-    before = set(os.listdir("/dev/shm"))
-    ring = Ring.create("t-fork", capacity=1 << 20)
+def _memfd_entries(pid: int | str, name: str) -> dict[str, list[str]]:
+    """The descriptors and mappings of process ``pid`` that are the memfd ``name``."""
+    proc = Path("/proc") / str(pid)
+    fds = []
+    for fd in (proc / "fd").iterdir():
+        with contextlib.suppress(OSError):
+            if f"memfd:flink-dl-{name} " in os.readlink(fd) + " ":
+                fds.append(fd.name)
+    maps = [line for line in (proc / "maps").read_text().splitlines()
+            if f"/memfd:flink-dl-{name} " in line + " "]
+    return {"fds": fds, "maps": maps}
+
+
+def test_cross_process_transfer_frees_the_memfd() -> None:
+    """The ring is a memfd (never a /dev/shm file): while in use it shows in both processes'
+    /proc/<pid>/fd and /proc/<pid>/maps; after close(), nothing of it is left in ours."""
+    name = f"t-fork-{uuid.uuid4().hex[:8]}"
+    ring = Ring.create(name, capacity=1 << 20)
     payloads = [os.urandom(n) for n in range(0, 300_000, 9_999)]
     r_fd, w_fd = os.pipe()
+    go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: echo checksums back through a pipe
         try:
             child = Ring(ring.handle)
+            os.write(w_fd, b"R")  # mapped
+            os.read(go_r, 1)
             total = 0
             while True:
                 kind, data = child.recv()
@@ -130,6 +162,10 @@ def test_cross_process_transfer_leaves_no_shm_file() -> None:
             os.write(w_fd, str(total).encode())
         finally:
             os._exit(0)
+    assert os.read(r_fd, 1) == b"R"
+    in_child = _memfd_entries(pid, name)
+    in_parent = _memfd_entries("self", name)
+    os.write(go_w, b"G")
     for p in payloads:
         ring.send(p)
     ring.send_end()
@@ -137,9 +173,36 @@ def test_cross_process_transfer_leaves_no_shm_file() -> None:
     assert status == 0
     os.close(w_fd)
     assert int(os.read(r_fd, 100)) == sum(sum(p[:: 97]) + len(p) for p in payloads)
-    os.close(r_fd)
+    for fd in (r_fd, go_r, go_w):
+        os.close(fd)
+    assert in_child["fds"] and in_child["maps"], in_child  # the check sees a live ring
+    assert in_parent["fds"] and in_parent["maps"], in_parent
+    assert not list(Path("/dev/shm").glob(f"*{name}*"))
     ring.close()
-    assert set(os.listdir("/dev/shm")) == before
+    assert _memfd_entries("self", name) == {"fds": [], "maps": []}
+
+
+def test_leftovers_find_open_and_mapped_memfds() -> None:
+    """tests.leftovers.memfds, which the job tests rely on, sees a job's memfd both through
+    an open descriptor and through a mapping whose descriptor is already closed."""
+    import mmap
+
+    from tests.leftovers import memfds
+
+    job = uuid.uuid4().hex
+    ring = Ring.create(f"{job}-0-worker-0-in", capacity=4096)
+    assert any("memfd:" in entry for entry in memfds(job))
+    ring.close()
+    assert memfds(job) == []
+    fd = os.memfd_create(f"flink-dl-{job}-mapped")
+    os.ftruncate(fd, 4096)
+    mapping = mmap.mmap(fd, 4096)
+    os.close(fd)
+    try:
+        assert [e for e in memfds(job) if "maps" in e], memfds(job)
+    finally:
+        mapping.close()
+    assert memfds(job) == []
 
 
 @pytest.mark.parametrize("name", ["arrow", "json", "pickle"])

@@ -62,10 +62,74 @@ def test_any_failure_fails_and_stops_everyone(kind: EventKind) -> None:
     assert rules.should_stop(("w", 1), v)
 
 
-def test_transition_table_has_room_for_restarts() -> None:
-    assert S.RESTARTING in ALLOWED_TRANSITIONS[S.FAILED]
-    assert S.INIT in ALLOWED_TRANSITIONS[S.RESTARTING]
-    assert not ALLOWED_TRANSITIONS[S.FINISHED]
+def _reachable() -> list[tuple[ClusterState, EventKind, tuple[NodeState, ...]]]:
+    """(state, event, node states of w:0, w:1, ps:0) the AM can feed its rules: nodes
+    register only in INIT (and cannot run or finish before the spec is handed out);
+    REGISTRATION_TIMEOUT fires only in INIT; late reports reach a finished or failed
+    cluster while its nodes are stopping."""
+    after_init = [N.REGISTERED, N.RUNNING, N.FINISHED, N.STOPPED, N.FAILED, N.LOST]
+    situations = []
+    for state in ClusterState:
+        if state is S.RESTARTING:  # never entered: Flink restarts the attempt, not the AM
+            continue
+        if state is S.INIT:
+            node_states = [N.PENDING, N.REGISTERED]
+            kinds = [EventKind.NODE_REGISTERED, EventKind.NODE_FAILED, EventKind.NODE_LOST,
+                     EventKind.REGISTRATION_TIMEOUT]
+        else:
+            node_states = after_init
+            kinds = [k for k in EventKind if k not in (EventKind.NODE_REGISTERED,
+                                                       EventKind.REGISTRATION_TIMEOUT)]
+        for kind in kinds:
+            for a in node_states:
+                for b in node_states:
+                    for c in node_states:
+                        situations.append((state, kind, (a, b, c)))
+    return situations
+
+
+def test_default_rules_only_make_transitions_the_am_accepts() -> None:
+    """Every transition DefaultRules makes, in every situation the AM can reach, passes the
+    AM's guard (ALLOWED_TRANSITIONS); FINISHED and FAILED are never left."""
+    rules = DefaultRules()
+    made: set[tuple[ClusterState, ClusterState]] = set()
+    for state, kind, (a, b, c) in _reachable():
+        v = view(state, {("w", 0): a, ("w", 1): b, ("ps", 0): c}, daemon={"ps"})
+        new = rules.transition(Event(kind, ("w", 0)), v)
+        if new is not state:
+            assert new in ALLOWED_TRANSITIONS[state], (state, kind, (a, b, c), new)
+            made.add((state, new))
+    assert made == {(S.INIT, S.RUNNING), (S.INIT, S.FAILED), (S.RUNNING, S.FINISHING),
+                    (S.RUNNING, S.FINISHED), (S.RUNNING, S.FAILED),
+                    (S.FINISHING, S.FINISHED), (S.FINISHING, S.FAILED)}, made
+
+
+def test_am_refuses_an_illegal_transition(tmp_path) -> None:
+    """Rules that jump from INIT straight to FINISHED (no node ever ran) are a bug: the AM
+    raises instead of reporting a finished cluster. The same AM with rules that fail the
+    cluster on the registration timeout (a legal move) reports the failure."""
+    from flink_dl import ClusterConfig, ClusterFailedError
+    from flink_dl.cluster.am import AppMaster
+
+    class Jumps(DefaultRules):
+        name = "jumps"
+
+        def __init__(self, to: ClusterState) -> None:
+            self.to = to
+
+        def transition(self, event, view):
+            return self.to if event.kind is EventKind.REGISTRATION_TIMEOUT else view.state
+
+    def am(to: ClusterState) -> AppMaster:
+        config = ClusterConfig(roles={"w": 1}, entry=lambda ctx: None,
+                               rendezvous_dir=str(tmp_path / to.value),
+                               timeouts={"registration": 0.3, "shutdown": 1})
+        return AppMaster(config, rules=Jumps(to))
+
+    with pytest.raises(RuntimeError, match="illegal transition INIT -> FINISHED"):
+        am(S.FINISHED).run()
+    with pytest.raises(ClusterFailedError):
+        am(S.FAILED).run()
 
 
 def test_plugin_rules_can_replace_done(tmp_path) -> None:

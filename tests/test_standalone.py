@@ -1,10 +1,12 @@
-"""The six-node ML cluster on a real standalone Flink cluster (JobManager + 2 TaskManagers)."""
+"""ML clusters on a real standalone Flink cluster (JobManager + 2 TaskManagers), submitted
+with ``flink run -py`` like production jobs."""
 
 from __future__ import annotations
 
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,26 +17,63 @@ from tests.leftovers import pid_alive, wait_clean
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.standalone
-def test_six_nodes_on_standalone_cluster(tmp_path: Path) -> None:
-    job_id = uuid.uuid4().hex
+@pytest.fixture(scope="module")
+def standalone() -> Iterator[StandaloneCluster]:
+    """One standalone cluster (2 TaskManagers of 2 slots) for the tests that need no
+    special cluster settings (starting one costs ~20 s)."""
     with StandaloneCluster(task_managers=2, slots_per_task_manager=2) as cluster:
-        assert cluster.rest("/overview")["taskmanagers"] == 2
-        cluster.submit(ROOT / "tests" / "jobs" / "six_nodes_job.py", "--out", str(tmp_path),
-                       "--job-id", job_id, extra_env={"PYTHONPATH": str(ROOT)})
-        jobs = cluster.rest("/jobs/overview")["jobs"]
-        assert [(j["jid"], j["state"]) for j in jobs] == [(job_id, "FINISHED")]
-        seen = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
-        assert sorted(seen) == ["a-0", "b-0", "b-1", "c-0", "c-1", "c-2"]
-        specs = {json.dumps(s["cluster_spec"], sort_keys=True) for s in seen.values()}
-        assert len(specs) == 1
-        addresses = [a for addrs in seen["a-0"]["cluster_spec"].values() for a in addrs]
-        assert len(set(addresses)) == 6
-        assert all(s["job_id"] == job_id for s in seen.values())
-        # Python operators ran in TaskManager worker processes, not in this test process.
-        assert os.getpid() not in {s["pid"] for s in seen.values()}
-        assert wait_clean(job_id) == {}
-        assert not [s["pid"] for s in seen.values() if pid_alive(s["pid"])]
+        yield cluster
+
+
+def _job_states(cluster: StandaloneCluster, since: set[str]) -> list[tuple[str, str]]:
+    """(jid, state) of the cluster's jobs not in ``since``, oldest first."""
+    jobs = [j for j in cluster.rest("/jobs/overview")["jobs"] if j["jid"] not in since]
+    return [(j["jid"], j["state"]) for j in sorted(jobs, key=lambda j: j["start-time"])]
+
+
+@pytest.mark.standalone
+def test_six_nodes_on_standalone_cluster(standalone: StandaloneCluster, tmp_path: Path) -> None:
+    cluster = standalone
+    job_id = uuid.uuid4().hex
+    before = {j["jid"] for j in cluster.rest("/jobs/overview")["jobs"]}
+    assert cluster.rest("/overview")["taskmanagers"] == 2
+    cluster.submit(ROOT / "tests" / "jobs" / "six_nodes_job.py", "--out", str(tmp_path),
+                   "--job-id", job_id, extra_env={"PYTHONPATH": str(ROOT)})
+    assert _job_states(cluster, before) == [(job_id, "FINISHED")]
+    seen = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert sorted(seen) == ["a-0", "b-0", "b-1", "c-0", "c-1", "c-2"]
+    specs = {json.dumps(s["cluster_spec"], sort_keys=True) for s in seen.values()}
+    assert len(specs) == 1
+    addresses = [a for addrs in seen["a-0"]["cluster_spec"].values() for a in addrs]
+    assert len(set(addresses)) == 6
+    assert all(s["job_id"] == job_id for s in seen.values())
+    # Python operators ran in TaskManager worker processes, not in this test process.
+    assert os.getpid() not in {s["pid"] for s in seen.values()}
+    assert wait_clean(job_id) == {}
+    assert not [s["pid"] for s in seen.values() if pid_alive(s["pid"])]
+
+
+@pytest.mark.standalone
+def test_train_then_predict_from_one_environment(standalone: StandaloneCluster,
+                                                 tmp_path: Path) -> None:
+    """The README's pattern under ``flink run -py``: ``train`` + ``flink_dl.execute(env)``,
+    then ``predict(...).to_pandas()`` and ``execute_and_collect`` from the same environment.
+    The training job carries the cluster's job id; the later jobs get ids of their own (a
+    pinned id left in the environment made the cluster reject them as duplicates)."""
+    cluster = standalone
+    before = {j["jid"] for j in cluster.rest("/jobs/overview")["jobs"]}
+    cluster.submit(ROOT / "tests" / "jobs" / "train_predict_job.py", "--out", str(tmp_path),
+                   extra_env={"PYTHONPATH": str(ROOT)}, timeout_s=400)
+    result = json.loads((tmp_path / "result.json").read_text())
+    states = _job_states(cluster, before)
+    assert [state for _, state in states] == ["FINISHED"] * 3, states
+    assert states[0][0] == result["train_flink_job_id"] == result["cluster_job_id"]
+    assert len({jid for jid, _ in states}) == 3
+    assert sorted(result["ids"]) == list(range(40))
+    errors = [abs(p - y) for p, y in zip(result["prediction"], result["y"], strict=True)]
+    assert max(errors) < 0.1, errors
+    assert result["collected"] == 8 and result["collected_error"] < 0.1, result
+    assert wait_clean(result["cluster_job_id"]) == {}
 
 
 def _task_manager_of_node(job_id: str, node: str, timeout_s: float = 30) -> tuple[int | None,

@@ -48,8 +48,10 @@ def spawn(
     env: Mapping[str, str],
     pass_fds: Sequence[int] = (),
     cwd: str | None = None,
+    stderr: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as a guarded child: own process group, stdin pipe for the watchdog.
+    """Start ``argv`` as a guarded child: own process group, stdin pipe for the watchdog
+    (``stderr=subprocess.PIPE`` to read its stderr).
 
     The child must call ``die_with_parent()`` at start (``node_main`` does).
     """
@@ -58,6 +60,7 @@ def spawn(
         env={**env, PARENT_PID_ENV: str(os.getpid())},
         cwd=cwd,
         stdin=subprocess.PIPE,
+        stderr=stderr,
         pass_fds=tuple(pass_fds),
         start_new_session=True,
     )

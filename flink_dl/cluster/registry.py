@@ -1,7 +1,17 @@
-"""Registries of cluster rules (state machines) and rendezvous store backends, by name."""
+"""Registries of cluster rules (state machines) and rendezvous store backends, by name.
+
+The core knows only its own built-ins (``"default"`` rules, the ``"file"`` store). Plugins
+register their own rules when their module is imported (``register_rules(name, cls)``), or
+a config names them by reference: ``ClusterConfig(plugin="package.module:Rules")`` imports
+the module (which may register names on import) and uses the class. The builder ships the
+reference form to the operators (``rules_reference``), so Flink's Python workers, which
+import nothing of the plugin by themselves, find the same rules.
+"""
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Callable
 
 from flink_dl.cluster.api import ClusterRules, RendezvousStore
@@ -12,6 +22,7 @@ StoreFactory = Callable[[str, dict[str, str | None]], RendezvousStore]
 
 _RULES: dict[str, Callable[[], ClusterRules]] = {}
 _STORES: dict[str, StoreFactory] = {}
+_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def register_rules(name: str, factory: Callable[[], ClusterRules]) -> None:
@@ -20,13 +31,51 @@ def register_rules(name: str, factory: Callable[[], ClusterRules]) -> None:
 
 
 def get_rules(name: str) -> ClusterRules:
-    _load_builtins()
+    """New rules for ``name``: a registered name or a ``"module:attr"`` reference."""
+    return _rules_factory(name)()
+
+
+def rules_reference(name: str) -> str:
+    """``name`` as a ``"module:attr"`` reference any process can import, when its factory
+    is a module-level class or function; else ``name`` itself."""
+    factory = _rules_factory(name)
+    module, qualname = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
+    if not module or "<" in qualname or module == "__main__":
+        return name
+    reference = f"{module}:{qualname}"
     try:
-        return _RULES[name]()
-    except KeyError:
-        raise ConfigError(
-            f"plugin: unknown cluster rules {name!r}; known: {sorted(_RULES)}"
-        ) from None
+        if _import_reference(reference) is factory:
+            return reference
+    except (ImportError, AttributeError):
+        pass
+    return name
+
+
+def _rules_factory(name: str) -> Callable[[], ClusterRules]:
+    _load_builtins()
+    factory = _RULES.get(name)
+    if factory is not None:
+        return factory
+    if isinstance(name, str) and _REFERENCE.match(name):
+        try:
+            factory = _import_reference(name)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"plugin: cannot import cluster rules {name!r}: {exc}") from exc
+        if not callable(factory):
+            raise ConfigError(f"plugin: {name!r} is not a ClusterRules class or factory")
+        return factory
+    raise ConfigError(
+        f"plugin: unknown cluster rules {name!r}; known: {sorted(_RULES)} (or name them "
+        "as 'module:Class'; plugins register theirs when their module is imported)"
+    )
+
+
+def _import_reference(reference: str) -> Callable[[], ClusterRules]:
+    module_name, _, attr_path = reference.partition(":")
+    obj: object = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        obj = getattr(obj, part)
+    return obj  # type: ignore[return-value]
 
 
 def register_store(name: str, factory: StoreFactory) -> None:
@@ -49,10 +98,6 @@ def _load_builtins() -> None:
         from flink_dl.cluster.rules import DefaultRules
 
         register_rules("default", DefaultRules)
-    if "tensorflow" not in _RULES:
-        from flink_dl.tensorflow.rules import TensorFlowRules
-
-        register_rules("tensorflow", TensorFlowRules)
     if "file" not in _STORES:
         from flink_dl.cluster.rendezvous import FileStore
 

@@ -1,4 +1,9 @@
-"""``add_am_role`` / ``add_role`` / ``add_cluster``: put an ML cluster into a Flink job.
+"""``MLCluster`` (``ml_cluster``), ``add_am_role`` / ``add_role`` / ``add_cluster``: put an
+ML cluster into a Flink job.
+
+An ``MLCluster`` is the handle of one cluster in one environment: its AM and roles hang off
+it, and the environment keeps its clusters (an attribute of the env object) so that
+``flink_dl.execute``/``cleanup`` find them. The free functions are thin wrappers over it.
 
 Each role is a flat_map of parallelism = node count, fed by a parallelism-1 seed source
 of ``range(count)`` (the p1 -> pN rebalance gives every subtask exactly one element, which
@@ -12,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import sys
 
 import pyarrow as pa
@@ -26,44 +30,200 @@ from pyflink.table import Table
 from flink_dl.channel.codecs import get_codec
 from flink_dl.channel.ring import DEFAULT_CAPACITY, FRAME_HEADER
 from flink_dl.cluster.node import ChannelSpec
+from flink_dl.cluster.registry import rules_reference
 from flink_dl.config import ClusterConfig, RestartPolicy
 from flink_dl.errors import ConfigError
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.flink.feed import feed, output_type_info
+from flink_dl.flink.job_id import pin_job_id
 from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM
 from flink_dl.flink.operators import AMFunction, DropAll, FedNodeFunction, NodeFunction
 
 log = logging.getLogger(__name__)
 
 _SERIALIZED_ENTRY = "flink_dl:serialized_entry"
-#: AM outcome streams by (environment, job id), so ``add_role`` can tie its stream to the AM.
-_AM_STREAMS: dict[tuple[int, str], DataStream] = {}
-#: Cluster configs added to each environment (by id), for ``execute``'s clean-up.
-_CONFIGS: dict[int, dict[str, ClusterConfig]] = {}
+#: The attribute of a ``StreamExecutionEnvironment`` that holds its ML clusters
+#: (job id -> ``MLCluster``), so ``execute``/``cleanup`` find them.
+_CLUSTERS_ATTR = "_flink_dl_clusters"
+
+
+def clusters_of(env: StreamExecutionEnvironment) -> list[MLCluster]:
+    """The ML clusters added to ``env`` so far, in order."""
+    return list(getattr(env, _CLUSTERS_ATTR, {}).values())
 
 
 def cluster_configs_of(env: StreamExecutionEnvironment) -> list[ClusterConfig]:
-    """The ML clusters added to ``env`` so far."""
-    return list(_CONFIGS.get(id(env), {}).values())
-_JOB_ID_KEY = "$internal.pipeline.job-id"
+    """The configs of the ML clusters added to ``env`` so far."""
+    return [cluster.config for cluster in clusters_of(env)]
 
 
-def _operator_config(config: ClusterConfig) -> ClusterConfig:
-    """The config the operators carry: the entry travels separately, as bytes."""
-    return dataclasses.replace(config, entry=_SERIALIZED_ENTRY)
+def ml_cluster(env: StreamExecutionEnvironment, config: ClusterConfig) -> MLCluster:
+    """The ``MLCluster`` handle of ``config`` in ``env`` (created on first use)."""
+    _check_types(env, config)
+    clusters: dict[str, MLCluster] = env.__dict__.setdefault(_CLUSTERS_ATTR, {})
+    cluster = clusters.get(config.job_id)
+    if cluster is None:
+        cluster = clusters[config.job_id] = MLCluster(env, config)
+    elif cluster.config is not config and cluster.config != config:
+        raise ConfigError(f"job_id: this environment already has an ML cluster with job_id "
+                          f"{config.job_id!r} and a different config; give each cluster its "
+                          "own job_id")
+    return cluster
 
 
-def _prepare(env: StreamExecutionEnvironment, config: ClusterConfig) -> None:
+def _check_types(env: object, config: object) -> None:
     if not isinstance(config, ClusterConfig):
         raise ConfigError(f"config must be a flink_dl.ClusterConfig, got {type(config).__name__}")
     if not isinstance(env, StreamExecutionEnvironment):
         raise ConfigError(
             f"env must be a pyflink StreamExecutionEnvironment, got {type(env).__name__}")
-    config.validate()
-    _CONFIGS.setdefault(id(env), {})[config.job_id] = config
-    _pin_flink_job_id(env, config.job_id)
-    _default_python_executable(env)
-    apply_restart_policy(env, config)
+
+
+class MLCluster:
+    """One ML cluster in a Flink job: the handle its AM and roles hang off.
+
+        cluster = flink_dl.ml_cluster(env, config)
+        cluster.add_am_role()
+        rows = cluster.add_role("worker", table, epochs=3, output_schema=schema)
+        cluster.outcomes  # the AM's and the output-less roles' JSON outcome streams
+
+    Creating it validates ``config`` and prepares ``env``: Python executable, restart
+    policy, and Flink's job id pinned to ``config.job_id`` for the next job submitted from
+    ``env`` (``flink.job_id``).
+    """
+
+    def __init__(self, env: StreamExecutionEnvironment, config: ClusterConfig) -> None:
+        _check_types(env, config)
+        config.validate()
+        self.env = env
+        self.config = config
+        self.am: DataStream | None = None
+        #: role -> the stream ``add_role`` returned.
+        self.roles: dict[str, DataStream] = {}
+        self._outcome_streams: list[DataStream] = []
+        self._hosted_am = False
+        pin_job_id(env, config.job_id)
+        _default_python_executable(env)
+        apply_restart_policy(env, config)
+
+    @property
+    def job_id(self) -> str:
+        return self.config.job_id
+
+    @property
+    def outcomes(self) -> DataStream | None:
+        """The union of the JSON outcome streams added so far (the AM's, and each role's
+        without ``output_schema``); ``None`` before any."""
+        if not self._outcome_streams:
+            return None
+        first, *rest = self._outcome_streams
+        return first.union(*rest) if rest else first
+
+    def add_am_role(self) -> DataStream:
+        """Add the cluster's AM (parallelism 1); returns its outcome stream (one JSON
+        string)."""
+        config = self.config
+        if self.am is not None or self._hosted_am:
+            raise ConfigError(f"add_am_role: the ML cluster {config.name!r} (job_id "
+                              f"{config.job_id}) has its AM already")
+        seed = self.env.from_collection([0], type_info=Types.INT()).name(
+            f"{config.name}-am-seed")
+        am = (
+            seed.flat_map(AMFunction(_operator_config(config)), output_type=Types.STRING())
+            .name(f"{config.name}-am")
+            .uid(f"{config.name}-am")
+            .set_parallelism(1)
+        )
+        _ensure_runs(am, f"{config.name}-am")
+        self.am = am
+        self._outcome_streams.append(am)
+        return am
+
+    def add_role(
+        self,
+        role: str,
+        input: Table | DataStream | None = None,
+        *,
+        epochs: int = 1,
+        output_schema: pa.Schema | None = None,
+        channel_capacity: int = DEFAULT_CAPACITY,
+        codec: str = "arrow",
+        exactly_once: bool = False,
+        state_keep: int = 5,
+    ) -> DataStream:
+        """Add the nodes of ``role`` (parallelism = its count); see ``add_role``."""
+        config, env = self.config, self.env
+        count = config.check_role(role)
+        if role in self.roles:
+            raise ConfigError(f"add_role(role={role!r}): this role was added already")
+        _check_role_args(config, role, input, epochs, output_schema, channel_capacity)
+        if exactly_once:
+            if self.am is not None:
+                raise ConfigError(
+                    f"add_role(role={role!r}, exactly_once=True): do not call add_am_role "
+                    "for this cluster: the role hosts its AM (a separate AM operator blocks "
+                    "Flink's checkpoints)")
+            _check_exactly_once(env, config, role, input, epochs, state_keep)
+            self._hosted_am = True
+        out_type = (output_type_info(output_schema) if output_schema is not None
+                    else Types.STRING())
+        schema_bytes = (output_schema.serialize().to_pybytes() if output_schema is not None
+                        else None)
+        get_codec(codec)  # unknown codec: ConfigError naming it, before anything starts
+        channels = ChannelSpec(input=input is not None, output=output_schema is not None,
+                               capacity=channel_capacity, epochs=epochs,
+                               output_schema=schema_bytes, codec=codec,
+                               exactly_once=exactly_once, state_keep=state_keep)
+        entry_bytes = serialize_entry(config.entry)
+        name = f"{config.name}-{role}"
+        op_config = _operator_config(config)
+        if input is None:
+            seed = env.from_collection(list(range(count)), type_info=Types.INT()).name(
+                f"{name}-seed")
+            stream = seed.flat_map(NodeFunction(op_config, role, entry_bytes, channels),
+                                   output_type=out_type)
+        else:
+            keyed = feed(env, input, role, count, channel_capacity - FRAME_HEADER, codec)
+            stream = keyed.process(
+                FedNodeFunction(op_config, role, entry_bytes, channels, schema_bytes,
+                                host_am=exactly_once), output_type=out_type,
+            ).set_max_parallelism(DEFAULT_MAX_PARALLELISM)
+        stream = stream.name(name).uid(name).set_parallelism(count)
+        if self.am is not None:
+            # Whoever consumes (or collects) this stream also runs the AM; and the sink
+            # below joins the role and the AM into one pipelined region, so that a failure
+            # anywhere restarts the AM and every role together (region failover).
+            tie = self.am.flat_map(DropAll(), output_type=out_type).name(f"{name}-am-tie")
+            stream = stream.union(tie)
+        _ensure_runs(stream, name)
+        self.roles[role] = stream
+        if output_schema is None:
+            self._outcome_streams.append(stream)
+        return stream
+
+    def add_all(self) -> DataStream:
+        """Add the AM and every role (without inputs); returns the union of their outcome
+        streams (JSON strings)."""
+        config = self.config
+        if config.input_roles:
+            raise ConfigError(
+                f"add_cluster adds roles without input, but roles {sorted(config.input_roles)} "
+                "need one (ClusterConfig.input_roles): use add_am_role and "
+                "add_role(env, config, role, input)")
+        self.add_am_role()
+        for role in config.roles:
+            self.add_role(role)
+        outcomes = self.outcomes
+        assert outcomes is not None
+        return outcomes
+
+
+def _operator_config(config: ClusterConfig) -> ClusterConfig:
+    """The config the operators carry: the entry travels separately, as bytes, and the
+    rules as an importable reference (a plugin's registered name means nothing in a
+    Python worker that never imported the plugin)."""
+    return dataclasses.replace(config, entry=_SERIALIZED_ENTRY,
+                               plugin=rules_reference(config.plugin))
 
 
 def apply_restart_policy(env: StreamExecutionEnvironment, config: ClusterConfig) -> None:
@@ -86,18 +246,6 @@ def apply_restart_policy(env: StreamExecutionEnvironment, config: ClusterConfig)
     env.configure(conf)
 
 
-def _pin_flink_job_id(env: StreamExecutionEnvironment, job_id: str) -> None:
-    """Make Flink's job id equal the cluster's job id when it is a valid Flink JobID."""
-    if not re.fullmatch(r"[0-9a-f]{32}", job_id):
-        return
-    j_conf = env._j_stream_execution_environment.getConfiguration()
-    if j_conf.toMap().containsKey(_JOB_ID_KEY):
-        return
-    conf = Configuration()
-    conf.set_string(_JOB_ID_KEY, job_id)
-    env.configure(conf)
-
-
 def _default_python_executable(env: StreamExecutionEnvironment) -> None:
     """Run Flink's Python workers with this interpreter unless ``python.executable`` is set.
 
@@ -109,18 +257,9 @@ def _default_python_executable(env: StreamExecutionEnvironment) -> None:
 
 
 def add_am_role(env: StreamExecutionEnvironment, config: ClusterConfig) -> DataStream:
-    """Add the cluster's AM (parallelism 1); returns its outcome stream (one JSON string)."""
-    _prepare(env, config)
-    seed = env.from_collection([0], type_info=Types.INT()).name(f"{config.name}-am-seed")
-    am = (
-        seed.flat_map(AMFunction(_operator_config(config)), output_type=Types.STRING())
-        .name(f"{config.name}-am")
-        .uid(f"{config.name}-am")
-        .set_parallelism(1)
-    )
-    _ensure_runs(am, f"{config.name}-am")
-    _AM_STREAMS[(id(env), config.job_id)] = am
-    return am
+    """Add the cluster's AM (parallelism 1); returns its outcome stream (one JSON string).
+    Same as ``ml_cluster(env, config).add_am_role()``."""
+    return ml_cluster(env, config).add_am_role()
 
 
 def add_role(
@@ -136,7 +275,8 @@ def add_role(
     exactly_once: bool = False,
     state_keep: int = 5,
 ) -> DataStream:
-    """Add the nodes of ``role`` (parallelism = its count).
+    """Add the nodes of ``role`` (parallelism = its count). Same as
+    ``ml_cluster(env, config).add_role(role, input, ...)``.
 
     Args:
         input: a Table or a DataStream of named rows; its rows are split across the role's
@@ -155,8 +295,14 @@ def add_role(
             role's subtask 0 hosts the AM; do not call ``add_am_role``) and ``epochs=1``.
         state_keep: exactly-once: how many saved node states to keep on disk.
     """
-    _prepare(env, config)
-    count = config.check_role(role)
+    return ml_cluster(env, config).add_role(
+        role, input, epochs=epochs, output_schema=output_schema,
+        channel_capacity=channel_capacity, codec=codec, exactly_once=exactly_once,
+        state_keep=state_keep)
+
+
+def _check_role_args(config: ClusterConfig, role: str, input: object, epochs: object,
+                     output_schema: object, channel_capacity: int) -> None:
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ConfigError(f"add_role(role={role!r}): epochs must be an integer >= 1, "
                           f"got {epochs!r}")
@@ -171,37 +317,6 @@ def add_role(
     if channel_capacity < 64 * 1024 or channel_capacity % 8:
         raise ConfigError(f"add_role(role={role!r}): channel_capacity must be a multiple of 8 "
                           f">= 65536, got {channel_capacity}")
-    if exactly_once:
-        _check_exactly_once(env, config, role, input, epochs, state_keep)
-    out_type = output_type_info(output_schema) if output_schema is not None else Types.STRING()
-    schema_bytes = output_schema.serialize().to_pybytes() if output_schema is not None else None
-    get_codec(codec)  # unknown codec: ConfigError naming it, before anything starts
-    channels = ChannelSpec(input=input is not None, output=output_schema is not None,
-                           capacity=channel_capacity, epochs=epochs, output_schema=schema_bytes,
-                           codec=codec, exactly_once=exactly_once, state_keep=state_keep)
-    entry_bytes = serialize_entry(config.entry)
-    name = f"{config.name}-{role}"
-    if input is None:
-        seed = env.from_collection(list(range(count)), type_info=Types.INT()).name(
-            f"{name}-seed")
-        stream = seed.flat_map(NodeFunction(_operator_config(config), role, entry_bytes,
-                                            channels), output_type=out_type)
-    else:
-        keyed = feed(env, input, role, count, channel_capacity - FRAME_HEADER, codec)
-        stream = keyed.process(
-            FedNodeFunction(_operator_config(config), role, entry_bytes, channels,
-                            schema_bytes, host_am=exactly_once), output_type=out_type,
-        ).set_max_parallelism(DEFAULT_MAX_PARALLELISM)
-    stream = stream.name(name).uid(name).set_parallelism(count)
-    am = _AM_STREAMS.get((id(env), config.job_id))
-    if am is not None:
-        # Whoever consumes (or collects) this stream also runs the AM; and the sink below
-        # joins the role and the AM into one pipelined region, so that a failure anywhere
-        # restarts the AM and every role together (region failover).
-        tie = am.flat_map(DropAll(), output_type=out_type).name(f"{name}-am-tie")
-        stream = stream.union(tie)
-    _ensure_runs(stream, name)
-    return stream
 
 
 def _check_exactly_once(env: StreamExecutionEnvironment, config: ClusterConfig, role: str,
@@ -218,9 +333,6 @@ def _check_exactly_once(env: StreamExecutionEnvironment, config: ClusterConfig, 
     if set(config.roles) != {role}:
         raise ConfigError(f"{where}: the cluster must have this one role (its subtask 0 "
                           f"hosts the AM); roles: {list(config.roles)}")
-    if (id(env), config.job_id) in _AM_STREAMS:
-        raise ConfigError(f"{where}: do not call add_am_role for this cluster: the role "
-                          "hosts its AM (a separate AM operator blocks Flink's checkpoints)")
     if not isinstance(state_keep, int) or isinstance(state_keep, bool) or state_keep < 1:
         raise ConfigError(f"{where}: state_keep must be an integer >= 1, got {state_keep!r}")
     if not env.get_checkpoint_config().is_checkpointing_enabled():
@@ -232,14 +344,8 @@ def _check_exactly_once(env: StreamExecutionEnvironment, config: ClusterConfig, 
 def add_cluster(env: StreamExecutionEnvironment, config: ClusterConfig) -> DataStream:
     """Add the AM and every role (without inputs); returns the union of their outcome
     streams (JSON strings). For roles with input or output, use ``add_am_role`` and
-    ``add_role``."""
-    _prepare(env, config)
-    if config.input_roles:
-        raise ConfigError(f"add_cluster adds roles without input, but roles "
-                          f"{sorted(config.input_roles)} need one (ClusterConfig.input_roles): "
-                          "use add_am_role and add_role(env, config, role, input)")
-    am = add_am_role(env, config)
-    return am.union(*[add_role(env, config, role) for role in config.roles])
+    ``add_role``. Same as ``ml_cluster(env, config).add_all()``."""
+    return ml_cluster(env, config).add_all()
 
 
 def _ensure_runs(stream: DataStream, name: str) -> None:

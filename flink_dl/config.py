@@ -94,9 +94,14 @@ class Timeouts:
     request: float = 10.0
     #: Data channel: longest wait for room (backpressure) or data while the peer is alive.
     channel: float = 600.0
-    #: Node: a running entry that shows no progress (``ctx.heartbeat()``, reading input,
-    #: writing output) for this long is declared hung and fails the node; ``None``: off.
-    progress: float | None = None
+    #: Node: a running entry that shows no progress for this long is declared hung and
+    #: fails the node (its stacks are in the error); ``None``: off. Progress is
+    #: ``ctx.heartbeat()``, reading input, writing output, polling ``ctx.stop_requested``
+    #: or ``ctx.wait_for_stop()``, and waiting on Flink (no input yet, output not drained).
+    progress: float | None = 600.0
+    #: AM: while a node makes no progress, log its status (state, rows read, seconds since
+    #: its last progress) this often.
+    status_interval: float = 30.0
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the ``timeouts.<field>`` at fault."""
@@ -285,26 +290,6 @@ def is_seconds(value: object) -> bool:
     """A positive, finite ``int`` or ``float`` (not a ``bool``)."""
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value) and value > 0)
-
-
-def validate_training_settings(config: Any) -> None:
-    """Check the fields every framework's training config shares (``TorchConfig``,
-    ``TFConfig``); raise ``ConfigError`` naming the key at fault."""
-    if not is_count(config.epochs) or config.epochs < 1:
-        raise ConfigError(f"epochs must be an integer >= 1, got {config.epochs!r}")
-    validate_entry(config.entry, "entry")
-    for key in ("export_every_steps", "keep_versions"):
-        value = getattr(config, key)
-        if value is not None and (not is_count(value) or value < 1):
-            raise ConfigError(f"{key} must be an integer >= 1 or None, got {value!r}")
-    if config.export_every_s is not None and not is_seconds(config.export_every_s):
-        raise ConfigError(f"export_every_s must be a positive number of seconds or None, "
-                          f"got {config.export_every_s!r}")
-    if not is_seconds(config.collective_timeout_s):
-        raise ConfigError(f"collective_timeout_s must be a positive number of seconds, got "
-                          f"{config.collective_timeout_s!r}")
-    if config.model_dir is not None and not isinstance(config.model_dir, str):
-        raise ConfigError(f"model_dir must be a string path, got {config.model_dir!r}")
 
 
 def resolve_entry(entry: EntryFn | str) -> EntryFn:

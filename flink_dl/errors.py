@@ -29,3 +29,22 @@ class NodeFailedError(FlinkDLError):
 
 class ClusterFailedError(FlinkDLError):
     """The ML cluster as a whole went to the FAILED state."""
+
+
+class MissingColumnError(ConfigError, KeyError):
+    """A column the job asks for is not in the input; the message names it."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class FeatureTypeError(ConfigError, TypeError):
+    """A feature or label column has a type that is not numeric; names column and type."""
+
+
+class EmptyInputError(FlinkDLError):
+    """A bounded training input had no rows: nothing to train on, nothing is published."""
+
+
+class InputEpochError(FlinkDLError, RuntimeError):
+    """A loop read the node's input in a way its epochs do not allow (the message says how)."""

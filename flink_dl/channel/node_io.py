@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from flink_dl.channel.codecs import Codec
 from flink_dl.channel.ring import FrameKind, Ring
-from flink_dl.errors import FlinkDLError
+from flink_dl.errors import FlinkDLError, InputEpochError
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,35 @@ def describe_schema_change(old: pa.Schema, new: pa.Schema) -> str:
 
 
 class Epoch:
-    """One pass over the node's input; iterate it for its batches."""
+    """One pass over the node's input; iterate it (once) for its batches."""
 
     def __init__(self, number: int, batches: Iterator[pa.RecordBatch]) -> None:
         self.number = number
         self._batches = batches
+        self._started = False
+        #: True while a consumer is inside the iteration (started, not finished or closed).
+        self.open = False
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        return self._batches
+        if self._started:
+            raise InputEpochError(
+                f"epoch {self.number} of the input was already iterated; each epoch can be "
+                "read once: ask for the next one (iterate the loader again, or make a new "
+                "one per epoch)")
+        self._started = True
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[pa.RecordBatch]:
+        self.open = True
+        try:
+            yield from self._batches
+        finally:
+            self.open = False
+
+    def drain(self) -> None:
+        """Consume what the entry did not read of this epoch (the channel must move on)."""
+        for _ in self._batches:
+            pass
 
 
 class NodeInput:
@@ -82,20 +103,51 @@ class NodeInput:
         self.schema: pa.Schema | None = None
         self.epoch = 0
         self.rows_read = 0
-        self._consumed = False
+        #: Rows of the first pass once it has ended (``None`` before): the node's share.
+        self.first_pass_rows: int | None = None
+        #: Called with ``first_pass_rows`` when the first pass ends.
+        self.on_first_pass_end: Callable[[int], None] | None = None
+        #: Names the setting behind ``epochs`` in errors (e.g. ``TorchConfig.epochs``).
+        self.epochs_setting = "add_role(epochs=...)"
+        self._next_number = 0
+        self._current: Epoch | None = None
 
     def epochs(self) -> Iterator[Epoch]:
-        """Yield one ``Epoch`` per pass; the first streams from Flink, the rest from cache."""
-        if self._consumed:
-            raise RuntimeError("the node's input can be iterated only once")
-        self._consumed = True
-        for number in range(self.epochs_total):
-            self.epoch = number
-            source = self._first_pass() if number == 0 else self._replay()
-            epoch = Epoch(number, source)
-            yield epoch
-            for _ in source:  # an epoch the entry did not finish is still consumed
-                pass
+        """Yield one ``Epoch`` per pass; the first streams from Flink, the rest from cache.
+
+        Every caller shares one sequence: calling ``epochs()`` (or ``next_epoch()``) again
+        goes on with the next epoch not handed out yet, so a loader made once per epoch
+        and a loader iterated once per epoch read the same passes.
+        """
+        while self._next_number < self.epochs_total:
+            yield self.next_epoch()
+
+    def next_epoch(self) -> Epoch:
+        """The next epoch; ``InputEpochError`` when none is left or the previous one is still
+        being iterated (an epoch loop nested in another)."""
+        previous = self._current
+        if previous is not None and previous.open:
+            raise InputEpochError(
+                f"epoch {previous.number + 1} was asked for while epoch {previous.number} is "
+                "still being iterated: finish (or break out of) one epoch's loop before "
+                "starting the next; do not iterate the input inside its own loop")
+        if self._next_number >= self.epochs_total:
+            raise InputEpochError(
+                f"the input has {self.epochs_total} epoch(s) ({self.epochs_setting}) and "
+                f"all were read; epoch {self._next_number + 1} was asked for. Iterate the "
+                "loader (or make a new one) once per epoch, epochs times in all")
+        if previous is not None:
+            previous.drain()  # an epoch the entry did not finish is still consumed
+        number = self._next_number
+        self._next_number += 1
+        self.epoch = number
+        self._current = Epoch(number, self._first_pass() if number == 0 else self._replay())
+        return self._current
+
+    @property
+    def epochs_left(self) -> int:
+        """Epochs not handed out yet."""
+        return self.epochs_total - self._next_number
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Every batch of every epoch, in order (``self.epoch`` tells which epoch)."""
@@ -127,6 +179,7 @@ class NodeInput:
                 kind, view = self.ring.recv_view()
                 if kind is FrameKind.END:
                     self.ring.release()
+                    self._end_first_pass()
                     return
                 if kind is FrameKind.ERROR:
                     raise FlinkDLError(f"input channel error: {bytes(view).decode()}")
@@ -157,6 +210,11 @@ class NodeInput:
         finally:
             if writer is not None:
                 writer.close()
+
+    def _end_first_pass(self) -> None:
+        self.first_pass_rows = self.rows_read
+        if self.on_first_pass_end is not None:
+            self.on_first_pass_end(self.rows_read)
 
     def _replay(self) -> Iterator[pa.RecordBatch]:
         if not self.cache_path.exists():

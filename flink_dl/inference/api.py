@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from flink_dl.channel.features import check_feature_columns
 from flink_dl.errors import ConfigError
 from flink_dl.models.store import ModelVersion
 
@@ -73,11 +74,10 @@ class ModelHandler(ABC):
 
 def appended_schema(handler: ModelHandler, input_schema: pa.Schema, caller: str) -> pa.Schema:
     """The handler's output columns, checked against the input: every feature column is
-    there and no output column already is (``ConfigError`` naming them otherwise)."""
-    missing = [f for f in handler.features if f not in input_schema.names]
-    if missing:
-        raise ConfigError(f"{caller}: feature column(s) {missing} are not in the input; it "
-                          f"has {input_schema.names}")
+    there (``MissingColumnError``) with a numeric Flink type (``FeatureTypeError``, the
+    rule of ``flink_dl.channel.features``) and no output column already is
+    (``ConfigError``)."""
+    check_feature_columns(input_schema, handler.features, None, where=caller)
     out_schema = handler.output_schema()
     clash = [f for f in out_schema.names if f in input_schema.names]
     if clash:

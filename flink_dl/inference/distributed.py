@@ -33,13 +33,13 @@ class PredictEntry:
         self.model_wait_s = model_wait_s
 
     def __call__(self, ctx: NodeContext) -> dict[str, Any]:
-        from flink_dl.channel.node_io import column_to_numpy
+        from flink_dl.channel.features import numeric_column
         from flink_dl.inference.runner import ModelRunner
 
         runner = ModelRunner(self.handler, self.poll_interval_s, self.model_wait_s)
         runner.open()
         for batch in ctx.batches():
-            inputs = {f: column_to_numpy(f, batch.column(f)) for f in self.handler.features}
+            inputs = {f: numeric_column(f, batch.column(f)) for f in self.handler.features}
             out = runner.predict(inputs)
             columns: dict[str, Any] = {n: batch.column(n) for n in batch.schema.names}
             columns.update({k: _arrow_column(v) for k, v in out.items()})

@@ -118,7 +118,9 @@ def predict(input: Table | DataStream, handler: ModelHandler, *,
                        for f in out_schema])
     fn = udf(PredictUDF(handler, poll_interval_s, model_wait_s), result_type=result_type,
              func_type="pandas")
-    predictions = fn(*[col(f) for f in handler.features])
+    # DECIMAL features become DOUBLE in the JVM (cheaper than Decimal objects in pandas).
+    predictions = fn(*[col(f).cast(DataTypes.DOUBLE()) if pa.types.is_decimal(schema.field(f).type)
+                       else col(f) for f in handler.features])
     if single:
         return _as_input_kind(input, table.add_columns(predictions.alias(out_schema[0].name)),
                               t_env)

@@ -1,4 +1,6 @@
-"""PyTorch on Flink: distributed training (``train``) and inference (``predict``).
+"""PyTorch on Flink: distributed training (``train``), in-operator inference (``predict``)
+and inference by a cluster of model servers (``predict_distributed``), on the plugin
+contract of ``flink_dl.training``.
 
 Attributes load lazily, like the top-level package (Flink workers import concurrently).
 """

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-import time
+import datetime
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,23 +15,27 @@ from torch.utils.data import IterableDataset
 
 from flink_dl.cluster.context import NodeContext
 from flink_dl.errors import ConfigError
-from flink_dl.models.events import EVENTS_SCHEMA, event_columns
-from flink_dl.models.store import ModelStore, ModelVersion, store_for
-from flink_dl.pytorch.config import CHECKPOINT_DIR, STATE_DICT_FILE, TORCHSCRIPT_FILE
+from flink_dl.models.events import EVENTS_SCHEMA
+from flink_dl.models.store import ModelVersion
+from flink_dl.pytorch.config import STATE_DICT_FILE, TORCHSCRIPT_FILE
 from flink_dl.pytorch.data import rechunk, to_tensors
 from flink_dl.pytorch.process_group import GroupInfo
-
-log = logging.getLogger("flink_dl.pytorch")
+from flink_dl.training.context import TrainingContext
 
 __all__ = ["EVENTS_SCHEMA", "TensorLoader", "TorchContext"]
 
+#: Suffix of a PyTorch checkpoint file (``ctx.checkpoints``).
+CHECKPOINT_SUFFIX = "pt"
+#: TCPStore key under which each rank leaves its share's row count (empty-input rule).
+_ROWS_KEY = "flink_dl/rows/{rank}"
 
 
 class TensorLoader(IterableDataset):
-    """Each ``iter()`` is one epoch of this rank's input as dicts of tensors.
+    """Each ``iter()`` is the next epoch of this rank's input, as dicts of tensors.
 
-    Re-iterate it once per epoch (``TorchConfig.epochs`` passes over a bounded input).
-    When the rank's model went through ``ctx.prepare_model``, each epoch runs inside DDP's
+    Iterate one loader once per epoch, or make a new loader per epoch (``ctx.dataloader``
+    inside the epoch loop): both read the next epoch (``TorchConfig.epochs`` in all). When
+    the rank's model went through ``ctx.prepare_model``, each epoch runs inside DDP's
     ``Join``, so a rank that runs out of batches first shadows the others' collectives
     instead of hanging them (uneven shares are normal: Flink splits data by batch).
     """
@@ -49,26 +52,16 @@ class TensorLoader(IterableDataset):
         self.drop_last = drop_last
         self.max_batches = max_batches
         self.dtype = dtype
-        self._epochs = ctx.node.epochs()
 
     def skip_epochs(self, count: int) -> None:
         """Consume ``count`` epochs without training on them (resuming after a restart: the
         first epoch is still read from Flink, into this attempt's cache)."""
-        for _ in range(count):
-            try:
-                epoch = next(self._epochs)
-            except StopIteration:
-                return
-            for _ in epoch:
-                pass
+        node_input = self.ctx.node._node_input()
+        for _ in range(min(count, node_input.epochs_left)):
+            node_input.next_epoch().drain()
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        try:
-            epoch = next(self._epochs)
-        except StopIteration:
-            raise RuntimeError(
-                f"the input has only {self.ctx.epochs} epoch(s) (TorchConfig.epochs); "
-                "iterate the loader once per epoch") from None
+        epoch = self.ctx.node._node_input().next_epoch()
         with _join(list(self.ctx._ddp)):
             for number, table in enumerate(rechunk(iter(epoch), self.batch_size,
                                                    self.drop_last)):
@@ -88,49 +81,33 @@ def _join(joinables: list[Any]) -> Iterator[None]:
         yield
 
 
-class TorchContext:
-    """Handed to the training entry in each rank's process.
+class TorchContext(TrainingContext):
+    """Handed to the training entry in each rank's process (a ``TrainingContext``).
 
     Attributes:
         rank / world_size / local_rank: this process's place in the process group.
         device: ``cuda:<local_rank>`` under nccl, else ``cpu``.
         backend: ``"gloo"`` or ``"nccl"``.
-        epochs: passes over the input (``TorchConfig.epochs``).
-        properties: the job's string properties.
-        node: the underlying ``NodeContext``.
     """
 
+    framework = "pytorch"
+    config_name = "TorchConfig"
+
     def __init__(self, node: NodeContext, group: GroupInfo, options: dict[str, Any]) -> None:
-        self.node = node
+        super().__init__(node, options)
         self.group = group
-        self.options = options
         self.rank = group.rank
         self.world_size = group.world_size
         self.local_rank = group.local_rank
         self.device = group.device
         self.backend = group.backend
-        self.properties = node.properties
-        #: The cluster attempt: 0, then +1 after each restart (failover).
-        self.attempt = node.attempt
         self._ddp: list[Any] = []
-        self._last_export = time.monotonic()
-        self._last_export_step: int | None = None
-        self._store: ModelStore | None = None
+        if self.has_input and group.store is not None and self.world_size > 1:
+            store = group.store
+            self.node._node_input().on_first_pass_end = \
+                lambda rows: store.set(_ROWS_KEY.format(rank=self.rank), str(rows))
 
     # ------------------------------------------------------------------ data
-    @property
-    def epochs(self) -> int:
-        return self.node.epochs_total
-
-    @property
-    def epoch(self) -> int:
-        """The epoch being read (0-based)."""
-        return self.node.epoch
-
-    @property
-    def is_chief(self) -> bool:
-        return self.rank == 0
-
     def dataloader(self, batch_size: int, *, features: Sequence[str] | None = None,
                    label: str | None = None, columns: Sequence[str] | None = None,
                    drop_last: bool = False, max_batches: int | None = None,
@@ -138,14 +115,20 @@ class TorchContext:
         """This rank's input as batches of ``batch_size`` rows: dicts of tensors.
 
         Args:
-            features: scalar (or equal-length list) columns stacked into ``"features"``
-                (``dtype``); ``label`` adds that column as ``"label"``.
+            features: numeric (or equal-length ARRAY) columns stacked into ``"features"``
+                (``dtype``); ``label`` adds that column as ``"label"``. Default: the
+                config's ``features``/``label``.
             columns: columns to hand over as tensors by name (default: all, when no
                 ``features`` are given).
             max_batches: stop each epoch after this many batches.
+
+        Raises ``ConfigError`` for a bad ``batch_size``, ``MissingColumnError`` /
+        ``FeatureTypeError`` naming a column the input lacks or that is not numeric.
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self._check_batch_size("dataloader", batch_size)
+        features, label = self._feature_columns("dataloader", features, label, columns)
+        if not self.has_input:
+            raise ConfigError("dataloader: this rank has no input (train(env, input=None))")
         return TensorLoader(self, batch_size, features, label, columns, drop_last,
                             max_batches, dtype)
 
@@ -165,94 +148,70 @@ class TorchContext:
         self._ddp.append(ddp)
         return ddp
 
-    @property
-    def model_store(self) -> ModelStore:
-        if self._store is None:
-            self._store = store_for(self.options.get("model_dir"),
-                                    self.options.get("keep_versions"), "TorchConfig")
-        return self._store
-
-    def save_model(self, model: torch.nn.Module, *, step: int = 0,
-                   epoch: int | None = None, metrics: dict[str, Any] | None = None,
+    def save_model(self, model: torch.nn.Module, *, step: int = 0, epoch: int | None = None,
+                   metrics: dict[str, Any] | None = None,
                    torchscript: bool = False) -> ModelVersion | None:
-        """Publish ``model`` as the next version in ``model_dir`` (chief rank only; others
-        return ``None``). Writes ``model.pt`` (state_dict) and, with ``torchscript=True``,
-        ``model.ts``. The version also leaves the job in ``train``'s output stream."""
-        if not self.is_chief:
-            return None
-        module = _unwrap(model)
-
-        def write(directory: Path) -> None:
-            state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-            torch.save(state, directory / STATE_DICT_FILE)
-            if torchscript:
-                with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    torch.jit.save(torch.jit.script(module.cpu()), directory / TORCHSCRIPT_FILE)
-                module.to(self.device)
-
-        epoch = self.epoch if epoch is None else epoch
-        version = self.model_store.publish(write, step=step, epoch=epoch, framework="pytorch",
-                                           metrics=metrics)
-        self._last_export = time.monotonic()
-        self._last_export_step = step
-        self._emit("model", epoch=epoch, step=step, version=version.version,
-                   path=version.path, metrics=metrics)
-        return version
+        """Publish ``model`` as the next version in ``model_dir`` (rank 0; the others return
+        ``None``): ``model.pt`` (state_dict) and, with ``torchscript=True``, ``model.ts``."""
+        return super().save_model(model, step=step, epoch=epoch, metrics=metrics,
+                                  torchscript=torchscript)
 
     def maybe_save_model(self, model: torch.nn.Module, *, step: int,
                          metrics: dict[str, Any] | None = None,
                          torchscript: bool = False) -> ModelVersion | None:
-        """Publish a version when ``export_every_steps`` steps or ``export_every_s`` seconds
-        passed since the last one (streaming training calls this every step)."""
-        every_steps = self.options.get("export_every_steps")
-        every_s = self.options.get("export_every_s")
-        if every_steps is None and every_s is None:
-            raise ConfigError("maybe_save_model needs TorchConfig(export_every_steps=...) "
-                              "or export_every_s")
-        since = step - (self._last_export_step or 0)
-        due = (every_steps is not None and since >= every_steps) or (
-            every_s is not None and time.monotonic() - self._last_export >= every_s)
-        if not due or step == self._last_export_step:
-            return None
-        return self.save_model(model, step=step, metrics=metrics, torchscript=torchscript)
+        """Publish a version when the export clock says so (see ``TrainingContext``)."""
+        return super().maybe_save_model(model, step=step, metrics=metrics,
+                                        torchscript=torchscript)
 
+    def _write_model(self, model: Any, directory: Path, **write_options: Any) -> None:
+        module = _unwrap(model)
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        torch.save(state, directory / STATE_DICT_FILE)
+        if write_options.get("torchscript"):
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.jit.save(torch.jit.script(module.cpu()), directory / TORCHSCRIPT_FILE)
+            module.to(self.device)
+
+    def _load_weights(self, model: Any, version: ModelVersion) -> None:
+        state = torch.load(version.file(STATE_DICT_FILE), map_location="cpu",
+                           weights_only=True)
+        _unwrap(model).load_state_dict(state)
+
+    # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, model: torch.nn.Module,
                         optimizer: torch.optim.Optimizer | None = None, *, epoch: int,
                         step: int, **extra: Any) -> Path | None:
-        """Write model + optimizer + epoch/step (+ ``extra``) to
-        ``model_dir/checkpoints/ckpt-<step>.pt`` atomically (chief only)."""
+        """Write model + optimizer + epoch/step (+ ``extra``) as this job's newest
+        checkpoint (``ctx.checkpoints``: atomic, fsynced, the newest ``keep_checkpoints``
+        kept; rank 0 only, the others return ``None``)."""
         if not self.is_chief:
             return None
-        directory = self.model_store.root / CHECKPOINT_DIR
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         state = {"model": _unwrap(model).state_dict(), "epoch": epoch, "step": step,
                  "optimizer": optimizer.state_dict() if optimizer is not None else None,
                  "extra": extra}
-        path = directory / f"ckpt-{step:012d}.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
-        log.info("rank 0: checkpoint at step %d (epoch %d): %s", step, epoch, path)
+        path = self.checkpoints.write(lambda tmp: torch.save(state, tmp), step=step,
+                                      attempt=self.attempt, suffix=CHECKPOINT_SUFFIX)
+        self.log.info("rank 0: checkpoint at step %d (epoch %d): %s", step, epoch, path)
         return path
 
     def load_checkpoint(self, map_location: Any = None) -> dict[str, Any] | None:
-        """The newest checkpoint's dict (``model``/``optimizer``/``epoch``/``step``), or
-        ``None`` when there is none."""
-        directory = self.model_store.root / CHECKPOINT_DIR
-        paths = sorted(directory.glob("ckpt-*.pt")) if directory.is_dir() else []
-        if not paths:
+        """This job's newest checkpoint (``model``/``optimizer``/``epoch``/``step``), or
+        ``None``. Another job's checkpoints in the same ``model_dir`` are never read."""
+        path = self.checkpoints.newest(CHECKPOINT_SUFFIX)
+        if path is None:
             return None
-        return torch.load(paths[-1], map_location=map_location or self.device,
-                          weights_only=True)
+        return torch.load(path, map_location=map_location or self.device, weights_only=True)
 
     def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                loader: TensorLoader | None = None) -> tuple[int, int]:
-        """Resume from the newest checkpoint, if any: load model (and optimizer) state, skip
-        the finished epochs of ``loader``; returns ``(next_epoch, step)`` (``(0, 0)`` on a
-        fresh start). Call on every rank, before training, after a restart or not."""
+        """Resume from this job's newest checkpoint (after a restart): load model (and
+        optimizer) state and skip the finished epochs of ``loader``; with no checkpoint,
+        warm-start from ``init_from`` if set. Returns ``(next_epoch, step)`` (``(0, 0)`` on
+        a fresh start). Call on every rank, before training."""
         checkpoint = self.load_checkpoint(map_location="cpu")
         if checkpoint is None:
+            self.warm_start(model)
             return 0, 0
         _unwrap(model).load_state_dict(checkpoint["model"])
         if optimizer is not None and checkpoint.get("optimizer") is not None:
@@ -260,34 +219,36 @@ class TorchContext:
         next_epoch = int(checkpoint["epoch"]) + 1
         if loader is not None:
             loader.skip_epochs(next_epoch)
-        log.info("rank %d attempt %d: resumed from the checkpoint of epoch %d step %d",
-                 self.rank, self.attempt, checkpoint["epoch"], checkpoint["step"])
+        self.log.info("rank %d attempt %d: resumed from the checkpoint of epoch %d step %d",
+                      self.rank, self.attempt, checkpoint["epoch"], checkpoint["step"])
         return next_epoch, int(checkpoint["step"])
 
-    # ------------------------------------------------------------------ progress
-    def report(self, *, step: int = 0, epoch: int | None = None, **metrics: Any) -> None:
-        """Log progress (chief rank, or every rank at DEBUG) and send it out of the job."""
-        epoch = self.epoch if epoch is None else epoch
-        text = " ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
-        log.log(logging.INFO if self.is_chief else logging.DEBUG,
-                "rank %d epoch %d step %d %s", self.rank, epoch, step, text)
-        self._emit("metrics", epoch=epoch, step=step, metrics=metrics)
-
+    # ------------------------------------------------------------------ collectives
     def barrier(self) -> None:
+        """Wait for every rank (no-op with one rank)."""
         if dist.is_initialized() and self.world_size > 1:
             dist.barrier()
 
-    def _emit(self, kind: str, *, epoch: int, step: int, version: int | None = None,
-              path: str | None = None, metrics: dict[str, Any] | None = None) -> None:
-        self.node.write(event_columns(kind, rank=self.rank, epoch=epoch, step=step,
-                                      version=version, path=path, metrics=metrics,
-                                      attempt=self.attempt))
+    # ------------------------------------------------------------------ empty input
+    def _input_is_empty(self) -> bool | None:
+        own = super()._input_is_empty()
+        if own is not None or not self.is_chief or self._own_first_pass_rows() is None:
+            return own
+        # Rank 0 read nothing: the input was empty only if every rank's share was.
+        store = self.group.store
+        if store is None:
+            return None
+        keys = [_ROWS_KEY.format(rank=r) for r in range(self.world_size) if r != self.rank]
+        try:
+            store.wait(keys, datetime.timedelta(
+                seconds=float(self.options.get("setup_timeout_s") or 180.0)))
+        except (RuntimeError, dist.DistStoreError):
+            self.log.warning("rank 0 read no rows and could not learn the other ranks' "
+                             "shares in time; publishing anyway")
+            return None
+        return all(int(store.get(k)) == 0 for k in keys)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") and isinstance(
         model.module, torch.nn.Module) else model
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

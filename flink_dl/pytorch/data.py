@@ -12,11 +12,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
-import numpy as np
 import pyarrow as pa
 import torch
 
-from flink_dl.channel.node_io import column_to_numpy, rechunk
+from flink_dl.channel.features import feature_matrix, numeric_column
+from flink_dl.channel.node_io import rechunk
+from flink_dl.errors import MissingColumnError
 
 __all__ = ["rechunk", "to_tensors"]
 
@@ -29,23 +30,19 @@ LABEL = "label"
 def to_tensors(table: pa.Table | pa.RecordBatch, features: Sequence[str] | None = None,
                label: str | None = None, columns: Sequence[str] | None = None,
                dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-    """Tensors of one batch: every column by name, or ``features``/``label`` as documented."""
+    """Tensors of one batch: every column by name, or ``features``/``label`` as documented.
+
+    Features of any numeric Flink type (DECIMAL and BOOLEAN included) are cast to
+    ``dtype``; the label keeps its own dtype (DECIMAL as float64).
+    """
     names = table.schema.names
     wanted = list(columns) if columns is not None else None
-    if features is not None:
-        _check_columns(names, [*features, *([label] if label else [])])
-    elif wanted is not None:
-        _check_columns(names, wanted)
+    _check_columns(names, [*(features or []), *([label] if label else []), *(wanted or [])])
     out: dict[str, torch.Tensor] = {}
     if features is not None:
-        arrays = [column_to_numpy(n, table.column(n)) for n in features]
-        if len(arrays) == 1:
-            stacked = arrays[0] if arrays[0].ndim == 2 else arrays[0].reshape(-1, 1)
-        else:
-            stacked = np.stack(arrays, axis=1)
-        out[FEATURES] = torch.from_numpy(stacked).to(dtype)
+        out[FEATURES] = torch.from_numpy(feature_matrix(table, features, None)).to(dtype)
         if label is not None:
-            out[LABEL] = torch.from_numpy(column_to_numpy(label, table.column(label)))
+            out[LABEL] = torch.from_numpy(numeric_column(label, table.column(label)))
         for name in wanted or []:
             out[name] = _tensor(name, table.column(name))
         return out
@@ -55,14 +52,11 @@ def to_tensors(table: pa.Table | pa.RecordBatch, features: Sequence[str] | None 
 
 
 def _tensor(name: str, column: pa.Array | pa.ChunkedArray) -> torch.Tensor:
-    array = column_to_numpy(name, column)
-    if array.dtype == object:
-        raise TypeError(f"column {name!r} of type {column.type} has no tensor form; select "
-                        "numeric columns (columns=[...])")
-    return torch.from_numpy(array)
+    return torch.from_numpy(numeric_column(name, column))
 
 
 def _check_columns(names: Sequence[str], wanted: Sequence[str]) -> None:
     missing = [c for c in wanted if c not in names]
     if missing:
-        raise KeyError(f"columns {missing} are not in the input; it has {list(names)}")
+        raise MissingColumnError(f"columns {missing} are not in the input; it has "
+                                 f"{list(names)}")

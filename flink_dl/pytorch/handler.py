@@ -16,6 +16,7 @@ from flink_dl.config import is_count
 from flink_dl.errors import ConfigError
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.inference.api import ModelHandler, split_outputs
+from flink_dl.inference.calls import predict_distributed_with, predict_with
 from flink_dl.models.store import MANIFEST, ModelStore, ModelVersion
 from flink_dl.pytorch.config import STATE_DICT_FILE, TORCHSCRIPT_FILE
 
@@ -127,12 +128,7 @@ def predict(input: Table | DataStream, model: str | Path | TorchModelHandler,
     """In-operator batched inference with a PyTorch model: the input with prediction columns
     appended. ``model`` is a ``TorchModelHandler`` or its ``model`` argument (then
     ``features`` and handler ``options`` such as ``factory``/``outputs`` apply)."""
-    from flink_dl.inference.operator import predict as run_predict
-
-    runner_keys = {"poll_interval_s", "model_wait_s", "set_batch_size"}
-    runner_options = {k: options.pop(k) for k in list(options) if k in runner_keys}
-    handler = _handler(model, features, options)
-    return run_predict(input, handler, **runner_options)
+    return predict_with(TorchModelHandler, input, model, features, options)
 
 
 def predict_distributed(env: StreamExecutionEnvironment, input: Table | DataStream,
@@ -140,21 +136,5 @@ def predict_distributed(env: StreamExecutionEnvironment, input: Table | DataStre
                         features: Sequence[str] | None = None,
                         **options: Any) -> DataStream:
     """Inference by an ML cluster of ``nodes`` processes (see ``flink_dl.inference``)."""
-    from flink_dl.inference.distributed import predict_distributed as run_distributed
-
-    cluster_keys = {"timeouts", "name", "poll_interval_s", "model_wait_s", "channel_capacity"}
-    cluster_options = {k: options.pop(k) for k in list(options) if k in cluster_keys}
-    handler = _handler(model, features, options)
-    return run_distributed(env, input, handler, nodes, **cluster_options)
-
-
-def _handler(model: str | Path | TorchModelHandler, features: Sequence[str] | None,
-             options: dict[str, Any]) -> TorchModelHandler:
-    if isinstance(model, TorchModelHandler):
-        if features is not None or options:
-            raise ConfigError("pass features and handler options to TorchModelHandler, not "
-                              "to predict, when giving a handler")
-        return model
-    if features is None:
-        raise ConfigError("predict needs features=[...] (the input columns the model reads)")
-    return TorchModelHandler(model, features, **options)
+    return predict_distributed_with(TorchModelHandler, env, input, model, nodes, features,
+                                    options)

@@ -1,8 +1,9 @@
 """Bringing up ``torch.distributed`` in a rank's process from the ML cluster spec.
 
 Rank 0's node holds a reserved port (bound since before the spec was published); the
-rendezvous ``TCPStore`` listens on that very socket (``master_listen_fd``), so no port is
-ever guessed or raced for. Every rank gets ``MASTER_ADDR``/``MASTER_PORT``, ``RANK``,
+rendezvous ``TCPStore`` listens on that very socket (``master_listen_fd``, a duplicate of
+the reserved descriptor that the store owns and closes itself), so no port is ever guessed
+or raced for. Every rank gets ``MASTER_ADDR``/``MASTER_PORT``, ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE`` as torchrun would set them.
 """
 
@@ -22,10 +23,6 @@ from flink_dl.errors import ClusterTimeoutError
 
 log = logging.getLogger(__name__)
 
-#: The listening socket behind rank 0's store must outlive the store.
-_MASTER_SOCKET: list[socket.socket] = []
-
-
 @dataclass(frozen=True)
 class GroupInfo:
     rank: int
@@ -35,6 +32,8 @@ class GroupInfo:
     backend: str
     device: torch.device
     master: str
+    #: The rendezvous store (rank 0 serves it); ranks leave small facts there.
+    store: dist.Store | None = None
 
 
 def torchrun_env(ctx: NodeContext) -> dict[str, str]:
@@ -62,11 +61,7 @@ def init_process_group(ctx: NodeContext, backend: str, setup_timeout_s: float,
     setup = datetime.timedelta(seconds=setup_timeout_s)
     try:
         if rank == 0:
-            sock = ctx.reserved_socket()
-            sock.listen(max(128, world))
-            _MASTER_SOCKET.append(sock)
-            store = dist.TCPStore(host, port, world, True, timeout=setup,
-                                  wait_for_workers=False, master_listen_fd=sock.fileno())
+            store = _master_store(ctx.reserved_socket(), host, port, world, setup)
         else:
             store = dist.TCPStore(host, port, world, False, timeout=setup)
         has_gpu = torch.cuda.is_available()
@@ -91,11 +86,32 @@ def init_process_group(ctx: NodeContext, backend: str, setup_timeout_s: float,
     log.info("rank %d/%d: process group up (%s, master %s:%d)", rank, world, backend, host,
              port)
     return GroupInfo(rank, world, int(env["LOCAL_RANK"]), int(env["LOCAL_WORLD_SIZE"]),
-                     backend, device, f"{host}:{port}")
+                     backend, device, f"{host}:{port}", store)
+
+
+def _master_store(sock: socket.socket, host: str, port: int, world: int,
+                  setup: datetime.timedelta) -> dist.TCPStore:
+    """Rank 0's ``TCPStore``, listening on the node's reserved socket.
+
+    The store takes ownership of the descriptor it is given and closes it when it is
+    destroyed, so it gets a duplicate: the reserved socket is closed here, once, and no
+    descriptor is ever closed twice (closing the same number twice could close an
+    unrelated file that reused it).
+    """
+    try:
+        sock.listen(max(128, world))
+        listen_fd = os.dup(sock.fileno())
+    finally:
+        sock.close()
+    try:
+        return dist.TCPStore(host, port, world, True, timeout=setup, wait_for_workers=False,
+                             master_listen_fd=listen_fd)
+    except BaseException:
+        os.close(listen_fd)
+        raise
 
 
 def destroy_process_group() -> None:
+    """Destroy the default process group (if any)."""
     if dist.is_initialized():
         dist.destroy_process_group()
-    while _MASTER_SOCKET:
-        _MASTER_SOCKET.pop().close()

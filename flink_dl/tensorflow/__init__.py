@@ -1,5 +1,7 @@
-"""TensorFlow on Flink: worker / ps / chief clusters (``train``, ``predict_distributed``)
-and in-operator inference from a SavedModel or Keras file (``predict``).
+"""TensorFlow on Flink: worker / ps / chief clusters (``train``, ``predict_on_cluster``),
+in-operator inference from a SavedModel or Keras file (``predict``) and inference by a
+cluster of model servers (``predict_distributed``), on the plugin contract of
+``flink_dl.training``.
 
 Attributes load lazily, like the top-level package (TensorFlow is imported only where a
 module needs it).
@@ -15,7 +17,8 @@ _EXPORTS = {
     "TFContext": "flink_dl.tensorflow.context",
     "EVENTS_SCHEMA": "flink_dl.models.events",
     "train": "flink_dl.tensorflow.train",
-    "predict_distributed": "flink_dl.tensorflow.train",
+    "predict_on_cluster": "flink_dl.tensorflow.train",
+    "predict_distributed": "flink_dl.tensorflow.handler",
     "TFModelHandler": "flink_dl.tensorflow.handler",
     "predict": "flink_dl.tensorflow.handler",
     "build_tf_config": "flink_dl.tensorflow.tf_config",

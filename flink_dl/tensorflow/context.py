@@ -6,9 +6,7 @@ import logging
 import math
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +15,17 @@ import tensorflow as tf
 from flink_dl.channel.node_io import rechunk
 from flink_dl.cluster.context import NodeContext
 from flink_dl.errors import ConfigError
-from flink_dl.models.events import event_columns
-from flink_dl.models.store import ModelStore, ModelVersion, store_for
+from flink_dl.models.store import ModelVersion
 from flink_dl.tensorflow.config import (
-    KERAS_BACKUP_DIR,
+    KERAS_BACKUP,
     KERAS_FILE,
     PS_ROLE,
     SAVED_MODEL_DIR,
     WORKER_ROLE,
 )
-from flink_dl.tensorflow.data import check_columns, element_spec, to_element
+from flink_dl.tensorflow.data import element_spec, to_element
 from flink_dl.tensorflow.tf_config import is_chief
+from flink_dl.training.context import TrainingContext
 
 log = logging.getLogger("flink_dl.tensorflow")
 
@@ -36,36 +34,42 @@ log = logging.getLogger("flink_dl.tensorflow")
 _CLOCK_EVERY = 10
 
 
-class TFContext:
-    """Handed to the entry of every worker (and of the chief) after ``TF_CONFIG`` is set.
+class TFContext(TrainingContext):
+    """Handed to the entry of every worker (and of the chief) after ``TF_CONFIG`` is set
+    (a ``TrainingContext``).
 
     Attributes:
         task_type / task_index: this node's TensorFlow task (``"worker"``, ``"chief"``).
         tf_config: the ``TF_CONFIG`` dict (also in the environment).
         is_chief: the ``chief`` node, or worker 0 when there is none.
         num_workers: nodes of the ``worker`` role.
-        properties: the job's string properties.
-        node: the underlying ``NodeContext``.
     """
+
+    framework = "tensorflow"
+    config_name = "TFConfig"
 
     def __init__(self, node: NodeContext, tf_config: dict[str, Any],
                  options: dict[str, Any]) -> None:
-        self.node = node
+        super().__init__(node, options)
         self.tf_config = tf_config
-        self.options = options
         self.task_type: str = tf_config["task"]["type"]
         self.task_index: int = tf_config["task"]["index"]
-        self.is_chief = is_chief(tf_config)
         self.num_workers = len(tf_config["cluster"].get(WORKER_ROLE, []))
-        self.properties = node.properties
-        #: The cluster attempt: 0, then +1 after each restart (failover).
-        self.attempt = node.attempt
+        self.rank = self._rank()
+        self._is_chief = is_chief(tf_config)
         self._strategy: Any = None
         self._server: Any = None
-        self._store: ModelStore | None = None
-        self._epochs: Iterator[Any] | None = None
-        self._last_export = time.monotonic()
-        self._last_export_step: int | None = None
+        #: Rows per worker of the first epoch, once the workers agreed on them.
+        self._row_counts: list[int] | None = None
+
+    @property
+    def is_chief(self) -> bool:
+        """The ``chief`` node, or worker 0 when there is none."""
+        return self._is_chief
+
+    @property
+    def who(self) -> str:
+        return f"{self.task_type} {self.task_index}"
 
     # ------------------------------------------------------------------ cluster
     @property
@@ -73,8 +77,7 @@ class TFContext:
         """The cluster has ps nodes (between-graph training), not MultiWorkerMirrored."""
         return PS_ROLE in self.tf_config["cluster"]
 
-    @property
-    def rank(self) -> int:
+    def _rank(self) -> int:
         """A number unique to this node among the chief and the workers (chief first)."""
         if self.task_type == WORKER_ROLE:
             return self.task_index + (1 if "chief" in self.tf_config["cluster"] else 0)
@@ -169,35 +172,10 @@ class TFContext:
 
     def numpy_batches(self, batch_size: int, columns: Sequence[str] | None = None,
                       drop_last: bool = False) -> Iterator[dict[str, Any]]:
-        """This worker's input as dicts of numpy arrays, over all epochs (``feed_dict``s
+        """This worker's input as dicts of numpy arrays, over all epochs left (``feed_dict``s
         for graph-mode code; ``ctx.epoch`` tells the epoch)."""
         return self.node.numpy_batches(batch_size, list(columns) if columns else None,
                                        drop_last)
-
-    @property
-    def stop_requested(self) -> bool:
-        """True once the AM asked this node to stop (a chief node: the workers are done)."""
-        return self.node.stop_requested
-
-    def wait_for_stop(self, timeout: float | None = None) -> bool:
-        """Block until the AM asks this node to stop (True) or ``timeout`` passes."""
-        return self.node.wait_for_stop(timeout)
-
-    def heartbeat(self) -> None:
-        """Tell the node runner the entry is making progress (``timeouts.progress``);
-        reading input, writing output and ``report`` count too."""
-        self.node.heartbeat()
-
-    # ------------------------------------------------------------------ data
-    @property
-    def epochs(self) -> int:
-        """Input epochs in all (``TFConfig.epochs``)."""
-        return self.node.epochs_total
-
-    @property
-    def epoch(self) -> int:
-        """The input epoch being read (0-based)."""
-        return self.node.epoch
 
     def dataset(self, batch_size: int, *, features: Sequence[str] | None = None,
                 label: str | None = None, columns: Sequence[str] | None = None,
@@ -216,51 +194,35 @@ class TFContext:
                 reads the first epoch in full before the first batch. Default: on for a
                 bounded input with more than one worker and no ps nodes.
         """
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ConfigError(f"dataset: batch_size must be an integer >= 1, got {batch_size!r}")
+        self._check_batch_size("dataset", batch_size)
         if self.task_type != WORKER_ROLE:
             raise ConfigError(f"dataset: role {self.task_type!r} has no input; only workers "
                               "are fed")
+        if features is not None and columns is not None:
+            raise ConfigError("dataset: pass either features=/label= or columns=, not both")
+        features, label = self._feature_columns("dataset", features, label, columns)
         if equal_steps is None:
             equal_steps = (not self.is_ps_layout and self.num_workers > 1
                            and not self.options.get("streaming"))
         if equal_steps and self.options.get("streaming"):
             raise ConfigError("dataset: equal_steps needs a bounded input (streaming=False)")
         strategy = self.strategy() if equal_steps else None
-        if self._epochs is None:
-            self._epochs = self.node.epochs()
-        epochs = self._epochs
-        first = next(epochs, None)
-        if first is None:
-            raise RuntimeError("dataset() was already called for every input epoch")
+        node_input = self.node._node_input()
+        schema = self.input_schema
+        assert schema is not None, "a worker with input knows the input's schema"
+        steps: int | None = None
+        pending: dict[str, Iterator[Any]] = {}
         if equal_steps:
-            held = list(first)
+            held = list(node_input.next_epoch())
             rows = sum(b.num_rows for b in held)
-            steps: int | None = self._agreed_steps(strategy, rows, batch_size, drop_remainder)
-            first_source: Iterator[Any] | None = iter(held)
-            schema = held[0].schema if held else None
-        else:
-            steps = None
-            source = iter(first)
-            peek = next(source, None)
-            first_source = chain([peek], source) if peek is not None else iter(())
-            schema = peek.schema if peek is not None else None
-        if schema is None:
-            raise RuntimeError(f"worker {self.task_index} got no input rows: the dataset's "
-                               "types come from the data")
-        check_columns(schema, features, label, columns)
+            steps = self._agreed_steps(strategy, rows, batch_size, drop_remainder)
+            pending["source"] = iter(held)
         spec = element_spec(schema, features, label, columns)
-        pending = {"source": first_source}
-        total = self.epochs
 
         def generator() -> Iterator[Any]:
             source = pending.pop("source", None)
-            if source is None:
-                epoch = next(epochs, None)
-                if epoch is None:
-                    raise RuntimeError(f"the input has only {total} epoch(s) (TFConfig.epochs); "
-                                       "iterate the dataset once per epoch")
-                source = iter(epoch)
+            if source is None:  # each iteration (each Keras epoch) reads the next epoch
+                source = iter(node_input.next_epoch())
             for number, table in enumerate(rechunk(source, batch_size, drop_remainder)):
                 if steps is not None and number >= steps:
                     break
@@ -277,7 +239,11 @@ class TFContext:
                       drop_remainder: bool) -> int:
         """Batches per epoch every worker can give: those of the smallest share."""
         counts = self._all_gather(strategy, rows)
+        if self._row_counts is None:
+            self._row_counts = counts
         fewest = min(counts)
+        if sum(counts) == 0 and self._skip_empty():  # EmptyInputError unless allowed
+            return 0
         if fewest == 0:
             raise RuntimeError(f"worker {counts.index(0)} got no input rows (rows per worker: "
                                f"{counts}); give the job more data or fewer workers")
@@ -297,19 +263,7 @@ class TFContext:
         local_replicas = max(1, strategy.num_replicas_in_sync // self.num_workers)
         return [int(v) // local_replicas for v in total.numpy()]
 
-    def write(self, rows: Any) -> None:
-        """Send rows out of the node (``predict_distributed``'s ``output_schema``)."""
-        self.node.write(rows)
-
     # ------------------------------------------------------------------ models
-    @property
-    def model_store(self) -> ModelStore:
-        """The version store in ``TFConfig.model_dir`` (``ConfigError`` when unset)."""
-        if self._store is None:
-            self._store = store_for(self.options.get("model_dir"),
-                                    self.options.get("keep_versions"), "TFConfig")
-        return self._store
-
     @property
     def _mirrored(self) -> bool:
         return self._strategy is not None and self.num_workers > 1
@@ -324,25 +278,7 @@ class TFContext:
         run collectives): the others write to a scratch directory that is removed.
         Returns the version on the chief, else ``None``.
         """
-        epoch = self.epoch if self.task_type == WORKER_ROLE and epoch is None else epoch or 0
-        self._last_export = time.monotonic()  # on every worker: they decide alike
-        self._last_export_step = step
-        if not self.is_chief:
-            if self._mirrored:
-                scratch = Path(tempfile.mkdtemp(prefix="scratch-model-", dir=self.node.work_dir))
-                try:
-                    write_model(model, scratch)
-                finally:
-                    shutil.rmtree(scratch, ignore_errors=True)
-            return None
-        version = self.model_store.publish(lambda d: write_model(model, d), step=step,
-                                           epoch=epoch, framework="tensorflow",
-                                           metrics=metrics)
-        log.info("%s %d: published model version %d (step %d)", self.task_type,
-                 self.task_index, version.version, step)
-        self._emit("model", epoch=epoch, step=step, version=version.version,
-                   path=version.path, metrics=metrics)
-        return version
+        return super().save_model(model, step=step, epoch=epoch, metrics=metrics)
 
     def maybe_save_model(self, model: Any, *, step: int,
                          metrics: dict[str, Any] | None = None) -> ModelVersion | None:
@@ -350,25 +286,41 @@ class TFContext:
         passed since the last one. Under MultiWorkerMirroredStrategy (``ctx.strategy()``,
         not one built by hand) call it on every worker at the same steps; the chief's clock
         decides for all, checked every 10 steps."""
-        every_steps = self.options.get("export_every_steps")
-        every_s = self.options.get("export_every_s")
-        if every_steps is None and every_s is None:
-            raise ConfigError("maybe_save_model needs TFConfig(export_every_steps=...) or "
-                              "export_every_s")
-        if step == self._last_export_step:
-            return None
-        due = every_steps is not None and step - (self._last_export_step or 0) >= every_steps
-        if every_s is not None and not due:
-            late = time.monotonic() - self._last_export >= every_s
-            if self._mirrored:
-                # Every worker must agree, or one would wait in a collective: the chief's
-                # clock decides, asked (one small all-reduce) every _CLOCK_EVERY steps.
-                late = step % _CLOCK_EVERY == 0 and self._all_gather(
-                    self._strategy, int(late and self.is_chief))[0] > 0
-            due = late
-        if not due:
-            return None
-        return self.save_model(model, step=step, metrics=metrics)
+        return super().maybe_save_model(model, step=step, metrics=metrics)
+
+    def _write_model(self, model: Any, directory: Path, **write_options: Any) -> None:
+        write_model(model, directory)
+
+    def _write_elsewhere(self, model: Any, **write_options: Any) -> None:
+        if not self._mirrored:
+            return
+        scratch = Path(tempfile.mkdtemp(prefix="scratch-model-", dir=self.node.work_dir))
+        try:
+            write_model(model, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _agree_on_clock(self, late: bool, step: int) -> bool:
+        if not self._mirrored:
+            return late
+        # Every worker must agree, or one would wait in a collective: the chief's clock
+        # decides, asked (one small all-reduce) every _CLOCK_EVERY steps.
+        return step % _CLOCK_EVERY == 0 and self._all_gather(
+            self._strategy, int(late and self.is_chief))[0] > 0
+
+    def _load_weights(self, model: Any, version: ModelVersion) -> None:
+        path = version.file(KERAS_FILE)
+        if not path.is_file():
+            raise ConfigError(f"warm_start: model version {version.version} has no "
+                              f"{KERAS_FILE} (it was not saved from a Keras model); load "
+                              f"it yourself from ctx.init_version.path ({version.path})")
+        loaded = tf.keras.models.load_model(str(path), compile=False)
+        model.set_weights(loaded.get_weights())
+
+    def _input_is_empty(self) -> bool | None:
+        if self._row_counts is not None:
+            return sum(self._row_counts) == 0
+        return super()._input_is_empty()
 
     def export_callback(self) -> Any:
         """A Keras callback that calls ``maybe_save_model`` after every training batch
@@ -381,39 +333,19 @@ class TFContext:
         """A Keras ``BackupAndRestore`` callback for resuming ``fit`` after a restart.
 
         It saves the model, the optimizer and the epoch to ``directory`` (default
-        ``model_dir/checkpoints/keras-backup/<job id>``: a new job never resumes from
-        another job's backup) at the end of every epoch (or every
-        ``save_freq`` batches); when the cluster restarts (``TFConfig.restart``), ``fit``
-        restores them and goes on from the epoch after the last one saved, so a job with
-        ``epochs=E`` still trains ``E`` epochs in all. The dataset then serves the input
-        epochs that are left (each input epoch holds the same rows). The backup is
-        removed when ``fit`` finishes. Pass it on every worker (saving runs collectives
-        under MultiWorkerMirroredStrategy)."""
-        path = Path(directory) if directory else \
-            self.model_store.root / KERAS_BACKUP_DIR / self.node.job_id
+        ``model_dir/checkpoints/<job_id>/keras-backup``: a new job never resumes from
+        another job's backup; a warm start from a published version is ``init_from``) at
+        the end of every epoch (or every ``save_freq`` batches); when the cluster restarts
+        (``TFConfig.restart``), ``fit`` restores them and goes on from the epoch after the
+        last one saved, so a job with ``epochs=E`` still trains ``E`` epochs in all. The
+        dataset then serves the input epochs that are left (each input epoch holds the
+        same rows). The backup is removed when ``fit`` finishes. Pass it on every worker
+        (saving runs collectives under MultiWorkerMirroredStrategy)."""
+        path = Path(directory) if directory else self.checkpoints.subdir(KERAS_BACKUP)
         if self.attempt > 0 and path.is_dir():
             log.info("%s %d attempt %d: Keras fit resumes from the backup in %s",
                      self.task_type, self.task_index, self.attempt, path)
         return tf.keras.callbacks.BackupAndRestore(backup_dir=str(path), save_freq=save_freq)
-
-    # ------------------------------------------------------------------ progress
-    def report(self, *, step: int = 0, epoch: int | None = None, **metrics: Any) -> None:
-        """Log progress (chief, or every worker at DEBUG) and send it out of the job."""
-        epoch = (self.epoch if self.task_type == WORKER_ROLE else 0) if epoch is None \
-            else epoch
-        text = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                        for k, v in metrics.items())
-        log.log(logging.INFO if self.is_chief else logging.DEBUG, "%s %d epoch %d step %d %s",
-                self.task_type, self.task_index, epoch, step, text)
-        self._emit("metrics", epoch=epoch, step=step, metrics=metrics)
-
-    def _emit(self, kind: str, *, epoch: int, step: int, version: int | None = None,
-              path: str | None = None, metrics: dict[str, Any] | None = None) -> None:
-        if self.options.get("events", True):
-            self.node.write(event_columns(kind, rank=self.rank, epoch=epoch, step=step,
-                                          version=version, path=path, metrics=metrics,
-                                          attempt=self.attempt))
-
 
 class _PollingWorkerSessionCreator(tf.compat.v1.train.SessionCreator):
     """Waits for the chief's variables like TensorFlow's worker creator, but polls every

@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyflink.datastream import DataStream
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import Table
 
 from flink_dl.config import is_count
 from flink_dl.errors import ConfigError
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.inference.api import ModelHandler, split_outputs
+from flink_dl.inference.calls import predict_distributed_with, predict_with
 from flink_dl.models.store import MANIFEST, ModelStore, ModelVersion
 from flink_dl.tensorflow.config import KERAS_FILE, SAVED_MODEL_DIR
 
@@ -167,17 +168,15 @@ def predict(input: Table | DataStream, model: str | Path | TFModelHandler,
     """In-operator batched inference with a TensorFlow model: the input with prediction
     columns appended. ``model`` is a ``TFModelHandler`` or its ``model`` argument (then
     ``features`` and handler ``options`` such as ``outputs``/``signature`` apply)."""
-    from flink_dl.inference.operator import predict as run_predict
+    return predict_with(TFModelHandler, input, model, features, options)
 
-    runner_keys = {"poll_interval_s", "model_wait_s", "set_batch_size"}
-    runner_options = {k: options.pop(k) for k in list(options) if k in runner_keys}
-    if isinstance(model, TFModelHandler):
-        if features is not None or options:
-            raise ConfigError("pass features and handler options to TFModelHandler, not to "
-                              "predict, when giving a handler")
-        handler = model
-    elif features is None:
-        raise ConfigError("predict needs features=[...] (the input columns the model reads)")
-    else:
-        handler = TFModelHandler(model, features, **options)
-    return run_predict(input, handler, **runner_options)
+
+def predict_distributed(env: StreamExecutionEnvironment, input: Table | DataStream,
+                        model: str | Path | TFModelHandler, nodes: int,
+                        features: Sequence[str] | None = None,
+                        **options: Any) -> DataStream:
+    """Inference by an ML cluster of ``nodes`` processes, each serving the model on its
+    share (see ``flink_dl.inference``); for a model whose variables live on ps nodes, use
+    ``predict_on_cluster``."""
+    return predict_distributed_with(TFModelHandler, env, input, model, nodes, features,
+                                    options)

@@ -1,4 +1,4 @@
-"""``train`` and ``predict_distributed``: TensorFlow clusters inside a Flink job.
+"""``train`` and ``predict_on_cluster``: TensorFlow clusters inside a Flink job.
 
 Each role (``chief``, ``worker``, ``ps``) is one Flink operator of as many subtasks as nodes;
 only the workers are fed the input. Every node gets ``TF_CONFIG`` built from the cluster
@@ -8,9 +8,11 @@ until the AM stops them (``flink_dl.tensorflow.rules``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -18,27 +20,19 @@ from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import Table
 
 from flink_dl.cluster.context import NodeContext
-from flink_dl.config import Timeouts
 from flink_dl.errors import ConfigError
-from flink_dl.flink.builder import add_am_role, add_role
-from flink_dl.flink.entry import serialize_entry
 from flink_dl.flink.feed import output_type_info
 from flink_dl.flink.operators import DropAll
 from flink_dl.models.events import EVENTS_SCHEMA, event_columns
-from flink_dl.tensorflow.config import PS_ROLE, WORKER_ROLE, TFConfig
+from flink_dl.tensorflow.config import PS_ROLE, TFConfig
+from flink_dl.training.build import build
+from flink_dl.training.entry import TrainingEntry
 
 log = logging.getLogger("flink_dl.tensorflow")
 
 
-class TFEntry:
-    """The node entry: ``TF_CONFIG``, then the ps server or the user's entry.
-
-    Holds the user's entry as bytes (``serialize_entry``) so that user code travels by value.
-    """
-
-    def __init__(self, user_entry: bytes, options: dict[str, Any]) -> None:
-        self.user_entry = user_entry
-        self.options = options
+class TFEntry(TrainingEntry):
+    """The node entry: ``TF_CONFIG``, then the ps server or the user's entry."""
 
     def __call__(self, node: NodeContext) -> Any:
         from flink_dl.tensorflow.tf_config import build_tf_config
@@ -47,13 +41,13 @@ class TFEntry:
         os.environ["TF_CONFIG"] = json.dumps(tf_config)
         if node.role == PS_ROLE:
             return run_ps(node, tf_config)
-        import cloudpickle
+        return super().__call__(node)
 
-        from flink_dl.config import resolve_entry
+    @contextlib.contextmanager
+    def session(self, node: NodeContext) -> Iterator[Any]:
         from flink_dl.tensorflow.context import TFContext
 
-        entry = resolve_entry(cloudpickle.loads(self.user_entry))
-        return entry(TFContext(node, tf_config, self.options))
+        yield TFContext(node, json.loads(os.environ["TF_CONFIG"]), self.options)
 
 
 def run_ps(node: NodeContext, tf_config: dict[str, Any]) -> dict[str, Any]:
@@ -75,24 +69,8 @@ def run_ps(node: NodeContext, tf_config: dict[str, Any]) -> dict[str, Any]:
 def _build(env: StreamExecutionEnvironment, input: Table | DataStream | None,
            config: TFConfig, worker_schema: pa.Schema,
            events: bool) -> tuple[DataStream, list[DataStream]]:
-    config.validate()
-    if input is None and not config.streaming and config.epochs > 1:
-        raise ConfigError(f"epochs={config.epochs} needs an input")
-    options = {
-        "model_dir": config.model_dir, "keep_versions": config.keep_versions,
-        "export_every_steps": config.export_every_steps,
-        "export_every_s": config.export_every_s, "streaming": config.streaming,
-        "collective_timeout_s": config.collective_timeout_s, "events": events,
-        "registration_s": Timeouts.from_value(config.timeouts).registration,
-    }
-    cluster = config.cluster_config(TFEntry(serialize_entry(config.entry), options))
-    add_am_role(env, cluster)  # validates the cluster config
-    workers = add_role(env, cluster, WORKER_ROLE, input,
-                       epochs=config.epochs if input is not None else 1,
-                       output_schema=worker_schema, channel_capacity=config.channel_capacity)
-    others = [add_role(env, cluster, role, None, output_schema=EVENTS_SCHEMA)
-              for role in cluster.roles if role != WORKER_ROLE]
-    return workers, others
+    return build(env, input, config, TFEntry, worker_schema=worker_schema,
+                 extra_options={"streaming": config.streaming, "events": events})
 
 
 def train(env: StreamExecutionEnvironment, input: Table | DataStream | None,
@@ -109,10 +87,11 @@ def train(env: StreamExecutionEnvironment, input: Table | DataStream | None,
     return workers.union(*others) if others else workers
 
 
-def predict_distributed(env: StreamExecutionEnvironment, input: Table | DataStream,
-                        config: TFConfig, output_schema: pa.Schema) -> DataStream:
-    """Inference by a TensorFlow cluster: each worker reads its share of ``input`` and
-    ``ctx.write``s rows of ``output_schema``, which the returned stream carries.
+def predict_on_cluster(env: StreamExecutionEnvironment, input: Table | DataStream,
+                       config: TFConfig, output_schema: pa.Schema) -> DataStream:
+    """Inference by a TensorFlow cluster running your entry: each worker reads its share of
+    ``input`` and ``ctx.write``s rows of ``output_schema``, which the returned stream
+    carries. (``predict_distributed`` serves a saved model instead, as in PyTorch.)
 
     With ``ps`` nodes the model's variables live on them: the chief restores them (e.g.
     ``ctx.session(checkpoint_dir=...)``) and every worker predicts its share through them,
@@ -122,7 +101,7 @@ def predict_distributed(env: StreamExecutionEnvironment, input: Table | DataStre
         raise ConfigError(f"output_schema must be a pyarrow.Schema, got "
                           f"{type(output_schema).__name__}")
     if input is None:
-        raise ConfigError("predict_distributed needs an input for the workers")
+        raise ConfigError("predict_on_cluster needs an input for the workers")
     workers, others = _build(env, input, config, output_schema, events=False)
     # Whoever consumes (or collects) the predictions also runs the ps and chief nodes.
     out_type = output_type_info(output_schema)

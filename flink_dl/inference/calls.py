@@ -1,0 +1,65 @@
+"""``predict`` and ``predict_distributed`` for any framework's ``ModelHandler`` class.
+
+Each plugin's ``predict(input, model, features=..., **options)`` and
+``predict_distributed(env, input, model, nodes=N, features=..., **options)`` are these two
+functions with the plugin's handler class: the same names, arguments and errors in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import Table
+
+from flink_dl.errors import ConfigError
+from flink_dl.inference.api import ModelHandler
+
+#: Options of ``predict`` that go to the operator, not to the handler.
+RUNNER_OPTIONS = frozenset({"poll_interval_s", "model_wait_s", "set_batch_size"})
+#: Options of ``predict_distributed`` that go to the inference cluster.
+CLUSTER_OPTIONS = frozenset({"timeouts", "name", "poll_interval_s", "model_wait_s",
+                             "channel_capacity"})
+
+
+def handler_from(handler_class: type[ModelHandler], model: str | Path | ModelHandler,
+                 features: Sequence[str] | None, options: dict[str, Any]) -> ModelHandler:
+    """``model`` if it is a handler (then no ``features``/options), else a new handler."""
+    name = handler_class.__name__
+    if isinstance(model, ModelHandler):
+        if not isinstance(model, handler_class):
+            raise ConfigError(f"model is a {type(model).__name__}; this plugin takes a {name}")
+        if features is not None or options:
+            raise ConfigError(f"pass features and handler options to {name}, not to "
+                              "predict, when giving a handler")
+        return model
+    if features is None:
+        raise ConfigError("predict needs features=[...] (the input columns the model reads)")
+    return handler_class(model, features, **options)  # type: ignore[call-arg]
+
+
+def predict_with(handler_class: type[ModelHandler], input: Table | DataStream,
+                 model: str | Path | ModelHandler, features: Sequence[str] | None,
+                 options: dict[str, Any]) -> Table | DataStream:
+    """In-operator batched inference: ``input`` with the prediction columns appended."""
+    from flink_dl.inference.operator import predict as run_predict
+
+    options = dict(options)
+    runner = {k: options.pop(k) for k in list(options) if k in RUNNER_OPTIONS}
+    return run_predict(input, handler_from(handler_class, model, features, options), **runner)
+
+
+def predict_distributed_with(handler_class: type[ModelHandler],
+                             env: StreamExecutionEnvironment, input: Table | DataStream,
+                             model: str | Path | ModelHandler, nodes: int,
+                             features: Sequence[str] | None,
+                             options: dict[str, Any]) -> DataStream:
+    """Inference by an ML cluster of ``nodes`` processes, each predicting its share."""
+    from flink_dl.inference.distributed import predict_distributed as run_distributed
+
+    options = dict(options)
+    cluster = {k: options.pop(k) for k in list(options) if k in CLUSTER_OPTIONS}
+    return run_distributed(env, input, handler_from(handler_class, model, features, options),
+                           nodes, **cluster)

@@ -1,0 +1,88 @@
+"""Building a training job: checks at build time, the entry's options, the ML cluster.
+
+Both plugins' ``train`` (and TensorFlow's ``predict_on_cluster``) go through ``build``:
+the config is validated, the input's schema is read and the declared ``features``/``label``
+are checked against it (``FeatureTypeError``/``MissingColumnError`` name the column and
+its Flink type before Flink starts anything), ``init_from`` is resolved to one version,
+then the AM and the roles are added (only ``worker`` is fed the input).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import Table
+
+from flink_dl.channel.features import check_feature_columns
+from flink_dl.errors import ConfigError
+from flink_dl.flink.builder import add_am_role, add_role
+from flink_dl.flink.entry import serialize_entry
+from flink_dl.flink.feed import arrow_schema_of, as_table
+from flink_dl.models.events import EVENTS_SCHEMA
+from flink_dl.training.checkpoints import resolve_init_from
+from flink_dl.training.config import WORKER_ROLE, TrainingConfig
+from flink_dl.training.entry import TrainingEntry
+
+
+def input_schema_of(env: StreamExecutionEnvironment, input: Table | DataStream | None,
+                    config: TrainingConfig) -> tuple[Table | None, pa.Schema | None]:
+    """The input as a Table and its Arrow schema; the declared features checked."""
+    name = config.config_name
+    if input is None:
+        if config.epochs > 1:
+            raise ConfigError(f"{name}(epochs={config.epochs}) needs an input")
+        if config.features is not None or config.label is not None:
+            raise ConfigError(f"{name}(features=..., label=...) needs an input to train on")
+        return None, None
+    table = as_table(env, input, WORKER_ROLE)
+    schema = arrow_schema_of(table)  # ConfigError naming a column no channel can carry
+    if not schema.names:
+        raise ConfigError(f"{name}: the input has no columns")
+    if config.features is not None or config.label is not None:
+        check_feature_columns(schema, config.features, config.label,
+                              where=f"{name}(features=..., label=...)")
+    return table, schema
+
+
+def training_options(config: TrainingConfig, schema: pa.Schema | None) -> dict[str, Any]:
+    """What the training processes need of the config (plain values: they travel)."""
+    init_from = None
+    if config.init_from is not None:
+        init_from = resolve_init_from(config.init_from, config.config_name).path
+    return {
+        "model_dir": str(config.model_dir) if config.model_dir is not None else None,
+        "keep_versions": config.keep_versions, "keep_checkpoints": config.keep_checkpoints,
+        "export_every_steps": config.export_every_steps,
+        "export_every_s": config.export_every_s,
+        "collective_timeout_s": config.collective_timeout_s,
+        "setup_timeout_s": config.timeout.rendezvous,
+        "registration_s": config.timeout.registration,
+        "init_from": init_from, "features": list(config.features) if config.features else None,
+        "label": config.label, "allow_empty_input": config.allow_empty_input,
+        "input_schema": base64.b64encode(schema.serialize().to_pybytes()).decode()
+        if schema is not None else None,
+        "events": True,
+    }
+
+
+def build(env: StreamExecutionEnvironment, input: Table | DataStream | None,
+          config: TrainingConfig, make_entry: Callable[[bytes, dict[str, Any]], TrainingEntry],
+          *, worker_schema: pa.Schema = EVENTS_SCHEMA,
+          extra_options: dict[str, Any] | None = None) -> tuple[DataStream, list[DataStream]]:
+    """Add the training cluster to ``env``; returns the workers' stream (rows of
+    ``worker_schema``) and the other roles' event streams."""
+    config.validate()
+    table, schema = input_schema_of(env, input, config)
+    options = training_options(config, schema) | dict(extra_options or {})
+    cluster = config.cluster_config(make_entry(serialize_entry(config.entry), options))
+    add_am_role(env, cluster)  # validates the cluster config
+    workers = add_role(env, cluster, WORKER_ROLE, table,
+                       epochs=config.epochs if table is not None else 1,
+                       output_schema=worker_schema, channel_capacity=config.channel_capacity)
+    others = [add_role(env, cluster, role, None, output_schema=EVENTS_SCHEMA)
+              for role in cluster.roles if role != WORKER_ROLE]
+    return workers, others

@@ -1,0 +1,175 @@
+"""``TrainingConfig``: the settings every framework's training job shares.
+
+``TorchConfig`` and ``TFConfig`` extend it with their layout (ranks, ps/chief) and their
+framework's options; everything here has one name, one default and one check in both.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from flink_dl.config import (
+    ClusterConfig,
+    EntryFn,
+    RestartPolicy,
+    Timeouts,
+    is_count,
+    is_seconds,
+    validate_entry,
+)
+from flink_dl.errors import ConfigError
+
+#: Bytes of each node's shared-memory input ring unless ``channel_capacity`` says otherwise.
+DEFAULT_CHANNEL_CAPACITY = 8 * 1024 * 1024
+WORKER_ROLE = "worker"
+
+
+@dataclass(kw_only=True)
+class TrainingConfig:
+    """Settings shared by ``flink_dl.pytorch.train`` and ``flink_dl.tensorflow.train``.
+
+    Args:
+        entry: the training function, called with the framework's context in each
+            training process; a callable or ``"module:function"``.
+        epochs: passes over a bounded input (the first is read from Flink, the rest replay
+            each node's cached share). Unbounded input has one endless epoch.
+        properties: string properties the entry sees as ``ctx.properties``.
+        model_dir: where ``ctx.save_model`` publishes versions (``ModelStore``) and
+            checkpoints go, under ``checkpoints/<job_id>/`` (shared by every host).
+        init_from: warm start: a published version directory, or a model directory whose
+            newest version (resolved when the job is built) ``ctx.warm_start(model)``
+            loads; ``None``: train from scratch.
+        features / label: the input columns the model reads, checked at build time (every
+            numeric Flink type is a feature, see ``flink_dl.channel.features``) and the
+            defaults of ``ctx.dataloader``/``ctx.dataset``.
+        allow_empty_input: a bounded input without rows is an ``EmptyInputError`` when the
+            model is saved; ``True`` logs a warning and publishes nothing instead.
+        export_every_steps / export_every_s: when ``ctx.maybe_save_model`` publishes.
+        keep_versions: keep only this many newest model versions (``None``: all).
+        keep_checkpoints: keep only this many newest checkpoints of the job.
+        env: environment variables of the training processes.
+        timeouts: cluster ``Timeouts`` (``timeouts.rendezvous`` also bounds the framework's
+            own rendezvous).
+        channel_capacity: bytes of each node's shared-memory input ring.
+        collective_timeout_s: bound of the framework's collectives.
+        restart: ``RestartPolicy`` (or mapping / int of attempts): a failed or killed node,
+            AM or TaskManager restarts every node under a new attempt (``ctx.attempt``).
+        bind_host / advertise_host / rendezvous / rendezvous_dir: where the nodes bind and
+            how they find the AM (``ClusterConfig``'s placement settings).
+        name: prefix of the Flink operator names.
+        job_id / secret: identify and authenticate this run (generated when not given).
+    """
+
+    #: The framework's name, in the manifests of published versions.
+    framework: ClassVar[str] = ""
+
+    entry: EntryFn | str
+    epochs: int = 1
+    properties: Mapping[str, str] = field(default_factory=dict)
+    model_dir: str | None = None
+    init_from: str | None = None
+    features: Sequence[str] | None = None
+    label: str | None = None
+    allow_empty_input: bool = False
+    export_every_steps: int | None = None
+    export_every_s: float | None = None
+    keep_versions: int | None = None
+    keep_checkpoints: int = 3
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeouts: Timeouts | Mapping[str, float] | None = None
+    channel_capacity: int = DEFAULT_CHANNEL_CAPACITY
+    collective_timeout_s: float = 1800.0
+    restart: RestartPolicy | Mapping[str, Any] | int | None = None
+    bind_host: str = "127.0.0.1"
+    advertise_host: str | None = None
+    rendezvous: str = "file"
+    rendezvous_dir: str | None = None
+    name: str = "training"
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+
+    # ------------------------------------------------------------ the layout (per plugin)
+    @property
+    def roles(self) -> dict[str, int]:
+        """Role -> node count of the training cluster."""
+        raise NotImplementedError
+
+    @property
+    def daemon_roles(self) -> frozenset[str]:
+        """Roles that run until the AM stops them (none by default)."""
+        return frozenset()
+
+    #: The cluster rules (state machine) of the job: a registered name or "module:attr".
+    plugin: ClassVar[str] = "default"
+
+    def node_env(self) -> dict[str, str]:
+        """Environment of the node processes (the framework's defaults under ``env``)."""
+        return dict(self.env)
+
+    def validate_layout(self) -> None:
+        """Check the framework's own fields (``ConfigError`` naming the key)."""
+
+    # ------------------------------------------------------------ shared checks
+    @property
+    def config_name(self) -> str:
+        return type(self).__name__
+
+    def validate(self) -> None:
+        """Check every field; raise ``ConfigError`` naming the key at fault."""
+        self.validate_layout()
+        if not is_count(self.epochs) or self.epochs < 1:
+            raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        validate_entry(self.entry, "entry")
+        for key in ("export_every_steps", "keep_versions"):
+            value = getattr(self, key)
+            if value is not None and (not is_count(value) or value < 1):
+                raise ConfigError(f"{key} must be an integer >= 1 or None, got {value!r}")
+        if not is_count(self.keep_checkpoints) or self.keep_checkpoints < 1:
+            raise ConfigError(f"keep_checkpoints must be an integer >= 1, got "
+                              f"{self.keep_checkpoints!r}")
+        if self.export_every_s is not None and not is_seconds(self.export_every_s):
+            raise ConfigError(f"export_every_s must be a positive number of seconds or None, "
+                              f"got {self.export_every_s!r}")
+        if not is_seconds(self.collective_timeout_s):
+            raise ConfigError(f"collective_timeout_s must be a positive number of seconds, "
+                              f"got {self.collective_timeout_s!r}")
+        if self.model_dir is not None and not isinstance(self.model_dir, str | Path):
+            raise ConfigError(f"model_dir must be a string path, got {self.model_dir!r}")
+        if self.init_from is not None and not isinstance(self.init_from, str | Path):
+            raise ConfigError(f"init_from must be a path to a model version or model "
+                              f"directory, got {self.init_from!r}")
+        if self.features is not None and (
+                isinstance(self.features, str) or not self.features
+                or not all(isinstance(f, str) for f in self.features)):
+            raise ConfigError(f"features must be a non-empty list of column names, got "
+                              f"{self.features!r}")
+        if self.label is not None and not isinstance(self.label, str):
+            raise ConfigError(f"label must be a column name, got {self.label!r}")
+        if not isinstance(self.allow_empty_input, bool):
+            raise ConfigError(f"allow_empty_input must be True or False, got "
+                              f"{self.allow_empty_input!r}")
+        if not is_count(self.channel_capacity) or self.channel_capacity < 64 * 1024 \
+                or self.channel_capacity % 8:
+            raise ConfigError(f"channel_capacity must be a multiple of 8 >= 65536 bytes, got "
+                              f"{self.channel_capacity!r}")
+        self.cluster_config(self.entry).validate()
+
+    # ------------------------------------------------------------ the ML cluster
+    def cluster_config(self, entry: EntryFn | str) -> ClusterConfig:
+        """The ML cluster config of this training job, running ``entry`` on every node."""
+        return ClusterConfig(
+            roles=self.roles, entry=entry, properties=dict(self.properties),
+            env=self.node_env(), timeouts=self.timeouts, daemon_roles=self.daemon_roles,
+            plugin=self.plugin, bind_host=self.bind_host, advertise_host=self.advertise_host,
+            rendezvous=self.rendezvous, rendezvous_dir=self.rendezvous_dir, name=self.name,
+            job_id=self.job_id, secret=self.secret, restart=self.restart)
+
+    @property
+    def timeout(self) -> Timeouts:
+        """The validated ``Timeouts``."""
+        return Timeouts.from_value(self.timeouts)

@@ -26,6 +26,9 @@ _EXPORTS = {
     "ConfigError": "flink_dl.errors",
     "FlinkDLError": "flink_dl.errors",
     "NodeFailedError": "flink_dl.errors",
+    "MLCluster": "flink_dl.flink.builder",
+    "ml_cluster": "flink_dl.flink.builder",
+    "translate_errors": "flink_dl.flink.failures",
     "add_am_role": "flink_dl.flink.builder",
     "add_cluster": "flink_dl.flink.builder",
     "add_role": "flink_dl.flink.builder",
@@ -37,8 +40,8 @@ _EXPORTS = {
 __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
     "NodeContext", "ClusterConfig", "Timeouts", "RestartPolicy", "AuthenticationError",
     "ClusterFailedError", "ClusterTimeoutError", "ConfigError", "FlinkDLError",
-    "NodeFailedError", "add_am_role", "add_cluster", "add_role", "JobOutcome", "execute",
-    "cleanup",
+    "NodeFailedError", "MLCluster", "ml_cluster", "translate_errors", "add_am_role",
+    "add_cluster", "add_role", "JobOutcome", "execute", "cleanup",
 ]
 
 
@@ -66,5 +69,6 @@ if TYPE_CHECKING:
         FlinkDLError,
         NodeFailedError,
     )
-    from flink_dl.flink.builder import add_am_role, add_cluster, add_role
+    from flink_dl.flink.builder import MLCluster, add_am_role, add_cluster, add_role, ml_cluster
     from flink_dl.flink.execute import JobOutcome, cleanup, execute
+    from flink_dl.flink.failures import translate_errors

@@ -56,6 +56,18 @@ class NodeRecord:
     last_seen: float = 0.0
     error: str | None = None
     result: Any = None
+    #: From the node's heartbeats: rows its entry read, seconds since its last progress,
+    #: and what it waits on Flink for (``"input"``/``"output"``), if anything.
+    rows_read: int = 0
+    progress_age: float = 0.0
+    waiting: str | None = None
+
+    def status_line(self) -> str:
+        """One line of the node's status, for the AM's log."""
+        waiting = f", waiting for {self.waiting}" if self.waiting else ""
+        return (f"ML node {self.role}:{self.index} (role {self.role!r}, index {self.index}): "
+                f"{self.state.value}, {self.rows_read} rows read, {self.progress_age:.0f}s "
+                f"since its last progress{waiting}")
 
 
 @dataclass
@@ -236,9 +248,13 @@ class AppMaster:
 
     def _supervise(self) -> None:
         registration_deadline = time.monotonic() + self.timeouts.registration
+        next_status = time.monotonic() + self.timeouts.status_interval
         with self._cond:
             while self._state not in TERMINAL_STATES:
                 now = time.monotonic()
+                if now >= next_status:
+                    next_status = now + self.timeouts.status_interval
+                    self._log_stalled_nodes()
                 if self._state is ClusterState.INIT and now > registration_deadline:
                     missing = [k for k, n in self._nodes.items() if n.state is NodeState.PENDING]
                     for key in missing:
@@ -258,6 +274,17 @@ class AppMaster:
                         log.warning("node %s:%d lost: %s", *key, node.error)
                         self._fire(Event(EventKind.NODE_LOST, key, node.error))
                 self._cond.wait(timeout=0.1)
+
+    def _log_stalled_nodes(self) -> None:
+        """One status line per running node without progress for
+        ``timeouts.status_interval`` (a hung entry is visible long before
+        ``timeouts.progress`` fails it). Caller holds ``self._cond``."""
+        limit = self.timeouts.progress
+        for node in self._nodes.values():
+            if node.state is NodeState.RUNNING and (
+                    node.progress_age >= self.timeouts.status_interval):
+                log.warning("%s (timeouts.progress=%s)", node.status_line(),
+                            f"{limit}s" if limit is not None else "off")
 
     def _await_nodes_leaving(self) -> None:
         deadline = time.monotonic() + self.timeouts.shutdown
@@ -339,6 +366,7 @@ class AppMaster:
             if kind == "register":
                 return key, self._register(node, msg)
             if kind == "heartbeat":
+                _note_progress(node, msg)
                 if msg.get("running") and node.state is NodeState.REGISTERED:
                     node.state = NodeState.RUNNING
                     self._fire(Event(EventKind.NODE_RUNNING, key))
@@ -391,6 +419,15 @@ class AppMaster:
         ):
             raise ProtocolError(f"message from unknown node {role}:{index}")
         return role, index
+
+
+def _note_progress(node: NodeRecord, msg: dict[str, Any]) -> None:
+    rows, age, waiting = msg.get("rows_read"), msg.get("progress_age"), msg.get("waiting")
+    if isinstance(rows, int) and not isinstance(rows, bool):
+        node.rows_read = rows
+    if isinstance(age, int | float) and not isinstance(age, bool):
+        node.progress_age = float(age)
+    node.waiting = waiting if isinstance(waiting, str) else None
 
 
 def _close_quietly(sock: socket.socket) -> None:

@@ -14,8 +14,9 @@ from typing import Any
 CONTEXT_FILE = "context.json"
 ENTRY_FILE = "entry.pkl"
 RESULT_FILE = "result.json"
-#: Touched by the entry's process on progress; the node runner watches its mtime
-#: (``timeouts.progress``: hung-entry detection).
+#: Rewritten by the entry's process on progress (its content: rows read so far); the node
+#: runner watches its mtime (``timeouts.progress``: hung-entry detection) and reports the
+#: rows to the AM.
 PROGRESS_FILE = "progress"
 _PROGRESS_EVERY_S = 0.5
 
@@ -48,6 +49,8 @@ class NodeContext:
     _input: Any = field(default=None, repr=False)
     _output: Any = field(default=None, repr=False)
     _last_progress: float = field(default=0.0, repr=False)
+    _progress_fd: int | None = field(default=None, repr=False)
+    _progress_timer: threading.Timer | None = field(default=None, repr=False)
     _state: Any = field(default=None, repr=False)
 
     @property
@@ -89,12 +92,25 @@ class NodeContext:
         otherwise a stop request raises ``SystemExit`` in the entry's main thread.
         """
         self._cooperative = True
+        self.heartbeat()  # a node that polls the flag is alive, not hung
         return self._stop_event.is_set()
 
     def wait_for_stop(self, timeout: float | None = None) -> bool:
-        """Block until the AM asks this node to stop (or ``timeout``); returns whether it did."""
+        """Block until the AM asks this node to stop (or ``timeout``); returns whether it
+        did. Waiting counts as progress (``timeouts.progress``)."""
+        import time
+
         self._cooperative = True
-        return self._stop_event.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.heartbeat()
+            step = _PROGRESS_EVERY_S * 2
+            if deadline is not None:
+                step = min(step, max(0.0, deadline - time.monotonic()))
+            if self._stop_event.wait(step):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def request_stop(self) -> bool:
         """Mark a stop request; returns whether the entry handles it by itself."""
@@ -103,18 +119,40 @@ class NodeContext:
 
     def heartbeat(self) -> None:
         """Tell the node runner the entry is making progress (reading input and writing
-        output count too). With ``timeouts.progress`` set, an entry silent for longer is
-        declared hung and the node fails (then the cluster restarts)."""
+        output count too). An entry silent for longer than ``timeouts.progress`` is
+        declared hung and the node fails (then the cluster restarts, if it may).
+
+        Writes at most every 0.5 s; a call inside that window is written at its end (so
+        the rows read the AM reports catch up when the input stops)."""
         import time
 
         now = time.monotonic()
-        if now - self._last_progress < _PROGRESS_EVERY_S:
+        wait = self._last_progress + _PROGRESS_EVERY_S - now
+        if wait > 0:
+            if self._progress_timer is None:
+                timer = threading.Timer(wait, self._flush_progress)
+                timer.daemon = True
+                self._progress_timer = timer
+                timer.start()
             return
         self._last_progress = now
+        self._write_progress()
+
+    def _flush_progress(self) -> None:
+        import time
+
+        self._progress_timer = None
+        self._last_progress = time.monotonic()
+        self._write_progress()
+
+    def _write_progress(self) -> None:
+        rows = self._input.rows_read if self._input is not None else 0
         try:
-            os.utime(Path(self.work_dir) / PROGRESS_FILE)
-        except FileNotFoundError:
-            (Path(self.work_dir) / PROGRESS_FILE).touch()
+            if self._progress_fd is None:
+                self._progress_fd = os.open(Path(self.work_dir) / PROGRESS_FILE,
+                                            os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # Fixed width: one pwrite replaces the whole content (and sets the mtime).
+            os.pwrite(self._progress_fd, f"{rows:<20d}\n".encode(), 0)
         except OSError:
             pass
 

@@ -8,41 +8,38 @@ process group and removes the node's private work directory.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flink_dl.channel.ring import Ring
-from flink_dl.cluster.am import am_key
-from flink_dl.cluster.api import ClusterState, RendezvousStore
-from flink_dl.cluster.context import ENTRY_FILE, PROGRESS_FILE, RESULT_FILE, NodeContext
+from flink_dl.cluster.am_client import AMConnection, find_am
+from flink_dl.cluster.api import RendezvousStore
+from flink_dl.cluster.context import ENTRY_FILE, PROGRESS_FILE, NodeContext
+from flink_dl.cluster.entry_process import EntryProcess
+from flink_dl.cluster.leftovers import WORK_DIR_PREFIX, sweep_node_attempts, work_dir_prefix
 from flink_dl.cluster.net import advertised_host, reserve_port
-from flink_dl.cluster.process import spawn, stop_process_group, terminate_group
-from flink_dl.cluster.protocol import client_handshake, recv_msg, send_msg
 from flink_dl.cluster.registry import get_store_factory
+from flink_dl.cluster.watch import NodeWatch
 from flink_dl.config import ClusterConfig
 from flink_dl.errors import (
     AuthenticationError,
     ClusterFailedError,
     ClusterTimeoutError,
-    NodeFailedError,
     ProtocolError,
 )
 
 log = logging.getLogger(__name__)
 
-WORK_DIR_PREFIX = "flink-dl-"
+__all__ = ["WORK_DIR_PREFIX", "AMConnection", "ChannelSpec", "NodeOutcome", "NodeRunner",
+           "find_am"]
 
 
 @dataclass
@@ -61,65 +58,6 @@ class NodeOutcome:
         return {"kind": "node", "role": self.role, "index": self.index,
                 "attempt": self.attempt, "state": self.state, "address": self.address,
                 "cluster_spec": self.cluster_spec, "result": self.result}
-
-
-class AMConnection:
-    """An authenticated control connection from a node to the AM."""
-
-    def __init__(self, address: tuple[str, int], config: ClusterConfig, attempt: int) -> None:
-        self.timeouts = config.timeout
-        self.sock = socket.create_connection(address, timeout=self.timeouts.request)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            client_handshake(self.sock, config.secret, config.job_id, attempt)
-        except BaseException:
-            self.sock.close()
-            raise
-
-    def request(self, msg: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        """Send ``msg`` and return the AM's reply. A timeout or a broken frame closes the
-        connection (a late reply would be read as the answer to the next request)."""
-        self.sock.settimeout(timeout or self.timeouts.request)
-        try:
-            send_msg(self.sock, msg)
-            reply = recv_msg(self.sock)
-        except (TimeoutError, ProtocolError):
-            self.sock.close()
-            raise
-        if reply["type"] == "error":
-            raise ClusterFailedError(f"AM refused {msg['type']}: {reply.get('message')}")
-        return reply
-
-    def close(self, say_bye: bool = True) -> None:
-        """Say goodbye (unless told not to) and close the socket."""
-        if self.sock.fileno() < 0:
-            return
-        try:
-            if say_bye:
-                self.sock.settimeout(self.timeouts.request)
-                send_msg(self.sock, {"type": "bye"})
-        except OSError:
-            pass
-        finally:
-            self.sock.close()
-
-
-def find_am(store: RendezvousStore, config: ClusterConfig, attempt: int) -> tuple[str, int]:
-    """Poll the rendezvous store for the AM of this job and attempt."""
-    deadline = time.monotonic() + config.timeout.rendezvous
-    delay = 0.02
-    while True:
-        found = store.lookup(am_key(attempt))
-        if found and found.get("attempt") == attempt and found.get("job_id") == config.job_id:
-            return str(found["host"]), int(found["port"])
-        if time.monotonic() > deadline:
-            raise ClusterTimeoutError(
-                f"no AM for job {config.job_id} attempt {attempt} appeared in the "
-                f"{config.rendezvous!r} rendezvous store within timeouts.rendezvous="
-                f"{config.timeout.rendezvous}s"
-            )
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.25)
 
 
 @dataclass(frozen=True)
@@ -167,7 +105,9 @@ class NodeRunner:
         self.name = f"{role}:{index}"
         self.input: Ring | None = None
         self.output: Ring | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: EntryProcess | None = None
+        #: Set by the operator once it has sent the end of input.
+        self.input_ended = False
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._outcome: NodeOutcome | None = None
@@ -179,7 +119,7 @@ class NodeRunner:
 
     @property
     def entry_alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and self._proc.alive()
 
     def run(self) -> NodeOutcome:
         """Run the node in the calling thread; returns the outcome or raises its error."""
@@ -234,9 +174,8 @@ class NodeRunner:
         try:
             host = advertised_host(self.config.bind_host, self.config.advertise_host)
             address = f"{host}:{reserved.getsockname()[1]}"
-            work_dir = self._work_dir = Path(tempfile.mkdtemp(
-                prefix=f"{WORK_DIR_PREFIX}{self.config.job_id}-{self.attempt}-{self.role}-"
-                       f"{self.index}-"))
+            work_dir = self._work_dir = Path(tempfile.mkdtemp(prefix=work_dir_prefix(
+                self.config.job_id, self.attempt, self.role, self.index)))
             self._conn = AMConnection(find_am(self.store, self.config, self.attempt),
                                       self.config, self.attempt)
             reply = self._conn.request(
@@ -263,20 +202,32 @@ class NodeRunner:
         """After a restart: kill this node's entry processes of earlier attempts and remove
         their work dirs (normally gone already; this is the safety net for paths where
         PyFlink gave the old attempt no chance to clean up)."""
-        from flink_dl.flink.janitor import sweep_node_attempts
-
         sweep_node_attempts(self.config.job_id, self.role, self.index, self.attempt)
 
     def _monitor_main(self) -> None:
         assert self._proc is not None and self._conn is not None
         try:
-            state, result = self._watch(self._conn, self._proc, self._work_dir)
+            watch = NodeWatch(role=self.role, index=self.index, job_id=self.config.job_id,
+                              attempt=self.attempt, timeouts=self.timeouts, conn=self._conn,
+                              entry=self._proc, waiting_on_flink=self._waiting_on_flink)
+            state, result = watch.run()
             self._outcome = NodeOutcome(self.role, self.index, self.attempt, state,
                                         self._address, self._spec, result)
         except BaseException as exc:
             self._error = self._as_cluster_error(exc)
         finally:
-            stop_process_group(self._proc, self.timeouts.stop_grace)
+            self._proc.stop(self.timeouts.stop_grace)
+
+    def _waiting_on_flink(self) -> str | None:
+        """``"input"`` while the entry waits for input Flink has not sent yet, ``"output"``
+        while Flink does not drain its output (at least half full); else ``None``."""
+        ring = self.input
+        if ring is not None and not self.input_ended and ring.used_bytes == 0:
+            return "input"
+        ring = self.output
+        if ring is not None and ring.used_bytes * 2 >= ring.capacity:
+            return "output"
+        return None
 
     def _as_cluster_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, AuthenticationError | ProtocolError | ConnectionError | TimeoutError):
@@ -329,7 +280,7 @@ class NodeRunner:
             return
         self._cleaned = True
         if self._proc is not None:
-            stop_process_group(self._proc, self.timeouts.stop_grace)
+            self._proc.stop(self.timeouts.stop_grace)
         if self._conn is not None:
             self._conn.close()
         if self._reserved is not None:
@@ -346,9 +297,9 @@ class NodeRunner:
         self.input = self.output = None
 
     def _start_entry(self, ctx: NodeContext, work_dir: Path,
-                     reserved: socket.socket) -> subprocess.Popen[bytes]:
+                     reserved: socket.socket) -> EntryProcess:
         ctx.save(work_dir)
-        (work_dir / PROGRESS_FILE).touch()
+        (work_dir / PROGRESS_FILE).write_text("0\n")
         (work_dir / ENTRY_FILE).write_bytes(self.entry_bytes)
         env = dict(os.environ)
         env.update(self.config.env)
@@ -363,128 +314,4 @@ class NodeRunner:
         for ring in (self.input, self.output):
             if ring is not None:
                 fds.extend(ring.handle.fds())
-        proc = spawn([_python_executable(), "-m", "flink_dl.cluster.node_main",
-                      str(work_dir)], env=env, pass_fds=fds, cwd=str(work_dir))
-        log.info("node %s started entry process %d", self.name, proc.pid)
-        return proc
-
-    def _watch(self, conn: AMConnection, proc: subprocess.Popen[bytes],
-               work_dir: Path) -> tuple[str, Any]:
-        """Heartbeat while the entry runs; returns (state, result) or raises."""
-        last_contact = time.monotonic()
-        stopping = False
-        stop_deadline = math.inf
-        first = True
-        while True:
-            if not first:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=self.timeouts.heartbeat_interval)
-            first = False
-            if proc.poll() is None and time.monotonic() > stop_deadline:
-                log.warning("node %s: entry still running %.1fs after the stop "
-                            "(timeouts.stop_grace); killing it", self.name,
-                            self.timeouts.stop_grace)
-                stop_process_group(proc, 0)
-            if proc.poll() is not None:
-                return self._report_exit(conn, proc, work_dir, stopping)
-            if not stopping:
-                self._check_progress(conn, proc, work_dir)
-            try:
-                reply = conn.request({"type": "heartbeat", "role": self.role,
-                                      "index": self.index, "running": True})
-                last_contact = time.monotonic()
-            except (ConnectionError, TimeoutError, OSError, ProtocolError) as exc:
-                if time.monotonic() - last_contact > self.timeouts.heartbeat_timeout:
-                    raise ConnectionError(f"no answer from the AM for "
-                                          f"timeouts.heartbeat_timeout="
-                                          f"{self.timeouts.heartbeat_timeout}s: {exc}") from exc
-                continue
-            if reply.get("stop") and not stopping:
-                stopping = True
-                failed = reply.get("state") == ClusterState.FAILED.value
-                log.info("node %s: AM asked to stop (cluster %s)", self.name, reply.get("state"))
-                if failed:
-                    stop_process_group(proc, self.timeouts.stop_grace)
-                    conn.request({"type": "stopped", "role": self.role, "index": self.index})
-                    return "STOPPED", None
-                # A graceful stop (e.g. a chief's final export): SIGTERM, then keep the
-                # heartbeats going while the entry finishes, up to timeouts.stop_grace.
-                terminate_group(proc)
-                stop_deadline = time.monotonic() + self.timeouts.stop_grace
-
-    def _check_progress(self, conn: AMConnection, proc: subprocess.Popen[bytes],
-                        work_dir: Path) -> None:
-        """``timeouts.progress``: fail the node when its entry has been silent too long."""
-        limit = self.timeouts.progress
-        if limit is None:
-            return
-        try:
-            silent = time.time() - (work_dir / PROGRESS_FILE).stat().st_mtime
-        except OSError:
-            return
-        if silent <= limit:
-            return
-        error = (f"entry hung: no progress for {silent:.1f}s (timeouts.progress={limit}s; "
-                 "call ctx.heartbeat() in long loops without input or output)")
-        log.error("node %s: %s", self.name, error)
-        stop_process_group(proc, 0.5)
-        with contextlib.suppress(ConnectionError, TimeoutError, OSError, ProtocolError,
-                                 ClusterFailedError):
-            conn.request({"type": "failed", "role": self.role, "index": self.index,
-                          "error": error})
-        raise NodeFailedError(
-            f"ML node {self.name} (role {self.role!r}, index {self.index}) of job "
-            f"{self.config.job_id} attempt {self.attempt} failed: {error}")
-
-    def _report_exit(self, conn: AMConnection, proc: subprocess.Popen[bytes], work_dir: Path,
-                     stopping: bool) -> tuple[str, Any]:
-        outcome = _read_result(work_dir)
-        status = outcome.get("status")
-        if status in ("finished", "stopped") and proc.returncode == 0:
-            kind = "stopped" if (status == "stopped" or stopping) else "finished"
-            conn.request({"type": kind, "role": self.role, "index": self.index,
-                          "result": outcome.get("result")})
-            return kind.upper(), outcome.get("result")
-        if stopping and status != "failed":
-            conn.request({"type": "stopped", "role": self.role, "index": self.index})
-            return "STOPPED", None
-        error = outcome.get("error") or _describe_exit(proc.returncode)
-        try:
-            conn.request({"type": "failed", "role": self.role, "index": self.index,
-                          "error": error})
-        except (ConnectionError, TimeoutError, OSError, ProtocolError, ClusterFailedError):
-            log.warning("node %s could not report its failure to the AM", self.name)
-        raise NodeFailedError(
-            f"ML node {self.name} (role {self.role!r}, index {self.index}) of job "
-            f"{self.config.job_id} attempt {self.attempt} failed: "
-            f"{outcome.get('exception') or _describe_exit(proc.returncode)}\n{error}"
-        )
-
-
-def _python_executable() -> str:
-    """The interpreter for node processes (``FLINK_DL_NODE_PYTHON`` overrides).
-
-    In PyFlink's thread mode Python is embedded in the JVM, so ``sys.executable`` may not
-    be a Python interpreter; fall back to the one of ``sys.prefix``.
-    """
-    override = os.environ.get("FLINK_DL_NODE_PYTHON")
-    if override:
-        return override
-    if sys.executable and os.path.basename(sys.executable).startswith("python"):
-        return sys.executable
-    return os.path.join(sys.prefix, "bin", "python3")
-
-
-def _read_result(work_dir: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        return json.loads((work_dir / RESULT_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def _describe_exit(returncode: int | None) -> str:
-    if returncode is not None and returncode < 0:
-        return f"entry process killed by signal {-returncode}"
-    return f"entry process exited with code {returncode} and no result"
+        return EntryProcess(self.name, work_dir, env, fds)

@@ -2,13 +2,15 @@
 
 Run as ``python -m flink_dl.cluster.node_main <work_dir>``. Reads ``context.json`` and
 ``entry.pkl`` (written by the node runner into a private directory: local files only),
-writes ``result.json`` with ``{"status": "finished"|"failed"|"stopped", ...}``.
+writes ``result.json`` with ``{"status": "finished"|"failed"|"stopped", ...}``. On
+``SIGUSR1`` it writes every thread's stack to stderr (``faulthandler``).
 Exits when the parent closes stdin (the parent is gone). On SIGTERM (the AM's stop) it sets
 the stop flag; an entry that never looked at the flag gets ``SystemExit`` so it unwinds.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ from typing import Any
 import cloudpickle
 
 from flink_dl.cluster.context import CONTEXT_FILE, ENTRY_FILE, RESULT_FILE, NodeContext
+from flink_dl.cluster.entry_process import STACK_DUMP_SIGNAL
 from flink_dl.cluster.process import die_with_parent
 
 log = logging.getLogger("flink_dl.node")
@@ -66,6 +69,8 @@ def main(argv: list[str]) -> int:
             raise StopRequested(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    # The node runner asks a hung entry where it hangs before it kills it.
+    faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
     try:
         entry_ref = (work_dir / ENTRY_FILE).read_bytes()
         entry = cloudpickle.loads(entry_ref)

@@ -1,1 +1,3 @@
-"""Mapping the ML cluster's AM and roles onto PyFlink operators."""
+"""Mapping ML clusters onto PyFlink jobs: the ``MLCluster`` builder (AM and role operators,
+input feeding, output streams), running a job with a deadline, turning a failed job's
+error into flink-dl's own exception, and cleaning up after cancelled jobs."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pyflink.datastream import StreamExecutionEnvironment
 
 from flink_dl.errors import ClusterTimeoutError
+from flink_dl.flink.failures import flink_dl_error
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,9 @@ def execute(
     poll_s: float = 0.2,
 ) -> JobOutcome:
     """Run the job and wait for it; cancel it and raise ``ClusterTimeoutError`` after
-    ``timeout_s``. A failed job raises the Flink error (it carries the node's traceback).
+    ``timeout_s``. A failed job raises flink-dl's own exception when it carries one
+    (``NodeFailedError`` naming the node, with its entry's traceback and stderr tail, or
+    ``ClusterFailedError``), with Flink's error as ``__cause__``; else Flink's error.
     After a failure or a cancel, node processes, work dirs and rendezvous files that the
     job's ML clusters left on this host are swept (``flink.janitor``)."""
     from flink_dl.flink.builder import cluster_configs_of
@@ -52,11 +55,15 @@ def execute(
                                           f"within timeout_s={timeout_s}")
             time.sleep(poll_s)
         result = future.result()
-    except BaseException:
+    except BaseException as exc:
         # Failed or cancelled: sweep what PyFlink gave no chance to clean (this host only).
         for config in clusters:
             sweep([config.job_id], config.rendezvous_dir)
-        raise
+        error = flink_dl_error(exc) if isinstance(exc, Exception) else None
+        if error is None or error is exc:
+            raise
+        log.error("job %s (%s) failed: %s", job_name, job_id, str(error).split("\n", 1)[0])
+        raise error from exc
     runtime = None
     with contextlib.suppress(Exception):
         runtime = int(result.get_net_runtime())

@@ -253,6 +253,7 @@ class FedNodeFunction(KeyedProcessFunction):
             return
         try:
             self.runner.input.send_end()
+            self.runner.input_ended = True
         except ChannelClosedError:
             self._raise_if_entry_failed()
 

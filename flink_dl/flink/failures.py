@@ -1,0 +1,92 @@
+"""flink-dl's own exceptions out of a failed Flink job, not a ``Py4JJavaError`` of 500 lines.
+
+A node's ``NodeFailedError`` (or the AM's ``ClusterFailedError``) is raised in a Python
+worker; Flink wraps it in Java exceptions, and PyFlink hands the client a ``Py4JJavaError``
+whose text holds the Python exception somewhere among the Java and Beam frames.
+``flink_dl_error`` finds it in that text and rebuilds it: the message starts with the
+failed node and its entry's traceback, and the Java error stays as ``__cause__``.
+``flink_dl.execute`` does this by itself; ``translate_errors()`` does it for code that runs
+jobs another way::
+
+    with flink_dl.translate_errors():
+        rows = list(stream.execute_and_collect())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import re
+from collections.abc import Iterator
+
+from flink_dl.errors import FlinkDLError
+
+#: A Python exception line of a flink-dl error, as tracebacks print it.
+_HEADER = re.compile(r"^(flink_dl(?:\.\w+)*)\.([A-Z]\w*): ", re.MULTILINE)
+#: Where the Python part of a Java exception's message ends.
+_JAVA_LINE = re.compile(r"^(\tat |\t\.\.\. \d+ more|Caused by: |Suppressed: )")
+#: The most telling first: the node that failed, then the cluster's view, then any other.
+_PREFERENCE = ("NodeFailedError", "ClusterTimeoutError", "ClusterFailedError")
+
+
+def flink_dl_error(exc: BaseException) -> FlinkDLError | None:
+    """The flink-dl exception a failed job's error carries (``__cause__`` = ``exc``), or
+    ``None`` when it carries none (``exc`` itself is one: ``exc``)."""
+    if isinstance(exc, FlinkDLError):
+        return exc
+    text = str(exc)
+    found: list[tuple[int, type[FlinkDLError], str]] = []
+    for match in _HEADER.finditer(text):
+        name = match.group(2)
+        cls = _error_class(match.group(1), name)
+        if cls is None:
+            continue
+        rank = _PREFERENCE.index(name) if name in _PREFERENCE else len(_PREFERENCE)
+        found.append((rank, cls, _message_at(text, match.end())))
+        if rank == 0:
+            break
+    if not found:
+        return None
+    _, cls, message = min(found, key=lambda item: item[0])
+    try:
+        error = cls(message)
+    except TypeError:  # a subclass with a constructor of its own
+        error = FlinkDLError(f"{cls.__name__}: {message}")
+    error.__cause__ = exc
+    return error
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Raise the flink-dl exception a failed job carries instead of Flink's error (kept
+    as ``__cause__``); other errors pass unchanged."""
+    try:
+        yield
+    except FlinkDLError:
+        raise
+    except Exception as exc:
+        error = flink_dl_error(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _error_class(module: str, name: str) -> type[FlinkDLError] | None:
+    try:
+        cls = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+    if isinstance(cls, type) and issubclass(cls, FlinkDLError):
+        return cls
+    return None
+
+
+def _message_at(text: str, start: int) -> str:
+    """The Python exception message that starts at ``start``: up to the first line of
+    Java stack or cause, without trailing blank lines."""
+    lines = []
+    for line in text[start:].split("\n"):
+        if _JAVA_LINE.match(line):
+            break
+        lines.append(line)
+    return "\n".join(lines).rstrip()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +28,11 @@ def _sequence_table(t_env: StreamTableEnvironment, rows: int, name: str):
     return t_env.from_path(name)
 
 
-def _collect(stream, name: str, timeout_s: float = 240) -> list:
-    started = time.monotonic()
+def _collect(stream, name: str) -> list:
+    """All rows of the job's output. execute_and_collect has no deadline: a hung job is
+    failed by the suite's pytest timeout (pyproject.toml)."""
     with stream.execute_and_collect(name) as results:
-        rows = list(results)
-    assert time.monotonic() - started < timeout_s
-    return rows
+        return list(results)
 
 
 def test_million_rows_three_nodes_exactly_once_over_three_epochs(process_env) -> None:

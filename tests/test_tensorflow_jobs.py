@@ -120,6 +120,14 @@ def test_ps_layout_with_chief_and_distributed_prediction(process_env, tmp_path: 
         assert not wait_clean(job_id)
 
 
+def _serve(saved_model: Path, x: np.ndarray) -> np.ndarray:
+    """The output of a SavedModel's serving signature for the batch ``x``."""
+    signature = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    (name,) = signature.structured_input_signature[1]
+    (output,) = signature(**{name: tf.constant(x)}).values()
+    return output.numpy()
+
+
 def test_stream_training_exports_versions_while_running(process_env, tmp_path: Path) -> None:
     model_dir = tmp_path / "models"
     t_env = StreamTableEnvironment.create(process_env)
@@ -144,8 +152,14 @@ def test_stream_training_exports_versions_while_running(process_env, tmp_path: P
     assert len(numbers) >= 3
     steps = [store.open(n).step for n in numbers[:3]]
     assert steps == [15, 30, 45], steps
-    loaded = tf.saved_model.load(str(Path(store.open(numbers[-1]).path) / "saved_model"))
-    assert loaded.signatures["serving_default"] is not None
+    # Each exported version serves: the signature maps 4 features to one output, and the
+    # model went on learning between the first and the last version.
+    x = np.random.default_rng(1).uniform(-1, 1, size=(8, 4)).astype(np.float32)
+    first, last = (_serve(Path(store.open(n).path) / "saved_model", x)
+                   for n in (numbers[0], numbers[-1]))
+    assert first.shape == last.shape == (8, 1)
+    assert np.isfinite(first).all() and np.isfinite(last).all()
+    assert not np.allclose(first, last), "the weights did not change between versions"
     assert not wait_clean(config.job_id)
 
 

@@ -75,7 +75,10 @@ class Epoch:
     def _iterate(self) -> Iterator[pa.RecordBatch]:
         self.open = True
         try:
-            yield from self._batches
+            # A plain loop, not ``yield from``: closing this iterator (a loop that broke
+            # off) must not close the channel reader, which ``drain`` still consumes.
+            for batch in self._batches:
+                yield batch
         finally:
             self.open = False
 

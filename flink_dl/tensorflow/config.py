@@ -14,7 +14,7 @@ __all__ = ["CHIEF_ROLE", "DEFAULT_ENV", "KERAS_FILE", "PS_ROLE", "RULES", "SAVED
 PS_ROLE = "ps"
 CHIEF_ROLE = "chief"
 #: The cluster rules (AM state machine) of TensorFlow jobs: ``flink_dl.tensorflow.rules``.
-RULES = "tensorflow"
+RULES = "flink_dl.tensorflow.rules:TensorFlowRules"
 #: Files of a published TensorFlow model version.
 SAVED_MODEL_DIR = "saved_model"
 KERAS_FILE = "model.keras"

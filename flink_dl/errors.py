@@ -48,3 +48,9 @@ class EmptyInputError(FlinkDLError):
 
 class InputEpochError(FlinkDLError, RuntimeError):
     """A loop read the node's input in a way its epochs do not allow (the message says how)."""
+
+
+class ClusterNodeFailedError(NodeFailedError, ClusterFailedError):
+    """The AM's error when the ML cluster failed because a node failed: the message starts
+    with that node's report (role, index, its entry's traceback, its stderr tail), then the
+    cluster's state. Both a ``NodeFailedError`` and a ``ClusterFailedError``."""

@@ -62,13 +62,25 @@ def _hang_after_reading(ctx: NodeContext) -> None:
     time.sleep(600)
 
 
-def test_hung_node_is_logged_then_failed_with_its_stack(caplog, tmp_path: Path) -> None:
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_hung_node_is_logged_then_failed_with_its_stack(tmp_path: Path) -> None:
     """The AM logs the silent node's status every status_interval (rows read, seconds
     since its last progress); after timeouts.progress the node fails, and the error shows
     where the entry hung. Loopback mode: the AM logs into this process."""
     from pyflink.table import StreamTableEnvironment
 
-    caplog.set_level(logging.INFO, logger="flink_dl")
+    am_log = logging.getLogger("flink_dl.cluster.am")
+    collect, level = _Collect(), am_log.level
+    am_log.addHandler(collect)
+    am_log.setLevel(logging.INFO)
     with execution_mode("loopback") as env:
         t_env = StreamTableEnvironment.create(env)
         table = t_env.from_elements([(i, float(i)) for i in range(300)], ["id", "x"])
@@ -80,15 +92,16 @@ def test_hung_node_is_logged_then_failed_with_its_stack(caplog, tmp_path: Path) 
         with pytest.raises(NodeFailedError) as info:
             flink_dl.execute(env, "hang", timeout_s=120)
         elapsed = time.monotonic() - started
+    am_log.removeHandler(collect)
+    am_log.setLevel(level)
     message = str(info.value)
     assert message.startswith("ML node worker:0 (role 'worker', index 0)")
     assert "entry hung: no progress for" in message and "timeouts.progress=6" in message
     assert "read 300 rows, now hanging" in message
     assert "in _hang_after_reading" in message, message  # the entry's stack, from the tail
     assert elapsed < 60
-    statuses = [r.getMessage() for r in caplog.records if "since its last progress" in
-                r.getMessage()]
-    assert statuses, [r.getMessage() for r in caplog.records][-30:]
+    statuses = [m for m in collect.messages if "since its last progress" in m]
+    assert statuses, collect.messages[-30:]
     assert all(s.startswith("ML node worker:0 (role 'worker', index 0): RUNNING, ")
                for s in statuses), statuses
     assert any("300 rows read" in s for s in statuses), statuses

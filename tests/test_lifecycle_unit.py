@@ -17,7 +17,12 @@ from flink_dl.cluster.entry_process import StderrTail
 from flink_dl.cluster.registry import get_rules, register_rules, rules_reference
 from flink_dl.cluster.rules import DefaultRules
 from flink_dl.config import ClusterConfig, Timeouts
-from flink_dl.errors import ClusterFailedError, ConfigError, NodeFailedError
+from flink_dl.errors import (
+    ClusterFailedError,
+    ClusterNodeFailedError,
+    ConfigError,
+    NodeFailedError,
+)
 from flink_dl.flink.failures import flink_dl_error, translate_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +96,29 @@ def test_cluster_error_when_no_node_error_and_none_for_foreign_errors() -> None:
     assert flink_dl_error(_Py4JLikeError("mymodule.NodeFailedError: not ours")) is None
     own = NodeFailedError("x")
     assert flink_dl_error(own) is own
+
+
+def test_am_error_reaching_the_client_first_still_leads_with_the_node_report() -> None:
+    """The AM's error may be the job's root cause (it fails as soon as the node reported):
+    it is a NodeFailedError too, led by the node's whole report."""
+    from flink_dl.cluster.am import AppMaster
+
+    config = ClusterConfig(roles={"worker": 2}, entry="tests.entries:record")
+    am = AppMaster(config)
+    am._handle({"type": "failed", "role": "worker", "index": 1,
+                "error": "ML node worker:1 (role 'worker', index 1) ... failed: X\nTraceback"})
+    error = am._failure()
+    assert isinstance(error, ClusterNodeFailedError)
+    assert isinstance(error, NodeFailedError) and isinstance(error, ClusterFailedError)
+    assert str(error).startswith("ML node worker:1 (role 'worker', index 1) ... failed: X\n"
+                                 "Traceback\n(the ML cluster of job ")
+    assert "ML node worker:0 PENDING" in str(error)
+    am.close()
+    java = _JAVA_TEXT.replace("flink_dl.errors.NodeFailedError", "flink_dl.errors."
+                              "ClusterNodeFailedError").replace(
+        "flink_dl.errors.ClusterFailedError", "flink_dl.errors.ClusterFailedError")
+    found = flink_dl_error(_Py4JLikeError(java))
+    assert type(found) is ClusterNodeFailedError and str(found).endswith(_NODE_TRACE)
 
 
 def test_translate_errors_raises_the_flink_dl_error_and_keeps_others() -> None:

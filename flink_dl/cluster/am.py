@@ -33,7 +33,12 @@ from flink_dl.cluster.net import advertised_host
 from flink_dl.cluster.protocol import recv_msg, send_msg, server_handshake
 from flink_dl.cluster.registry import get_rules, get_store_factory
 from flink_dl.config import ClusterConfig
-from flink_dl.errors import AuthenticationError, ClusterFailedError, ProtocolError
+from flink_dl.errors import (
+    AuthenticationError,
+    ClusterFailedError,
+    ClusterNodeFailedError,
+    ProtocolError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +128,7 @@ class AppMaster:
         self._timing: dict[str, float] = {}
         self._server: socket.socket | None = None
         self._closing = False
+        self._first_failed: NodeKey | None = None
         self.address: tuple[str, int] | None = None
 
     # ----------------------------------------------------------------- public API
@@ -176,7 +182,7 @@ class AppMaster:
             self.close()
         summary = self.summary()
         if summary.state is ClusterState.FAILED:
-            raise ClusterFailedError(self._failure_message())
+            raise self._failure()
         return summary
 
     def summary(self) -> AMSummary:
@@ -295,6 +301,22 @@ class AppMaster:
                 log.warning("AM: %d node connection(s) still open after timeouts.shutdown=%ss",
                             len(self._connections), self.timeouts.shutdown)
 
+    def _failure(self) -> ClusterFailedError:
+        """The cluster's error: led by the report of the node that failed first (its
+        entry's traceback and stderr tail), if a node failed."""
+        with self._cond:
+            first = self._first_failed
+            node = self._nodes[first] if first is not None else None
+            if node is None or not node.error:
+                return ClusterFailedError(self._failure_message())
+            lines = [node.error.rstrip("\n"),
+                     f"(the ML cluster of job {self.config.job_id} attempt {self.attempt} "
+                     "FAILED on it; other nodes:"]
+            lines += [f"  ML node {role}:{index} {other.state.value}"
+                      + (f": {other.error.splitlines()[0]}" if other.error else "")
+                      for (role, index), other in self._nodes.items() if (role, index) != first]
+            return ClusterNodeFailedError("\n".join(lines) + ")")
+
     def _failure_message(self) -> str:
         with self._cond:
             lines = [f"ML cluster of job {self.config.job_id} attempt {self.attempt} FAILED:"]
@@ -377,6 +399,8 @@ class AppMaster:
                     node.result = msg.get("result")
                     if kind == "failed":
                         node.error = str(msg.get("error", "unknown error"))
+                        if self._first_failed is None:
+                            self._first_failed = key
                     event_kind = {"finished": EventKind.NODE_FINISHED,
                                   "stopped": EventKind.NODE_STOPPED,
                                   "failed": EventKind.NODE_FAILED}[kind]

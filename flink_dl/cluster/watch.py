@@ -132,10 +132,7 @@ class NodeWatch:
         log.error("node %s: %s", self.name, error)
         self.entry.dump_stacks()
         self.entry.stop(0.5)
-        with _suppress_report_errors(self.name):
-            self.conn.request({"type": "failed", "role": self.role, "index": self.index,
-                               "error": error})
-        raise self._failure(error, "", stacks_note=True)
+        raise self._report_failure(self._failure(error, "", stacks_note=True))
 
     def _report_exit(self, stopping: bool) -> tuple[str, Any]:
         entry, conn = self.entry, self.conn
@@ -151,10 +148,15 @@ class NodeWatch:
             return "STOPPED", None
         traceback = outcome.get("error") or ""
         summary = outcome.get("exception") or entry.describe_exit()
+        raise self._report_failure(self._failure(summary, traceback))
+
+    def _report_failure(self, error: NodeFailedError) -> NodeFailedError:
+        """Send the node's whole report to the AM (its failure message leads with it: the
+        AM's error may reach the user before this node's); returns ``error``."""
         with _suppress_report_errors(self.name):
-            conn.request({"type": "failed", "role": self.role, "index": self.index,
-                          "error": traceback or summary})
-        raise self._failure(summary, traceback)
+            self.conn.request({"type": "failed", "role": self.role, "index": self.index,
+                               "error": str(error)})
+        return error
 
     def _failure(self, summary: str, traceback: str, stacks_note: bool = False
                  ) -> NodeFailedError:

@@ -26,7 +26,8 @@ _HEADER = re.compile(r"^(flink_dl(?:\.\w+)*)\.([A-Z]\w*): ", re.MULTILINE)
 #: Where the Python part of a Java exception's message ends.
 _JAVA_LINE = re.compile(r"^(\tat |\t\.\.\. \d+ more|Caused by: |Suppressed: )")
 #: The most telling first: the node that failed, then the cluster's view, then any other.
-_PREFERENCE = ("NodeFailedError", "ClusterTimeoutError", "ClusterFailedError")
+_PREFERENCE = ("NodeFailedError", "ClusterNodeFailedError", "ClusterTimeoutError",
+               "ClusterFailedError")
 
 
 def flink_dl_error(exc: BaseException) -> FlinkDLError | None:

@@ -152,13 +152,13 @@ def predict(model_dir: str, frame: pd.DataFrame, env=None) -> pd.DataFrame:
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    from flink_dl.tensorflow import TFConfig, predict_distributed
+    from flink_dl.tensorflow import TFConfig, predict_on_cluster
 
     env = env or StreamExecutionEnvironment.get_execution_environment()
     table = StreamTableEnvironment.create(env).from_pandas(frame)
     config = TFConfig(workers=2, ps=1, entry=predict_entry, properties={"model_dir": model_dir},
                       name="tf-wide-predict")
-    rows = predict_distributed(env, table, config, PREDICTIONS)
+    rows = predict_on_cluster(env, table, config, PREDICTIONS)
     with rows.execute_and_collect("tf-wide-predict") as results:
         return pd.DataFrame([r.as_dict() for r in results])
 

@@ -10,12 +10,13 @@ import pyarrow as pa
 import pytest
 import tensorflow as tf
 
+from flink_dl.channel.features import check_feature_columns
 from flink_dl.cluster.api import ClusterState, ClusterView, Event, EventKind, NodeState
 from flink_dl.cluster.registry import get_rules
 from flink_dl.errors import ConfigError
 from flink_dl.models.store import ModelStore, TornModelError
 from flink_dl.tensorflow import TFConfig, TFModelHandler, build_tf_config
-from flink_dl.tensorflow.data import check_columns, element_spec, to_element
+from flink_dl.tensorflow.data import element_spec, to_element
 from flink_dl.tensorflow.handler import keras_module_of
 from flink_dl.tensorflow.tf_config import is_chief
 
@@ -64,7 +65,11 @@ def test_cluster_config_roles_daemons_and_plugin() -> None:
     cluster.validate()
     assert cluster.roles == {"chief": 1, "worker": 2, "ps": 1}
     assert cluster.daemon_roles == {"chief", "ps"}
-    assert cluster.plugin == "tensorflow"
+    from flink_dl.cluster.registry import get_rules
+    from flink_dl.tensorflow.rules import TensorFlowRules
+
+    assert cluster.plugin == "flink_dl.tensorflow.rules:TensorFlowRules"
+    assert isinstance(get_rules(cluster.plugin), TensorFlowRules)
     assert cluster.env["TF_USE_LEGACY_KERAS"] == "1" and cluster.env["A"] == "1"
     assert TFConfig(workers=3, entry=_entry).cluster_config(_entry).roles == {"worker": 3}
 
@@ -133,12 +138,12 @@ def test_elements_and_their_specs_agree() -> None:
 
 def test_dataset_column_errors_name_the_columns() -> None:
     schema = _batch().schema
-    with pytest.raises(ConfigError, match=r"\['nope'\]"):
-        check_columns(schema, ["a", "nope"], None, None)
+    with pytest.raises(ConfigError, match=r"dataset: column\(s\) \['nope'\]"):
+        check_feature_columns(schema, ["a", "nope"], None, where="dataset")
     with pytest.raises(ConfigError, match=r"\['y'\]"):
-        check_columns(schema, ["a"], "y", None)
-    with pytest.raises(ConfigError, match="not both"):
-        check_columns(schema, ["a"], None, ["b"])
+        check_feature_columns(schema, ["a"], "y", where="dataset")
+    with pytest.raises(ConfigError, match="label column 's' has Flink type STRING"):
+        check_feature_columns(schema, ["a"], "s", where="dataset")
 
 
 class _Scale(tf.Module):

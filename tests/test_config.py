@@ -87,7 +87,7 @@ def test_restart_policy_forms() -> None:
     policy = ClusterConfig(roles={"w": 1}, entry=_entry,
                            restart={"attempts": 2, "delay_s": 0.5}).restart
     assert policy == flink_dl.RestartPolicy(attempts=2, delay_s=0.5, failover="region")
-    assert Timeouts().progress is None and Timeouts().heartbeat_timeout <= 10
+    assert Timeouts().progress == 600.0 and Timeouts().heartbeat_timeout <= 10
 
 
 def test_restart_policy_configures_flink() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from pyflink.table import StreamTableEnvironment
 
@@ -201,3 +202,37 @@ def test_tensorflow_decimal_boolean_features_and_a_dataset_per_epoch(tmp_path: P
     assert report["epochs_run"] == 6
     assert report["last_loss"] < 0.2 * report["first_loss"], report
     assert ModelStore(tmp_path / "m").latest_number() == 1
+
+
+def _write_after_ten_rows(ctx: Any) -> None:
+    seen = 0
+    for batch in ctx.batches():
+        seen += batch.num_rows
+        if seen >= 10:
+            break
+    ctx.write({"rows": [seen]})
+    ctx.wait_for_stop(timeout=120)  # the stream goes on; no more input arrives
+
+
+def test_rows_a_node_writes_leave_while_its_stream_is_idle(tmp_path: Path) -> None:
+    import threading
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "part-0.csv").write_text("".join(f"{i},{i * 0.5}\n" for i in range(10)))
+    with execution_mode("process") as env:
+        t_env = StreamTableEnvironment.create(env)
+        t_env.execute_sql(f"""
+            CREATE TEMPORARY TABLE src (id INT, x DOUBLE) WITH (
+              'connector' = 'filesystem', 'path' = '{tmp_path / "in"}', 'format' = 'csv',
+              'source.monitor-interval' = '1 s')""")  # unbounded: it watches for new files
+        config = flink_dl.ClusterConfig(roles={"worker": 1}, entry=_write_after_ten_rows)
+        cluster = flink_dl.ml_cluster(env, config)
+        cluster.add_am_role()
+        out = cluster.add_role("worker", t_env.from_path("src"),
+                               output_schema=pa.schema([("rows", pa.int64())]))
+        got: list[Any] = []
+        with out.execute_and_collect("idle stream") as rows:
+            reader = threading.Thread(target=lambda: got.append(next(rows)), daemon=True)
+            reader.start()
+            reader.join(120)
+        assert got and got[0]["rows"] == 10, "the node's row never left the idle stream"

@@ -77,7 +77,7 @@ class Epoch:
         try:
             # A plain loop, not ``yield from``: closing this iterator (a loop that broke
             # off) must not close the channel reader, which ``drain`` still consumes.
-            for batch in self._batches:
+            for batch in self._batches:  # noqa: UP028 - see above
                 yield batch
         finally:
             self.open = False

@@ -92,8 +92,10 @@ class FedNodeFunction(KeyedProcessFunction):
     Exactly-once mode (``channels.exactly_once``): batches are numbered and kept in keyed
     state until the node's saved state covers them (``flink_dl.channel.exactly_once``);
     subtask 0 also hosts the cluster's AM in a thread (a blocking AM operator would keep
-    Flink's checkpoints from completing), and a processing-time timer polls the AM and
-    the node so that failures surface while no input flows.
+    Flink's checkpoints from completing). In that mode, and whenever the role has output,
+    a processing-time timer polls the AM and the node every ``POLL_MS``, so that failures
+    surface and rows the node writes leave while no input flows (a stream that slows or
+    pauses).
     """
 
     def __init__(self, config: ClusterConfig, role: str, entry_bytes: bytes,
@@ -130,7 +132,8 @@ class FedNodeFunction(KeyedProcessFunction):
         try:
             if not self.timer_set:
                 ctx.timer_service().register_event_time_timer(END_OF_TIME)
-                if self.eo is not None and self._next_poll is None:
+                if (self.eo is not None or self.runner.output is not None) \
+                        and self._next_poll is None:
                     self._schedule_poll(ctx)
                 self.timer_set = True
             if self.am is not None:
@@ -186,7 +189,7 @@ class FedNodeFunction(KeyedProcessFunction):
             if self.output_schema is None:
                 yield json.dumps(summary)
 
-    # ------------------------------------------------------------ exactly-once
+    # ------------------------------------------------------------ polling
     POLL_MS = 500
 
     def _schedule_poll(self, ctx: Any) -> None:
@@ -195,7 +198,8 @@ class FedNodeFunction(KeyedProcessFunction):
         service.register_processing_time_timer(self._next_poll)
 
     def _poll(self, ctx: Any, timestamp: int) -> Iterator[Any]:
-        """Processing-time tick: surface a failed AM or node; resume a restored node.
+        """Processing-time tick: surface a failed AM or node, emit what the node wrote;
+        exactly-once: resume a restored node.
 
         One chain of ticks per attempt: a tick restored from a checkpoint is adopted only
         when this attempt has none yet."""

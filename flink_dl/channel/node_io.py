@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from flink_dl.channel.codecs import Codec
 from flink_dl.channel.ring import FrameKind, Ring
-from flink_dl.errors import FlinkDLError, InputEpochError
+from flink_dl.errors import ConfigError, FlinkDLError, InputEpochError, MissingColumnError
 
 log = logging.getLogger(__name__)
 
@@ -245,15 +245,17 @@ def numpy_batches(batches: Iterator[pa.RecordBatch], batch_size: int,
     Arrays share the Arrow buffers when a batch lies within one input batch and the column
     has no nulls; a column with nulls raises ``NullValueError`` naming it.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"numpy_batches: batch_size must be an integer >= 1, got "
+                          f"{batch_size!r}")
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     for batch in batches:
         if columns is not None:
             missing = [c for c in columns if c not in batch.schema.names]
             if missing:
-                raise KeyError(f"columns {missing} not in the input; it has {batch.schema.names}")
+                raise MissingColumnError(f"numpy_batches: column(s) {missing} are not in the "
+                                         f"input; it has {batch.schema.names}")
             batch = batch.select(list(columns))
         pending.append(batch)
         pending_rows += batch.num_rows

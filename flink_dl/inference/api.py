@@ -33,6 +33,29 @@ class ModelHandler(ABC):
     #: Largest batch handed to ``run`` at once (rows).
     batch_size: int = 4096
 
+    def _set_common(self, model: str | Any, features: Sequence[str],
+                    outputs: Mapping[str, pa.DataType] | None, batch_size: int,
+                    num_threads: int, postprocess: Callable[[Any], Any] | None) -> None:
+        """Check and keep the arguments every framework's handler takes (``ConfigError``
+        naming the argument at fault)."""
+        from flink_dl.config import is_count
+        from flink_dl.flink.entry import serialize_entry
+
+        if isinstance(features, str) or not features \
+                or not all(isinstance(f, str) for f in features):
+            raise ConfigError(f"features must be a non-empty list of column names, "
+                              f"got {features!r}")
+        if not is_count(batch_size) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if not is_count(num_threads) or num_threads < 1:
+            raise ConfigError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+        self.model_path = str(model)
+        self.features = list(features)
+        self.outputs = dict(outputs or {"prediction": pa.float32()})
+        self.batch_size = batch_size
+        self.num_threads = num_threads
+        self._postprocess = serialize_entry(postprocess) if postprocess is not None else None
+
     def model_dir(self) -> str | None:
         """A ``ModelStore`` directory to follow (new versions are picked up), or ``None``."""
         return None

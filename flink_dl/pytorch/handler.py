@@ -12,7 +12,6 @@ import pyarrow as pa
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import Table
 
-from flink_dl.config import is_count
 from flink_dl.errors import ConfigError
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.inference.api import ModelHandler, split_outputs
@@ -46,23 +45,13 @@ class TorchModelHandler(ModelHandler):
                  outputs: Mapping[str, pa.DataType] | None = None,
                  postprocess: Callable[[Any], Any] | None = None,
                  batch_size: int = 4096, num_threads: int = 1, device: str = "cpu") -> None:
-        if not features or not all(isinstance(f, str) for f in features):
-            raise ConfigError(f"features must be a non-empty list of column names, "
-                              f"got {features!r}")
-        if not is_count(batch_size) or batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         path = Path(model)
         if not path.exists() and path.suffix:
             raise ConfigError(f"model {str(path)!r} does not exist (a path without a suffix "
                               "is taken as a model directory that training will fill)")
-        self.model_path = str(path)
-        self.features = list(features)
-        self.outputs = dict(outputs or {"prediction": pa.float32()})
-        self.batch_size = batch_size
-        self.num_threads = num_threads
+        self._set_common(path, features, outputs, batch_size, num_threads, postprocess)
         self.device = device
         self._factory = serialize_entry(factory) if factory is not None else None
-        self._postprocess = serialize_entry(postprocess) if postprocess is not None else None
 
     # ---------------------------------------------------------------- ModelHandler
     def model_dir(self) -> str | None:

@@ -14,9 +14,7 @@ import pyarrow as pa
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import Table
 
-from flink_dl.config import is_count
 from flink_dl.errors import ConfigError
-from flink_dl.flink.entry import serialize_entry
 from flink_dl.inference.api import ModelHandler, split_outputs
 from flink_dl.inference.calls import predict_distributed_with, predict_with
 from flink_dl.models.store import MANIFEST, ModelStore, ModelVersion
@@ -47,21 +45,11 @@ class TFModelHandler(ModelHandler):
                  signature: str = "serving_default",
                  postprocess: Callable[[Any], Any] | None = None,
                  batch_size: int = 4096, num_threads: int = 1) -> None:
-        if not features or not all(isinstance(f, str) for f in features):
-            raise ConfigError(f"features must be a non-empty list of column names, "
-                              f"got {features!r}")
-        if not is_count(batch_size) or batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         path = Path(model)
         if path.suffix in _KERAS_SUFFIXES and not path.is_file():
             raise ConfigError(f"model {str(path)!r} does not exist")
-        self.model_path = str(path)
-        self.features = list(features)
-        self.outputs = dict(outputs or {"prediction": pa.float32()})
+        self._set_common(path, features, outputs, batch_size, num_threads, postprocess)
         self.signature = signature
-        self.batch_size = batch_size
-        self.num_threads = num_threads
-        self._postprocess = serialize_entry(postprocess) if postprocess is not None else None
 
     # ---------------------------------------------------------------- ModelHandler
     def model_dir(self) -> str | None:

@@ -334,3 +334,35 @@ def test_rank_zero_without_a_ddp_model_tears_down_cleanly(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"ok": True, "backend": "gloo"}
     assert "Bad file descriptor" not in done.stderr
+
+
+def test_warm_start_loads_the_version_in_both_frameworks(tmp_path: Path) -> None:
+    import torch
+
+    from flink_dl.pytorch.context import TorchContext
+
+    store = ModelStore(tmp_path / "torch")
+    trained = torch.nn.Linear(3, 1)
+    version = store.publish(lambda d: TorchContext._write_model(  # type: ignore[arg-type]
+        _DeviceOnly(), trained, d))
+    fresh = torch.nn.Linear(3, 1)
+    TorchContext._load_weights(None, fresh, version)  # type: ignore[arg-type]
+    assert torch.equal(fresh.weight, trained.weight) and torch.equal(fresh.bias, trained.bias)
+
+    import tensorflow as tf
+
+    from flink_dl.tensorflow.context import TFContext, write_model
+
+    def keras_model() -> Any:
+        return tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2)])
+
+    source = keras_model()
+    tf_version = ModelStore(tmp_path / "tf").publish(lambda d: write_model(source, d))
+    target = keras_model()
+    TFContext._load_weights(None, target, tf_version)  # type: ignore[arg-type]
+    for got, want in zip(target.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+class _DeviceOnly:
+    device = "cpu"

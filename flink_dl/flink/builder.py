@@ -154,9 +154,10 @@ class MLCluster:
         """Add the nodes of ``role`` (parallelism = its count); see ``add_role``."""
         config, env = self.config, self.env
         count = config.check_role(role)
+        _check_role_args(config, role, input, epochs, output_schema, channel_capacity)
+        get_codec(codec)  # unknown codec: ConfigError naming it, before anything starts
         if role in self.roles:
             raise ConfigError(f"add_role(role={role!r}): this role was added already")
-        _check_role_args(config, role, input, epochs, output_schema, channel_capacity)
         if exactly_once:
             if self.am is not None:
                 raise ConfigError(
@@ -169,7 +170,6 @@ class MLCluster:
                     else Types.STRING())
         schema_bytes = (output_schema.serialize().to_pybytes() if output_schema is not None
                         else None)
-        get_codec(codec)  # unknown codec: ConfigError naming it, before anything starts
         channels = ChannelSpec(input=input is not None, output=output_schema is not None,
                                capacity=channel_capacity, epochs=epochs,
                                output_schema=schema_bytes, codec=codec,

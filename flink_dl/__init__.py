@@ -10,8 +10,9 @@ imports deadlock on each other.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from flink_dl.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -45,17 +46,7 @@ __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'flink_dl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("flink_dl", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:

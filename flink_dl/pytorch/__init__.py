@@ -7,8 +7,7 @@ Attributes load lazily, like the top-level package (Flink workers import concurr
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from flink_dl.lazy import lazy_exports
 
 _EXPORTS = {
     "TorchConfig": "flink_dl.pytorch.config",
@@ -23,10 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'flink_dl.pytorch' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports("flink_dl.pytorch", _EXPORTS, globals())

@@ -9,8 +9,7 @@ module needs it).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from flink_dl.lazy import lazy_exports
 
 _EXPORTS = {
     "TFConfig": "flink_dl.tensorflow.config",
@@ -27,10 +26,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'flink_dl.tensorflow' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports("flink_dl.tensorflow", _EXPORTS, globals())

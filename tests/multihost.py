@@ -45,7 +45,22 @@ _NS_RE = re.compile(r"^fdl-(\d+)-([0-9a-f]{4})-([a-z0-9]+)$")
 
 _ANCHOR_SCRIPT = r"""
 set -e
+# Paths under the machine's /tmp that every host must still see (a checkout there, its
+# venv) are held aside (binds on a private tmpfs over /mnt) before /tmp is covered, then
+# bound in again.
+mount -t tmpfs -o mode=0700,size=1m fdl-keep /mnt
+i=0
+printf '%s\n' "$FDL_KEEP" | while IFS= read -r keep; do
+  [ -n "$keep" ] || continue
+  i=$((i + 1)); mkdir -p "/mnt/$i"; mount --bind "$keep" "/mnt/$i"
+done
 mount -t tmpfs -o mode=1777,size=2g fdl-tmp /tmp
+i=0
+printf '%s\n' "$FDL_KEEP" | while IFS= read -r keep; do
+  [ -n "$keep" ] || continue
+  i=$((i + 1)); mkdir -p "$keep"; mount --move "/mnt/$i" "$keep"
+done
+umount /mnt
 mount -t tmpfs -o mode=1777,size=1g fdl-shm /dev/shm
 printf '%s' "$FDL_HOSTS" > /tmp/.fdl-hosts
 mount --bind /tmp/.fdl-hosts /etc/hosts
@@ -54,6 +69,20 @@ hostname "$FDL_HOSTNAME"
 echo ready
 exec sleep infinity
 """
+
+
+def _under_tmp(path: str) -> bool:
+    return path == "/tmp" or path.startswith("/tmp/")
+
+
+def kept_under_tmp() -> list[str]:
+    """The paths under the machine's ``/tmp`` that hosts still see: this checkout and the
+    Python it runs (a CI clone may live in ``/tmp``); everything else there is private."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidates = {root, os.path.realpath(sys.prefix),
+                  os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
+    kept = sorted(p for p in candidates if _under_tmp(p) and p != "/tmp")
+    return [p for p in kept if not any(p.startswith(k + "/") for k in kept)]  # outermost
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -149,7 +178,8 @@ class TestHost:
         assert self.anchor is not None, "host not started"
         if cwd is None:
             cwd = os.getcwd()
-            if cwd == "/tmp" or cwd.startswith("/tmp/"):
+            if _under_tmp(cwd) and not any(
+                    cwd == k or cwd.startswith(k + "/") for k in kept_under_tmp()):
                 cwd = "/"  # our /tmp is not the host's
         return ["nsenter", f"--target={self.anchor.pid}", "--net", "--mount", "--uts",
                 f"--wd={os.path.abspath(cwd)}", "--", *argv]
@@ -256,7 +286,7 @@ class TestHosts:
 
     def _start_anchor(self, h: TestHost) -> None:
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "FDL_HOSTS": self.hosts_file,
-               "FDL_HOSTNAME": h.hostname}
+               "FDL_HOSTNAME": h.hostname, "FDL_KEEP": "\n".join(kept_under_tmp())}
         h.anchor = subprocess.Popen(
             ["ip", "netns", "exec", h.netns, "unshare", "--mount", "--uts",
              "--propagation", "private", "--", "sh", "-c", _ANCHOR_SCRIPT],

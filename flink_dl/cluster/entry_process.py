@@ -69,15 +69,18 @@ class StderrTail:
         """Wait (at most ``timeout`` s) for the writers to close the pipe."""
         self._thread.join(timeout)
 
-    def wait_quiet(self, quiet_s: float, timeout: float) -> None:
-        """Wait until nothing arrived for ``quiet_s`` seconds (at most ``timeout`` s)."""
+    def wait_quiet(self, quiet_s: float, timeout: float, since: float | None = None) -> None:
+        """Wait until nothing arrived for ``quiet_s`` seconds (at most ``timeout`` s); with
+        ``since`` (a ``time.monotonic()``), first until something arrived after it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._thread.is_alive():
             with self._lock:
-                idle = time.monotonic() - self._last_data
-            if idle >= quiet_s:
+                last = self._last_data
+            idle = time.monotonic() - last
+            if idle >= quiet_s and (since is None or last > since):
                 return
-            time.sleep(min(quiet_s - idle, 0.05) + 0.01)
+            time.sleep(0.05 if since is not None and last <= since
+                       else min(quiet_s - idle, 0.05) + 0.01)
 
     def text(self) -> str:
         """The kept tail, at most ``max_bytes`` (whole lines where possible)."""
@@ -137,9 +140,12 @@ class EntryProcess:
         """Have a live entry write every thread's stack to its stderr (into the tail)."""
         if not self.alive():
             return
+        sent = time.monotonic()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(self.proc.pid, STACK_DUMP_SIGNAL)
-            self.stderr.wait_quiet(0.3, timeout)
+            # The dump is written by the entry's process: wait for it to arrive (and end)
+            # before anything else (a SIGTERM) can move the entry away from where it hangs.
+            self.stderr.wait_quiet(0.3, timeout, since=sent)
 
     def result(self) -> dict[str, Any]:
         """What ``node_main`` wrote to ``result.json`` (``{}`` when it wrote nothing)."""

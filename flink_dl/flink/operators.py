@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,9 +22,15 @@ from flink_dl.channel.ring import ChannelClosedError, FrameKind, Ring
 from flink_dl.cluster.am import AppMaster
 from flink_dl.cluster.node import ChannelSpec, NodeRunner
 from flink_dl.config import ClusterConfig
+from flink_dl.errors import ClusterNodeFailedError
 from flink_dl.flink.task_info import attempt_number, subtask_index
 
 log = logging.getLogger(__name__)
+
+
+#: Seconds the AM operator waits, after a node reported its failure, for Flink to cancel it
+#: before it raises the cluster's error itself (see ``AMFunction.flat_map``).
+NODE_FAILURE_HANDOVER_S = 2.0
 
 
 class AMFunction(FlatMapFunction):
@@ -39,7 +46,16 @@ class AMFunction(FlatMapFunction):
 
     def flat_map(self, value: Any) -> Iterator[str]:
         log.info("AM of job %s starting", self.config.job_id)
-        summary = AppMaster(self.config, self.attempt).run()
+        try:
+            summary = AppMaster(self.config, self.attempt).run()
+        except ClusterNodeFailedError:
+            # A node reported its own failure, so its task fails the job and Flink cancels
+            # this one. Raising at that very moment races Beam's teardown of the shared
+            # Python environment ("Reference count must not be negative": a FATAL error
+            # that kills the TaskManager, seen on the mini-cluster), so give the
+            # cancellation a head start; the error is raised only if it does not come.
+            time.sleep(NODE_FAILURE_HANDOVER_S)
+            raise
         yield json.dumps(summary.to_dict())
 
 

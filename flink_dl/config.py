@@ -18,6 +18,8 @@ from typing import Any
 from flink_dl.errors import ConfigError
 
 AM_ROLE = "am"
+#: ``ClusterConfig.rendezvous`` value: the AM's address travels through the Flink dataflow.
+DATAFLOW_RENDEZVOUS = "dataflow"
 _ROLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _ENTRY_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -80,7 +82,8 @@ class Timeouts:
 
     #: AM: how long to wait for every node of every role to register.
     registration: float = 180.0
-    #: Node: how long to look for the AM's address in the rendezvous store.
+    #: Node: how long to wait for the AM's address (from the dataflow or the rendezvous
+    #: store) after its first input.
     rendezvous: float = 180.0
     #: Node: interval between heartbeats to the AM.
     heartbeat_interval: float = 0.5
@@ -154,9 +157,17 @@ class ClusterConfig:
             (e.g. ``ps``); the cluster is done when every other node has finished.
         plugin: name of the registered cluster rules (state machine) to use.
         bind_host: address the AM and the nodes bind their control/data ports to.
-        advertise_host: address published to peers (defaults to ``bind_host``, or the
-            host's name when binding to every interface).
-        rendezvous: name of the rendezvous store backend (``"file"`` by default).
+            ``None`` (default): chosen when the job is built: ``127.0.0.1`` on the
+            embedded mini-cluster, every interface (``0.0.0.0``) on a real cluster.
+        advertise_host: address published to peers. Default: a specific ``bind_host``;
+            under the wildcard the AM advertises every address of its host and each
+            node the address of its route to the AM (``flink_dl.cluster.net``).
+        rendezvous: how nodes find the AM. ``"dataflow"`` (default): the AM operator
+            emits its address as a record that Flink broadcasts to every node (no
+            shared storage, no setting; works on any Flink cluster). Or the name of a
+            registered rendezvous store (``"file"``), which the AM publishes to and
+            nodes poll. Exactly-once roles (which host the AM themselves) use the file
+            store under ``checkpoint_dir`` unless another store is named.
         rendezvous_dir: the file store's directory; must be shared by every
             TaskManager host (defaults to a directory under the system temp dir).
         name: prefix of the Flink operator names.
@@ -178,9 +189,9 @@ class ClusterConfig:
     timeouts: Timeouts | Mapping[str, float] | None = None
     daemon_roles: frozenset[str] | set[str] | tuple[str, ...] = frozenset()
     plugin: str = "default"
-    bind_host: str = "127.0.0.1"
+    bind_host: str | None = None
     advertise_host: str | None = None
-    rendezvous: str = "file"
+    rendezvous: str = DATAFLOW_RENDEZVOUS
     rendezvous_dir: str | None = None
     name: str = "ml-cluster"
     job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -245,7 +256,11 @@ class ClusterConfig:
             self.restart.validate()
         if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, str):
             raise ConfigError(f"checkpoint_dir must be a string path, got {self.checkpoint_dir!r}")
-        for key in ("bind_host", "rendezvous", "name", "job_id", "secret", "plugin"):
+        if self.bind_host is not None and (not isinstance(self.bind_host, str)
+                                           or not self.bind_host):
+            raise ConfigError(f"bind_host must be a non-empty string (or None: chosen when "
+                              f"the job is built), got {self.bind_host!r}")
+        for key in ("rendezvous", "name", "job_id", "secret", "plugin"):
             value = getattr(self, key)
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
@@ -260,7 +275,8 @@ class ClusterConfig:
         from flink_dl.cluster.registry import get_rules, get_store_factory
 
         get_rules(self.plugin)
-        get_store_factory(self.rendezvous)
+        if self.rendezvous != DATAFLOW_RENDEZVOUS:
+            get_store_factory(self.rendezvous)
 
     def check_role(self, role: str) -> int:
         """Return the node count of ``role``; raise ``ConfigError`` if it is unknown."""

@@ -24,7 +24,8 @@ def _entry(ctx) -> None:
 
 @pytest.fixture
 def config(tmp_path) -> ClusterConfig:
-    return ClusterConfig(roles={"w": 2}, entry=_entry, rendezvous_dir=str(tmp_path / "rdv"),
+    return ClusterConfig(roles={"w": 2}, entry=_entry, rendezvous="file",
+                         rendezvous_dir=str(tmp_path / "rdv"),
                          timeouts={"registration": 10, "heartbeat_timeout": 2,
                                    "heartbeat_interval": 0.2, "shutdown": 2})
 
@@ -68,7 +69,8 @@ def test_wrong_secret_is_refused(config: ClusterConfig) -> None:
     am = AppMaster(config)
     am.start()
     try:
-        address = find_am(_store(config), config, 0)
+        found = find_am(_store(config), config, 0)
+        address = (found.hosts[0], found.port)
         impostor = ClusterConfig(**{**config.__dict__, "secret": "x" * 64})
         with pytest.raises(AuthenticationError, match="refused"):
             AMConnection(address, impostor, 0)
@@ -91,7 +93,8 @@ def _am_with_two_connections(config: ClusterConfig) -> tuple[dict, list[AMConnec
     am = AppMaster(config)
     am.start()
     box = _run_am(am)
-    address = find_am(_store(config), config, 0)
+    found = find_am(_store(config), config, 0)
+    address = (found.hosts[0], found.port)
     return box, [AMConnection(address, config, 0) for _ in range(2)]
 
 

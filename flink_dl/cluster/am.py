@@ -1,7 +1,8 @@
 """The application master (AM): registration, cluster spec, heartbeats and the state machine.
 
 One AM per ML cluster attempt. It listens on ``bind_host`` (port chosen by the OS),
-publishes its address in the rendezvous store under ``am-<attempt>``, and serves each
+makes its address known (``am_address``: the Flink operator emits it into the dataflow;
+with a rendezvous store it is published under ``am-<attempt>``), and serves each
 authenticated node connection in a thread. ``run()`` blocks until the cluster reaches a
 terminal state and every node has acknowledged it (or ``timeouts.shutdown`` passed).
 """
@@ -9,6 +10,7 @@ terminal state and every node has acknowledged it (or ``timeouts.shutdown`` pass
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -29,10 +31,10 @@ from flink_dl.cluster.api import (
     NodeState,
     RendezvousStore,
 )
-from flink_dl.cluster.net import advertised_host
+from flink_dl.cluster.net import LOOPBACK, am_hosts
 from flink_dl.cluster.protocol import recv_msg, send_msg, server_handshake
 from flink_dl.cluster.registry import get_rules, get_store_factory
-from flink_dl.config import ClusterConfig
+from flink_dl.config import DATAFLOW_RENDEZVOUS, ClusterConfig
 from flink_dl.errors import (
     AuthenticationError,
     ClusterFailedError,
@@ -46,6 +48,49 @@ log = logging.getLogger(__name__)
 def am_key(attempt: int) -> str:
     """Rendezvous key under which the AM of ``attempt`` publishes its address."""
     return f"am-{attempt}"
+
+
+@dataclass(frozen=True)
+class AMAddress:
+    """Where the AM of one job attempt listens: every host address it can be dialled at
+    (in the order to try them) and its port. Travels as JSON, never pickled."""
+
+    job_id: str
+    attempt: int
+    hosts: tuple[str, ...]
+    port: int
+
+    KIND = "flink-dl-am-address"
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "job_id": self.job_id, "attempt": self.attempt,
+                "hosts": list(self.hosts), "port": self.port}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_mapping())
+
+    @classmethod
+    def from_mapping(cls, value: dict[str, Any]) -> AMAddress:
+        """Parse a mapping made by ``to_mapping``; ``ProtocolError`` if it is not one."""
+        try:
+            hosts = value["hosts"]
+            if not isinstance(hosts, list) or not hosts or \
+                    not all(isinstance(h, str) and h for h in hosts):
+                raise ValueError(f"bad hosts {hosts!r}")
+            return cls(str(value["job_id"]), int(value["attempt"]), tuple(hosts),
+                       int(value["port"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"not an AM address: {value!r} ({exc})") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> AMAddress:
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"not an AM address: {text!r:.200} ({exc})") from None
+        if not isinstance(value, dict) or value.get("kind") != cls.KIND:
+            raise ProtocolError(f"not an AM address: {text!r:.200}")
+        return cls.from_mapping(value)
 
 
 @dataclass
@@ -114,9 +159,12 @@ class AppMaster:
         self.attempt = attempt
         self.timeouts = config.timeout
         self.rules = rules or get_rules(config.plugin)
-        self.store = store or get_store_factory(config.rendezvous)(
-            config.job_id, {"dir": config.rendezvous_dir}
-        )
+        #: Where the AM publishes its address; ``None`` when it travels through the
+        #: dataflow (``rendezvous="dataflow"``, the operator emits ``am_address``).
+        self.store = store or (
+            None if config.rendezvous == DATAFLOW_RENDEZVOUS
+            else get_store_factory(config.rendezvous)(config.job_id,
+                                                      {"dir": config.rendezvous_dir}))
         self._cond = threading.Condition()
         self._state = ClusterState.INIT
         self._nodes: dict[NodeKey, NodeRecord] = {
@@ -130,6 +178,8 @@ class AppMaster:
         self._closing = False
         self._first_failed: NodeKey | None = None
         self.address: tuple[str, int] | None = None
+        #: Every address the AM can be dialled at (set by ``start``).
+        self.am_address: AMAddress | None = None
 
     # ----------------------------------------------------------------- public API
     @property
@@ -150,25 +200,27 @@ class AppMaster:
         self._server = server
         try:
             server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            server.bind((self.config.bind_host, 0))
+            bind_host = self.config.bind_host or LOOPBACK
+            server.bind((bind_host, 0))
             server.listen(max(16, 2 * self.config.total_nodes))
             server.settimeout(0.2)
-            host = advertised_host(self.config.bind_host, self.config.advertise_host)
-            self.address = (host, server.getsockname()[1])
+            hosts = am_hosts(bind_host, self.config.advertise_host)
+            port = server.getsockname()[1]
+            self.address = (hosts[0], port)
+            self.am_address = AMAddress(self.config.job_id, self.attempt, tuple(hosts), port)
             self._timing["am_started"] = time.time()
             threading.Thread(target=self._accept_loop, name="flink-dl-am-accept",
                              daemon=True).start()
-            for old in range(self.attempt):  # left by AMs of earlier attempts that were killed
-                self.store.delete(am_key(old))
-            self.store.publish(am_key(self.attempt), {
-                "host": host, "port": self.address[1], "attempt": self.attempt,
-                "job_id": self.config.job_id, "pid": os.getpid(),
-            })
+            if self.store is not None:
+                for old in range(self.attempt):  # left by AMs of earlier, killed attempts
+                    self.store.delete(am_key(old))
+                self.store.publish(am_key(self.attempt),
+                                   self.am_address.to_mapping() | {"pid": os.getpid()})
         except BaseException:
             self.close()  # stops the accept loop, closes the socket
             raise
-        log.info("AM of job %s attempt %d listening on %s:%d",
-                 self.config.job_id, self.attempt, *self.address)
+        log.info("AM of job %s attempt %d listening on %s (port %d)",
+                 self.config.job_id, self.attempt, ", ".join(hosts), port)
         return self.address
 
     def run(self) -> AMSummary:
@@ -208,6 +260,8 @@ class AppMaster:
             self._server.close()
         for conn in connections:
             _close_quietly(conn)
+        if self.store is None:
+            return
         try:
             self.store.delete(am_key(self.attempt))
         finally:

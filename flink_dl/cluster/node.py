@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from flink_dl.channel.ring import Ring
-from flink_dl.cluster.am_client import AMConnection, find_am
+from flink_dl.cluster.am import AMAddress
+from flink_dl.cluster.am_client import AMConnection, connect_am, find_am, rendezvous_store
 from flink_dl.cluster.api import RendezvousStore
 from flink_dl.cluster.context import ENTRY_FILE, PROGRESS_FILE, NodeContext
 from flink_dl.cluster.entry_process import EntryProcess
 from flink_dl.cluster.leftovers import WORK_DIR_PREFIX, sweep_node_attempts, work_dir_prefix
-from flink_dl.cluster.net import advertised_host, reserve_port
-from flink_dl.cluster.registry import get_store_factory
+from flink_dl.cluster.net import LOOPBACK, is_wildcard, node_host, reserve_port
 from flink_dl.cluster.watch import NodeWatch
 from flink_dl.config import ClusterConfig
 from flink_dl.errors import (
@@ -91,6 +91,7 @@ class NodeRunner:
         entry_bytes: bytes,
         store: RendezvousStore | None = None,
         channels: ChannelSpec | None = None,
+        am_address: AMAddress | None = None,
     ) -> None:
         self.config = config
         self.role = role
@@ -99,9 +100,10 @@ class NodeRunner:
         self.entry_bytes = entry_bytes
         self.timeouts = config.timeout
         self.channels = channels or ChannelSpec()
-        self.store = store or get_store_factory(config.rendezvous)(
-            config.job_id, {"dir": config.rendezvous_dir}
-        )
+        #: The AM's address when it came through the dataflow; else it is looked up in
+        #: the rendezvous store.
+        self.am_address = am_address
+        self.store = store or (None if am_address else rendezvous_store(config, self.name))
         self.name = f"{role}:{index}"
         self.input: Ring | None = None
         self.output: Ring | None = None
@@ -170,14 +172,19 @@ class NodeRunner:
         """Register with the AM, receive the spec, and start the entry process."""
         if self.attempt > 0:
             self._sweep_older_attempts()
-        reserved = self._reserved = reserve_port(self.config.bind_host)
         try:
-            host = advertised_host(self.config.bind_host, self.config.advertise_host)
-            address = f"{host}:{reserved.getsockname()[1]}"
             work_dir = self._work_dir = Path(tempfile.mkdtemp(prefix=work_dir_prefix(
                 self.config.job_id, self.attempt, self.role, self.index)))
-            self._conn = AMConnection(find_am(self.store, self.config, self.attempt),
-                                      self.config, self.attempt)
+            self._conn = connect_am(self.am_address or find_am(
+                self.store, self.config, self.attempt), self.config)
+            # The node holds its port on the interface that reached the AM (its peers'
+            # network) and advertises that address, unless told otherwise.
+            bind_host = self.config.bind_host or LOOPBACK
+            local = str(self._conn.sock.getsockname()[0])
+            reserved = self._reserved = reserve_port(local if is_wildcard(bind_host)
+                                                     else bind_host)
+            host = node_host(bind_host, self.config.advertise_host, self._conn.sock)
+            address = f"{host}:{reserved.getsockname()[1]}"
             reply = self._conn.request(
                 {"type": "register", "role": self.role, "index": self.index,
                  "address": address, "pid": os.getpid(), "host": socket.gethostname()},
@@ -287,7 +294,8 @@ class NodeRunner:
             self._reserved.close()
         if self._work_dir is not None:
             shutil.rmtree(self._work_dir, ignore_errors=True)
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
 
     def close_channels(self) -> None:
         """Release the node's shared memory (memfds are freed with their last mapping)."""

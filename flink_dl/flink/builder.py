@@ -5,39 +5,54 @@ An ``MLCluster`` is the handle of one cluster in one environment: its AM and rol
 it, and the environment keeps its clusters (an attribute of the env object) so that
 ``flink_dl.execute``/``cleanup`` find them. The free functions are thin wrappers over it.
 
-Each role is a flat_map of parallelism = node count, fed by a parallelism-1 seed source
-of ``range(count)`` (the p1 -> pN rebalance gives every subtask exactly one element, which
-starts its node). The AM is a parallelism-1 flat_map. ``add_cluster`` unions every node's
-and the AM's outcome stream and sends it to a discarding sink, so the cluster runs even
-when nothing downstream consumes it, and so AM and nodes form one pipelined region
-(a failover restarts them together). A role with input is fed by ``flink.feed``.
+The AM is a parallelism-1 keyed process function over a one-element seed. It emits its
+address as a side output, which Flink broadcasts to every role: a role without input is
+a flat_map of parallelism = node count over that broadcast (each subtask gets exactly
+the one address record, which starts its node); a role with input (``flink.feed``) is
+its keyed input connected to the broadcast. So nodes find the AM on any Flink cluster
+with no shared storage and no setting, and the AM and its roles form one pipelined region
+(a failover restarts them together). Every ML operator gets a discarding sink so that
+the cluster runs even when nothing downstream consumes it.
+
+The address stream goes through a watermark assigner of its own task that turns idle
+after ``ADDRESS_IDLE_MS``: the AM's watermark only reaches the end of time when the
+cluster is over, and a fed role's end-of-input timer must not wait for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 
 import pyarrow as pa
-from pyflink.common import Configuration
+from pyflink.common import Configuration, Duration, WatermarkStrategy
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors import Sink
+from pyflink.datastream.state import MapStateDescriptor
 from pyflink.java_gateway import get_gateway
 from pyflink.table import Table
 
 from flink_dl.channel.codecs import get_codec
 from flink_dl.channel.ring import DEFAULT_CAPACITY, FRAME_HEADER
+from flink_dl.cluster.net import LOOPBACK
 from flink_dl.cluster.node import ChannelSpec
 from flink_dl.cluster.registry import rules_reference
-from flink_dl.config import ClusterConfig, RestartPolicy
+from flink_dl.config import DATAFLOW_RENDEZVOUS, ClusterConfig, RestartPolicy
 from flink_dl.errors import ConfigError
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.flink.feed import feed, output_type_info
 from flink_dl.flink.job_id import pin_job_id
 from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM
-from flink_dl.flink.operators import AMFunction, DropAll, FedNodeFunction, NodeFunction
+from flink_dl.flink.operators import (
+    AM_ADDRESS_TAG,
+    AMFunction,
+    AMHostingFedNodeFunction,
+    FedNodeFunction,
+    NodeFunction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +60,11 @@ _SERIALIZED_ENTRY = "flink_dl:serialized_entry"
 #: The attribute of a ``StreamExecutionEnvironment`` that holds its ML clusters
 #: (job id -> ``MLCluster``), so ``execute``/``cleanup`` find them.
 _CLUSTERS_ATTR = "_flink_dl_clusters"
+#: Milliseconds after which the AM's address stream counts as idle for watermarks.
+ADDRESS_IDLE_MS = 500
+#: Broadcast state of the fed roles' address input (PyFlink's broadcast connect needs
+#: one; the address itself is kept by the function).
+_ADDRESS_STATE = MapStateDescriptor("flink-dl-am-address", Types.STRING(), Types.STRING())
 
 
 def clusters_of(env: StreamExecutionEnvironment) -> list[MLCluster]:
@@ -98,6 +118,8 @@ class MLCluster:
         self.env = env
         self.config = config
         self.am: DataStream | None = None
+        #: The AM's address records, broadcast to the roles (``add_am_role``).
+        self._addresses: DataStream | None = None
         #: role -> the stream ``add_role`` returned.
         self.roles: dict[str, DataStream] = {}
         self._outcome_streams: list[DataStream] = []
@@ -121,7 +143,7 @@ class MLCluster:
 
     def add_am_role(self) -> DataStream:
         """Add the cluster's AM (parallelism 1); returns its outcome stream (one JSON
-        string)."""
+        string). ``add_role`` adds it by itself when it is not there yet."""
         config = self.config
         if self.am is not None or self._hosted_am:
             raise ConfigError(f"add_am_role: the ML cluster {config.name!r} (job_id "
@@ -129,15 +151,30 @@ class MLCluster:
         seed = self.env.from_collection([0], type_info=Types.INT()).name(
             f"{config.name}-am-seed")
         am = (
-            seed.flat_map(AMFunction(_operator_config(config)), output_type=Types.STRING())
+            seed.key_by(_zero_key, key_type=Types.INT())
+            .process(AMFunction(self._operator_config()), output_type=Types.STRING())
             .name(f"{config.name}-am")
             .uid(f"{config.name}-am")
             .set_parallelism(1)
+        )
+        self._addresses = (
+            am.get_side_output(AM_ADDRESS_TAG)
+            .assign_timestamps_and_watermarks(
+                WatermarkStrategy.for_monotonous_timestamps()
+                .with_idleness(Duration.of_millis(ADDRESS_IDLE_MS)))
+            .name(f"{config.name}-am-address")
+            .set_parallelism(1)
+            # Its own task: the AM's task thread blocks while the cluster runs, and
+            # idleness is detected by timers of the task that runs this operator.
+            .disable_chaining()
         )
         _ensure_runs(am, f"{config.name}-am")
         self.am = am
         self._outcome_streams.append(am)
         return am
+
+    def _operator_config(self, **changes: object) -> ClusterConfig:
+        return _operator_config(self.config, self.env, **changes)
 
     def add_role(
         self,
@@ -166,6 +203,8 @@ class MLCluster:
                     "Flink's checkpoints)")
             _check_exactly_once(env, config, role, input, epochs, state_keep)
             self._hosted_am = True
+        elif self.am is None:
+            self.add_am_role()
         out_type = (output_type_info(output_schema) if output_schema is not None
                     else Types.STRING())
         schema_bytes = (output_schema.serialize().to_pybytes() if output_schema is not None
@@ -176,25 +215,29 @@ class MLCluster:
                                exactly_once=exactly_once, state_keep=state_keep)
         entry_bytes = serialize_entry(config.entry)
         name = f"{config.name}-{role}"
-        op_config = _operator_config(config)
-        if input is None:
-            seed = env.from_collection(list(range(count)), type_info=Types.INT()).name(
-                f"{name}-seed")
-            stream = seed.flat_map(NodeFunction(op_config, role, entry_bytes, channels),
-                                   output_type=out_type)
-        else:
+        if exactly_once:
             keyed = feed(env, input, role, count, channel_capacity - FRAME_HEADER, codec)
             stream = keyed.process(
-                FedNodeFunction(op_config, role, entry_bytes, channels, schema_bytes,
-                                host_am=exactly_once), output_type=out_type,
+                AMHostingFedNodeFunction(_exactly_once_config(self._operator_config()), role,
+                                         entry_bytes, channels, schema_bytes, host_am=True),
+                output_type=out_type,
             ).set_max_parallelism(DEFAULT_MAX_PARALLELISM)
+        elif input is None:
+            assert self._addresses is not None
+            stream = self._addresses.broadcast().flat_map(
+                NodeFunction(self._operator_config(), role, entry_bytes, channels),
+                output_type=out_type)
+        else:
+            assert self._addresses is not None
+            keyed = feed(env, input, role, count, channel_capacity - FRAME_HEADER, codec)
+            stream = keyed.connect(self._addresses.broadcast(_ADDRESS_STATE)).process(
+                FedNodeFunction(self._operator_config(), role, entry_bytes, channels,
+                                schema_bytes), output_type=out_type,
+            ).set_max_parallelism(DEFAULT_MAX_PARALLELISM)
+        # The AM -> role edge also makes whoever consumes (or collects) this stream run
+        # the AM, and puts the AM and every role into one pipelined region, so that a
+        # failure anywhere restarts them together (region failover).
         stream = stream.name(name).uid(name).set_parallelism(count)
-        if self.am is not None:
-            # Whoever consumes (or collects) this stream also runs the AM; and the sink
-            # below joins the role and the AM into one pipelined region, so that a failure
-            # anywhere restarts the AM and every role together (region failover).
-            tie = self.am.flat_map(DropAll(), output_type=out_type).name(f"{name}-am-tie")
-            stream = stream.union(tie)
         _ensure_runs(stream, name)
         self.roles[role] = stream
         if output_schema is None:
@@ -218,12 +261,46 @@ class MLCluster:
         return outcomes
 
 
-def _operator_config(config: ClusterConfig) -> ClusterConfig:
-    """The config the operators carry: the entry travels separately, as bytes, and the
-    rules as an importable reference (a plugin's registered name means nothing in a
-    Python worker that never imported the plugin)."""
+def _zero_key(value: int) -> int:
+    return 0
+
+
+def _operator_config(config: ClusterConfig, env: StreamExecutionEnvironment,
+                     **changes: object) -> ClusterConfig:
+    """The config the operators carry: the entry travels separately, as bytes, the rules
+    as an importable reference (a plugin's registered name means nothing in a Python
+    worker that never imported the plugin), and ``bind_host`` resolved for where the job
+    runs (``resolve_bind_host``)."""
     return dataclasses.replace(config, entry=_SERIALIZED_ENTRY,
-                               plugin=rules_reference(config.plugin))
+                               plugin=rules_reference(config.plugin),
+                               bind_host=config.bind_host or resolve_bind_host(env),
+                               **changes)
+
+
+def resolve_bind_host(env: StreamExecutionEnvironment) -> str:
+    """``127.0.0.1`` when the job runs on the embedded mini-cluster (one host, nothing
+    else may dial in); the wildcard when it goes to a real cluster (``flink run``,
+    application mode: ``execution.target`` is ``remote``, ``kubernetes-application``,
+    ``yarn-application`` ...)."""
+    j_conf = env._j_stream_execution_environment.getConfiguration()
+    target = j_conf.toMap().get("execution.target")
+    if target in (None, "", "local"):
+        return LOOPBACK
+    log.info("execution.target=%s: ML clusters bind every interface", target)
+    return "0.0.0.0"
+
+
+def _exactly_once_config(config: ClusterConfig) -> ClusterConfig:
+    """Exactly-once roles host their AM in subtask 0, which no dataflow edge leads from to
+    its siblings: they find it in a rendezvous store, by default the file store under the
+    durable ``checkpoint_dir`` (shared by every host, as the node state there requires)."""
+    if config.rendezvous != DATAFLOW_RENDEZVOUS:
+        return config
+    assert config.checkpoint_dir is not None
+    return dataclasses.replace(
+        config, rendezvous="file",
+        rendezvous_dir=config.rendezvous_dir or os.path.join(config.checkpoint_dir,
+                                                             "rendezvous"))
 
 
 def apply_restart_policy(env: StreamExecutionEnvironment, config: ClusterConfig) -> None:

@@ -1,8 +1,9 @@
 """The PyFlink functions that host the AM and the nodes.
 
-Each runs its whole lifecycle inside one ``flat_map`` call (PyFlink does not await
+Each runs its whole lifecycle inside calls it gets from Flink (PyFlink does not await
 ``close()`` in process mode, so nothing important may happen there) and emits one JSON
-record describing how it ended.
+record describing how it ended. The AM operator also emits its address, which Flink
+broadcasts to every node operator (``AM_ADDRESS_TAG``).
 """
 
 from __future__ import annotations
@@ -14,15 +15,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
-from pyflink.common import Row
-from pyflink.datastream.functions import FlatMapFunction, KeyedProcessFunction, RuntimeContext
+from pyflink.common import Row, Types
+from pyflink.datastream import OutputTag
+from pyflink.datastream.functions import (
+    FlatMapFunction,
+    KeyedBroadcastProcessFunction,
+    KeyedProcessFunction,
+    RuntimeContext,
+)
 
 from flink_dl.channel.codecs import get_codec
 from flink_dl.channel.ring import ChannelClosedError, FrameKind, Ring
-from flink_dl.cluster.am import AppMaster
+from flink_dl.cluster.am import AMAddress, AppMaster
 from flink_dl.cluster.node import ChannelSpec, NodeRunner
-from flink_dl.config import ClusterConfig
-from flink_dl.errors import ClusterNodeFailedError
+from flink_dl.config import DATAFLOW_RENDEZVOUS, ClusterConfig
+from flink_dl.errors import ClusterFailedError, ClusterNodeFailedError, ClusterTimeoutError
 from flink_dl.flink.task_info import attempt_number, subtask_index
 
 log = logging.getLogger(__name__)
@@ -33,21 +40,43 @@ log = logging.getLogger(__name__)
 NODE_FAILURE_HANDOVER_S = 2.0
 
 
-class AMFunction(FlatMapFunction):
-    """Parallelism-1 operator running the AM of one ML cluster."""
+#: The AM operator's side output: one JSON ``AMAddress`` per attempt, broadcast to every
+#: node operator (``rendezvous="dataflow"``).
+AM_ADDRESS_TAG = OutputTag("flink-dl-am-address", Types.STRING())
+
+
+class AMFunction(KeyedProcessFunction):
+    """Parallelism-1 operator running the AM of one ML cluster, over a one-element keyed
+    seed.
+
+    ``process_element`` starts the AM (its server runs in a thread), emits its address on
+    ``AM_ADDRESS_TAG`` and returns, so that PyFlink delivers the record (it holds what a
+    call yields until the call returns); the seed's final watermark then fires the
+    end-of-time timer, in which the operator waits for the cluster to end and emits its
+    summary. Blocking there keeps the task, and so the AM thread, alive.
+    """
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
         self.attempt = 0
+        self.am: HostedAM | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.attempt = attempt_number(runtime_context)
         log.info("AM operator of job %s opened (attempt %d)", self.config.job_id, self.attempt)
 
-    def flat_map(self, value: Any) -> Iterator[str]:
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         log.info("AM of job %s starting", self.config.job_id)
+        self.am = HostedAM(self.config, self.attempt)
+        ctx.timer_service().register_event_time_timer(END_OF_TIME)
+        assert self.am.am.am_address is not None
+        yield AM_ADDRESS_TAG, self.am.am.am_address.to_json()
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext
+                 ) -> Iterator[Any]:
+        assert self.am is not None
         try:
-            summary = AppMaster(self.config, self.attempt).run()
+            summary = self.am.join()
         except ClusterNodeFailedError:
             # A node reported its own failure, so its task fails the job and Flink cancels
             # this one. Raising at that very moment races Beam's teardown of the shared
@@ -56,11 +85,22 @@ class AMFunction(FlatMapFunction):
             # cancellation a head start; the error is raised only if it does not come.
             time.sleep(NODE_FAILURE_HANDOVER_S)
             raise
-        yield json.dumps(summary.to_dict())
+        yield json.dumps(summary)
+
+
+def am_address_of(value: Any, config: ClusterConfig) -> AMAddress:
+    """The ``AMAddress`` in a record of the AM operator's address stream (it must be this
+    cluster's)."""
+    address = AMAddress.from_json(value)
+    if address.job_id != config.job_id:
+        raise ClusterFailedError(f"ML cluster {config.name!r} of job {config.job_id} got the "
+                                 f"AM address of job {address.job_id}")
+    return address
 
 
 class NodeFunction(FlatMapFunction):
-    """One subtask per node of ``role``: registers, runs the entry process, watches it."""
+    """One subtask per node of ``role`` (a role without input), fed the AM's address by a
+    broadcast: registers, runs the entry process, watches it, all in that one call."""
 
     def __init__(self, config: ClusterConfig, role: str, entry_bytes: bytes,
                  channels: ChannelSpec | None = None) -> None:
@@ -77,7 +117,7 @@ class NodeFunction(FlatMapFunction):
 
     def flat_map(self, value: Any) -> Iterator[Any]:
         runner = NodeRunner(self.config, self.role, self.index, self.attempt, self.entry_bytes,
-                            channels=self.channels)
+                            channels=self.channels, am_address=am_address_of(value, self.config))
         if not self.channels.output:
             yield json.dumps(runner.run().to_dict())
             return
@@ -100,19 +140,30 @@ class DropAll(FlatMapFunction):
 END_OF_TIME = 2**63 - 2  # fired by the final watermark of a bounded input
 
 
-class FedNodeFunction(KeyedProcessFunction):
+class _FedNode:
     """One subtask per node of a role with input: feeds the node's input channel with the
     packed Arrow messages it receives, emits what the node writes, and treats the
-    end-of-input timer as end-of-data.
+    end-of-input timer as end-of-data. ``FedNodeFunction`` and ``AMHostingFedNodeFunction``
+    are the two Flink shapes of it.
+
+    The node starts once the AM's address is known: from the broadcast address stream
+    (``FedNodeFunction``), or at once when the address comes from a rendezvous store.
+    Input that arrives before the address is held (at most ``PRESTART_BUFFER_BYTES``):
+    blocking would keep the address itself from being delivered, as both inputs reach
+    Python through the same call sequence. Once the node runs, waiting for room in its
+    channel backpressures Flink as usual.
 
     Exactly-once mode (``channels.exactly_once``): batches are numbered and kept in keyed
     state until the node's saved state covers them (``flink_dl.channel.exactly_once``);
     subtask 0 also hosts the cluster's AM in a thread (a blocking AM operator would keep
-    Flink's checkpoints from completing). In that mode, and whenever the role has output,
-    a processing-time timer polls the AM and the node every ``POLL_MS``, so that failures
-    surface and rows the node writes leave while no input flows (a stream that slows or
-    pauses).
+    Flink's checkpoints from completing). In that mode, whenever the role has output, and
+    while the address is awaited, a processing-time timer polls the AM and the node every
+    ``POLL_MS``, so that failures surface and rows the node writes leave while no input
+    flows (a stream that slows or pauses).
     """
+
+    #: Bytes of input a node operator holds while it waits for the AM's address.
+    PRESTART_BUFFER_BYTES = 512 * 1024 * 1024
 
     def __init__(self, config: ClusterConfig, role: str, entry_bytes: bytes,
                  channels: ChannelSpec, output_schema_bytes: bytes | None,
@@ -130,7 +181,12 @@ class FedNodeFunction(KeyedProcessFunction):
         self.attempt = attempt_number(runtime_context)
         self.timer_set = False
         self.started = False
+        self.finished = False
+        self.end_seen = False
         self.dropped_messages = 0
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.waiting_since: float | None = None
         self.output_schema = (pa.ipc.read_schema(pa.py_buffer(self.output_schema_bytes))
                               if self.output_schema_bytes else None)
         self.am: HostedAM | None = None
@@ -139,19 +195,54 @@ class FedNodeFunction(KeyedProcessFunction):
         self.eo = ExactlyOnceLedger(runtime_context) if self.channels.exactly_once else None
         self.restored = False
         self._next_poll: int | None = None
+        self.runner = None
+        if self.config.rendezvous != DATAFLOW_RENDEZVOUS:
+            self._start_node(None)
+
+    def _start_node(self, am_address: AMAddress | None) -> None:
         self.runner = NodeRunner(self.config, self.role, self.index, self.attempt,
-                                 self.entry_bytes, channels=self.channels)
+                                 self.entry_bytes, channels=self.channels,
+                                 am_address=am_address)
         self.runner.run_in_background()
 
-    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+    def process_broadcast_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        """The AM's address: start the node, hand it the input held so far, and finish
+        at once if the input has ended already."""
+        address = am_address_of(value, self.config)
+        if self.runner is not None:
+            log.warning("node %s:%d got a second AM address (%s); ignoring it", self.role,
+                        self.index, value)
+            return
+        self._start_node(address)
         assert self.runner is not None
         try:
-            if not self.timer_set:
-                ctx.timer_service().register_event_time_timer(END_OF_TIME)
-                if (self.eo is not None or self.runner.output is not None) \
-                        and self._next_poll is None:
-                    self._schedule_poll(ctx)
-                self.timer_set = True
+            if self.pending or self.end_seen:
+                self.runner.wait_started()
+                self.started = True
+            pending, self.pending, self.pending_bytes = self.pending, [], 0
+            for payload in pending:
+                self._send(memoryview(payload))
+            rows = list(self._drain(block=False)) if self.runner.output is not None \
+                and self.started else []
+        except BaseException:
+            self.runner.close_channels()
+            raise
+        yield from rows
+        if self.end_seen:
+            yield from self._finish()
+
+    def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        if not self.timer_set:
+            ctx.timer_service().register_event_time_timer(END_OF_TIME)
+            self.timer_set = True
+        if self.runner is None:
+            self._hold(value[0])
+            if self._next_poll is None:
+                self._schedule_poll(ctx)
+            return
+        try:
+            if self._wants_poll() and self._next_poll is None:
+                self._schedule_poll(ctx)
             if self.am is not None:
                 self.am.raise_if_failed()
             if not self.started:
@@ -172,11 +263,33 @@ class FedNodeFunction(KeyedProcessFunction):
             raise
         yield from rows
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
-        assert self.runner is not None
+    def _hold(self, payload: bytes) -> None:
+        """Keep input that arrived before the AM's address (bounded)."""
+        if self.waiting_since is None:
+            self.waiting_since = time.monotonic()
+        if not payload:
+            return
+        self.pending.append(bytes(payload))
+        self.pending_bytes += len(payload)
+        if self.pending_bytes > self.PRESTART_BUFFER_BYTES:
+            raise ClusterFailedError(
+                f"node {self.role}:{self.index} of job {self.config.job_id}: "
+                f"{self.pending_bytes} bytes of input arrived before the AM's address "
+                f"(limit {self.PRESTART_BUFFER_BYTES}); is the AM operator running?")
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
         if timestamp != END_OF_TIME:
             yield from self._poll(ctx, timestamp)
             return
+        if self.runner is None:
+            # The input ended before the AM's address came: finish when it does.
+            self.end_seen = True
+            return
+        yield from self._finish()
+
+    def _finish(self) -> Iterator[Any]:
+        """End of input: tell the node, collect what it writes, wait for its outcome."""
+        assert self.runner is not None
         try:
             self.runner.wait_started()
             if self.eo is not None and not self.restored:
@@ -188,8 +301,6 @@ class FedNodeFunction(KeyedProcessFunction):
         finally:
             self.runner.close_channels()
         if self.eo is not None and outcome.state != "FINISHED":
-            from flink_dl.errors import ClusterFailedError
-
             raise ClusterFailedError(
                 f"exactly-once node {self.role}:{self.index} ended {outcome.state} before "
                 "its input was done (the cluster failed); failing the task to restart it")
@@ -219,8 +330,12 @@ class FedNodeFunction(KeyedProcessFunction):
 
         One chain of ticks per attempt: a tick restored from a checkpoint is adopted only
         when this attempt has none yet."""
-        assert self.runner is not None
-        if getattr(self, "finished", False):
+        if self.finished:
+            return
+        if self.runner is None:
+            self._check_address_wait()
+            if self._next_poll is None or timestamp == self._next_poll:
+                self._schedule_poll(ctx)
             return
         try:
             if self.am is not None:
@@ -238,9 +353,21 @@ class FedNodeFunction(KeyedProcessFunction):
         except BaseException:
             self.runner.close_channels()
             raise
-        if self._next_poll is None or timestamp == self._next_poll:
+        if self._wants_poll() and (self._next_poll is None or timestamp == self._next_poll):
             self._schedule_poll(ctx)
         yield from rows
+
+    def _wants_poll(self) -> bool:
+        return self.eo is not None or (self.runner is not None
+                                       and self.runner.output is not None)
+
+    def _check_address_wait(self) -> None:
+        waited = time.monotonic() - (self.waiting_since or time.monotonic())
+        if waited > self.config.timeout.rendezvous:
+            raise ClusterTimeoutError(
+                f"node {self.role}:{self.index} of job {self.config.job_id}: no AM address "
+                f"arrived within timeouts.rendezvous={self.config.timeout.rendezvous}s of "
+                "its first input (is the AM operator running?)")
 
     def _restore(self) -> None:
         """Tell the node where its input resumes and replay what its state lacks."""
@@ -288,8 +415,18 @@ class FedNodeFunction(KeyedProcessFunction):
         return drain_rows(self.runner.output, block, codec=self.channels.codec)
 
 
+class FedNodeFunction(_FedNode, KeyedBroadcastProcessFunction):
+    """A role with input, connected to the AM's broadcast address stream."""
+
+
+class AMHostingFedNodeFunction(_FedNode, KeyedProcessFunction):
+    """An exactly-once role with input: its subtask 0 hosts the AM, and the nodes find it
+    in the rendezvous store."""
+
+
 class HostedAM:
-    """The cluster's AM in a thread of a node operator (exactly-once roles)."""
+    """The cluster's AM in a thread: of the AM operator, or of an exactly-once role's
+    subtask 0."""
 
     def __init__(self, config: ClusterConfig, attempt: int) -> None:
         import threading

@@ -75,6 +75,7 @@ def init_process_group(ctx: NodeContext, backend: str, setup_timeout_s: float,
             f"timeouts.rendezvous={setup_timeout_s}s: {exc}") from exc
     if backend == "auto":
         backend = "nccl" if every_rank_has_gpu else "gloo"
+    _pin_collective_interface(ctx)
     if backend == "nccl":
         local_rank = int(env["LOCAL_RANK"])
         torch.cuda.set_device(local_rank)
@@ -87,6 +88,27 @@ def init_process_group(ctx: NodeContext, backend: str, setup_timeout_s: float,
              port)
     return GroupInfo(rank, world, int(env["LOCAL_RANK"]), int(env["LOCAL_WORLD_SIZE"]),
                      backend, device, f"{host}:{port}", store)
+
+
+def _pin_collective_interface(ctx: NodeContext) -> None:
+    """Point gloo and NCCL at the interface of this node's advertised address, unless the
+    user chose one (``GLOO_SOCKET_IFNAME``/``NCCL_SOCKET_IFNAME``). Left alone, gloo binds
+    the address of ``gethostname()``, which many hosts map to 127.0.0.1 or 127.0.1.1, and
+    ranks on other hosts could not reach it."""
+    from flink_dl.cluster.net import interface_of, is_loopback
+
+    host = ctx.cluster_spec[ctx.role][ctx.index].rsplit(":", 1)[0]
+    if is_loopback(host):
+        return
+    interface = interface_of(host)
+    if interface is None:
+        log.info("rank %d: no local interface holds %s; gloo/NCCL choose their own",
+                 ctx.index, host)
+        return
+    for variable in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
+        if variable not in os.environ:
+            os.environ[variable] = interface
+            log.info("rank %d: %s=%s", ctx.index, variable, interface)
 
 
 def _master_store(sock: socket.socket, host: str, port: int, world: int,

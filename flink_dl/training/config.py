@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from flink_dl.config import (
+    DATAFLOW_RENDEZVOUS,
     ClusterConfig,
     EntryFn,
     RestartPolicy,
@@ -60,7 +61,8 @@ class TrainingConfig:
         restart: ``RestartPolicy`` (or mapping / int of attempts): a failed or killed node,
             AM or TaskManager restarts every node under a new attempt (``ctx.attempt``).
         bind_host / advertise_host / rendezvous / rendezvous_dir: where the nodes bind and
-            how they find the AM (``ClusterConfig``'s placement settings).
+            how they find the AM (``ClusterConfig``'s placement settings; the defaults
+            need no setting on one host or many).
         name: prefix of the Flink operator names.
         job_id / secret: identify and authenticate this run (generated when not given).
     """
@@ -85,9 +87,9 @@ class TrainingConfig:
     channel_capacity: int = DEFAULT_CHANNEL_CAPACITY
     collective_timeout_s: float = 1800.0
     restart: RestartPolicy | Mapping[str, Any] | int | None = None
-    bind_host: str = "127.0.0.1"
+    bind_host: str | None = None
     advertise_host: str | None = None
-    rendezvous: str = "file"
+    rendezvous: str = DATAFLOW_RENDEZVOUS
     rendezvous_dir: str | None = None
     name: str = "training"
     job_id: str = field(default_factory=lambda: uuid.uuid4().hex)

@@ -112,3 +112,53 @@ def run_forever(ctx: NodeContext) -> None:
     (Path(ctx.properties["out"]) / f"{ctx.role}-{ctx.index}.pid").write_text(str(os.getpid()))
     while True:
         time.sleep(0.2)
+
+
+def dial_peers(ctx: NodeContext) -> dict:
+    """Serve on the node's held port and dial every other node's advertised address: each
+    node records which peers it reached (and who reached it) next to ``record``'s facts,
+    in ``<out>/<role>-<index>.json``. Proves the addresses are reachable from the peers'
+    hosts, not just distinct."""
+    import socket
+    import threading
+
+    me = f"{ctx.role}:{ctx.index}"
+    peers = {f"{role}:{i}": address for role, addresses in ctx.cluster_spec.items()
+             for i, address in enumerate(addresses) if f"{role}:{i}" != me}
+    server = ctx.reserved_socket()
+    server.listen(16)
+    server.settimeout(60)
+    dialled_by: list[str] = []
+
+    def serve() -> None:
+        for _ in peers:
+            conn, _ = server.accept()
+            with conn:
+                dialled_by.append(conn.recv(64).decode())
+                conn.sendall(me.encode())
+
+    server_thread = threading.Thread(target=serve, daemon=True)
+    server_thread.start()
+    reached: dict[str, str] = {}
+    for name, address in peers.items():
+        host, port = address.rsplit(":", 1)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection((host, int(port)), timeout=5) as conn:
+                    conn.sendall(me.encode())
+                    reached[name] = conn.recv(64).decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    server_thread.join(60)
+    server.close()
+    seen = record(ctx)
+    out = Path(ctx.properties["out"]) / f"{ctx.role}-{ctx.index}.json"
+    facts = json.loads(out.read_text())
+    facts.update({"reached": reached, "dialled_by": sorted(dialled_by),
+                  "hostname": socket.gethostname()})
+    out.write_text(json.dumps(facts))
+    return seen

@@ -11,7 +11,7 @@ from pathlib import Path
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if p)
 
-from bench import cluster_startup, data_plane, inference, recovery, training
+from bench import cluster_startup, data_plane, inference, multihost_startup, recovery, training
 
 
 def _fmt(value: object) -> str:
@@ -35,17 +35,22 @@ def print_table(title: str, rows: list[dict[str, object]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["startup", "channel", "ingest", "memory", "w1", "w3",
-                                           "recovery"],
+    parser.add_argument("--only", choices=["startup", "multihost", "channel", "ingest",
+                                           "memory", "w1", "w3", "recovery"],
                         action="append", help="run only these benchmarks (default: all)")
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    only = set(args.only or ["startup", "channel", "ingest", "memory", "w1", "w3", "recovery"])
+    only = set(args.only or ["startup", "multihost", "channel", "ingest", "memory", "w1", "w3",
+                             "recovery"])
     if "startup" in only:
         print_table("ML cluster start-up, 6 nodes, local mini-cluster (median of "
                     f"{args.repeats}; baseline = same topology of no-op Python operators)",
                     cluster_startup.main(args.repeats))
+    if "multihost" in only:
+        print_table("ML cluster start-up, 6 nodes, flink run on a real cluster (JobManager + 2 "
+                    "TaskManagers): one host vs three network-namespace hosts sharing nothing "
+                    f"(median of {args.repeats})", multihost_startup.main(args.repeats))
     if "recovery" in only:
         print_table("Recovery, AM + 6 nodes, local mini-cluster, process mode (median of "
                     f"{args.repeats}; kill -> every node of the new attempt running)",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -79,6 +80,8 @@ def train_entry(ctx) -> dict:
     module = model.module if hasattr(model, "module") else model
     if audit:
         torch.save(module.state_dict(), Path(audit) / f"weights-rank{ctx.rank}.pt")
+        Path(audit, f"host-rank{ctx.rank}.json").write_text(json.dumps(
+            {"hostname": socket.gethostname(), "address": ctx.node.address}))
     ctx.save_model(model, step=step, torchscript=True)
     return {"rank": ctx.rank, "steps": step}
 
@@ -136,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--model-dir", default=None)
+    parser.add_argument("--audit-dir", default=None,
+                        help="each rank saves its final weights, the ids it read and its "
+                             "host here (for checks across ranks)")
     args = parser.parse_args(argv)
     from flink_dl.log import configure_logging
 
@@ -144,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     log.info("training on %d workers for %d epochs (embedded Flink); models -> %s",
              args.workers, args.epochs, model_dir)
-    events = train(model_dir, args.workers, args.epochs)
+    events = train(model_dir, args.workers, args.epochs,
+                   properties={"audit_dir": args.audit_dir} if args.audit_dir else None)
     train_s = time.monotonic() - started
     by_epoch: dict[int, list[dict]] = {}
     for event in (e for e in events if e["kind"] == "metrics"):

@@ -68,3 +68,37 @@ def pid_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def am_pid(job_id: str, attempt: int = 0) -> int | None:
+    """The pid of the Python process hosting the AM of ``job_id``'s ``attempt``, once every
+    node has connected (``None`` before): the Python process that listens on the one port
+    each of the job's node runners (the parents of its entry processes) is connected to."""
+    runners = set()
+    for proc in psutil.process_iter(["pid", "ppid"]):
+        try:
+            environ = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        if environ.get("FLINK_DL_JOB_ID") == job_id and \
+                environ.get("FLINK_DL_ATTEMPT") == str(attempt):
+            runners.add(proc.info["ppid"])
+    if not runners:
+        return None
+    dialled = None
+    for pid in runners:
+        try:
+            ports = {c.raddr.port for c in psutil.Process(pid).net_connections("tcp")
+                     if c.status == psutil.CONN_ESTABLISHED and c.raddr}
+        except psutil.Error:
+            return None
+        dialled = ports if dialled is None else dialled & ports
+    listeners = {}
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid:
+            listeners.setdefault(conn.laddr.port, conn.pid)
+    for port in sorted(dialled or ()):
+        pid = listeners.get(port)
+        if pid is not None and "python" in psutil.Process(pid).name():
+            return pid
+    return None

@@ -261,7 +261,7 @@ def test_killed_am_restarts_cluster_and_training_resumes(process_env, tmp_path: 
     import os
     import signal
 
-    from flink_dl.cluster.rendezvous import default_rendezvous_root
+    from tests.leftovers import am_pid
 
     config = ClusterConfig(roles={"worker": 2}, entry=ft_entries.resumable_steps,
                            properties={"out": str(tmp_path), "steps": "12", "step_s": "0.5"},
@@ -272,11 +272,11 @@ def test_killed_am_restarts_cluster_and_training_resumes(process_env, tmp_path: 
 
     def kill_am() -> None:
         deadline = time.monotonic() + 120
-        published = default_rendezvous_root() / config.job_id / "am-0.json"
         while time.monotonic() < deadline:
             steps = tmp_path / "steps-0"
-            if published.exists() and steps.exists() and int(steps.read_text()) >= 3:
-                pid = json.loads(published.read_text())["pid"]
+            pid = am_pid(config.job_id) if steps.exists() and int(steps.read_text()) >= 3 \
+                else None
+            if pid is not None:
                 (tmp_path / "am-killed").write_text(str(pid))
                 os.kill(pid, signal.SIGKILL)
                 return

@@ -1,9 +1,11 @@
 """The default rendezvous store: a directory of small JSON files, one scope per job.
 
 The AM writes ``am-<attempt>.json`` (its address) atomically; nodes of the same job and
-attempt poll for it. On one host (the embedded mini-cluster, a local standalone cluster)
-the default directory under the system temp dir is shared by every TaskManager; on
-several hosts point ``rendezvous_dir`` at a shared filesystem or register another store.
+attempt poll for it. Jobs use it only when they name it (``rendezvous="file"``) or for
+exactly-once roles (under their ``checkpoint_dir``); by default the AM's address travels
+through the dataflow. The default directory, under the system temp dir, is shared only
+by the TaskManagers of one host; on several hosts point ``rendezvous_dir`` at a shared
+filesystem or register another store.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class FileStore(RendezvousStore):
         self.scope = self.root / job_id
 
     def _ensure_scope(self) -> None:
+        self.root.parent.mkdir(parents=True, exist_ok=True)
         for directory in (self.root, self.scope):
             directory.mkdir(mode=0o700, exist_ok=True)
             _check_private(directory)

@@ -210,6 +210,8 @@ class _FedNode:
         at once if the input has ended already."""
         address = am_address_of(value, self.config)
         if self.runner is not None:
+            if self.config.rendezvous != DATAFLOW_RENDEZVOUS:
+                return  # it found the AM in the store
             log.warning("node %s:%d got a second AM address (%s); ignoring it", self.role,
                         self.index, value)
             return
@@ -358,8 +360,9 @@ class _FedNode:
         yield from rows
 
     def _wants_poll(self) -> bool:
-        return self.eo is not None or (self.runner is not None
-                                       and self.runner.output is not None)
+        # From the role's spec, not the node's rings: those open only once the node has
+        # registered, which may be after the last input of an idle stream arrived.
+        return self.eo is not None or self.channels.output
 
     def _check_address_wait(self) -> None:
         waited = time.monotonic() - (self.waiting_since or time.monotonic())

@@ -157,8 +157,13 @@ class MLCluster:
             .uid(f"{config.name}-am")
             .set_parallelism(1)
         )
+        # The side output as Flink has it: ``get_side_output`` would add a Python identity
+        # map, chained to the AM, whose output then waits for a bundle end that the AM's
+        # blocked task never runs.
+        side_output = DataStream(am._j_data_stream.getSideOutput(
+            AM_ADDRESS_TAG.get_java_output_tag()))
         self._addresses = (
-            am.get_side_output(AM_ADDRESS_TAG)
+            side_output
             .assign_timestamps_and_watermarks(
                 WatermarkStrategy.for_monotonous_timestamps()
                 .with_idleness(Duration.of_millis(ADDRESS_IDLE_MS)))

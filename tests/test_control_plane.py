@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import threading
@@ -164,3 +165,43 @@ def test_rendezvous_files_are_private(config: ClusterConfig) -> None:
     store.delete("am-0")
     store.close()
     assert not os.path.exists(store.scope)
+
+
+def test_node_finds_its_am_in_the_named_store_or_needs_the_dataflow_address(
+        config: ClusterConfig) -> None:
+    from flink_dl.cluster.node import NodeRunner
+    from flink_dl.errors import ConfigError
+
+    runner = NodeRunner(config, "w", 0, 0, b"")  # rendezvous="file": the store is made
+    assert runner.store is not None and runner.am_address is None
+    dataflow = ClusterConfig(roles={"w": 1}, entry=_entry)
+    with pytest.raises(ConfigError, match="node w:0: rendezvous='dataflow' needs the AM"):
+        NodeRunner(dataflow, "w", 0, 0, b"")
+
+
+def test_am_address_travels_as_json_and_rejects_anything_else() -> None:
+    from flink_dl.cluster.am import AMAddress
+    from flink_dl.errors import ProtocolError
+
+    address = AMAddress("job", 2, ("10.0.0.5", "192.168.1.9"), 4242)
+    assert AMAddress.from_json(address.to_json()) == address
+    for bad in ("not json", '{"kind": "other"}', json.dumps({**address.to_mapping(),
+                                                             "hosts": []})):
+        with pytest.raises(ProtocolError, match="not an AM address"):
+            AMAddress.from_json(bad)
+
+
+def test_addresses_need_no_setting_and_never_advertise_loopback_beside_a_network() -> None:
+    from flink_dl.cluster import net
+
+    assert net.am_hosts("127.0.0.1", None) == ["127.0.0.1"]
+    assert net.am_hosts("0.0.0.0", "am.example") == ["am.example"]
+    hosts = net.am_hosts("0.0.0.0", None)
+    assert hosts and len(set(hosts)) == len(hosts)
+    assert hosts == ["127.0.0.1"] or not any(net.is_loopback(h) for h in hosts), hosts
+    assert all(net.interface_of(h) for h in hosts)
+    with socket.create_server(("127.0.0.1", 0)) as server, \
+            socket.create_connection(server.getsockname()) as conn:
+        assert net.node_host("0.0.0.0", None, conn) == conn.getsockname()[0]
+        assert net.node_host("10.1.2.3", None, conn) == "10.1.2.3"
+        assert net.node_host("0.0.0.0", "node.example", conn) == "node.example"

@@ -103,8 +103,8 @@ class NodeRunner:
         #: The AM's address when it came through the dataflow; else it is looked up in
         #: the rendezvous store.
         self.am_address = am_address
-        self.store = store or (None if am_address else rendezvous_store(config, self.name))
         self.name = f"{role}:{index}"
+        self.store = store or (None if am_address else rendezvous_store(config, self.name))
         self.input: Ring | None = None
         self.output: Ring | None = None
         self._proc: EntryProcess | None = None

@@ -65,7 +65,7 @@ from typing import Any
 
 import yaml
 
-from flink_dl.flink.standalone import flink_home
+from flink_dl.flink.standalone import flink_home, set_conf_key
 from tests.multihost import TestHost, TestHosts, _pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,15 +123,7 @@ def shared_dir(name: str = "test") -> Path:
     return path
 
 
-def _set_nested(conf: dict[str, Any], key: str, value: Any) -> None:
-    node = conf
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[parts[-1]] = value
+_set_nested = set_conf_key
 
 
 def _cmdline(pid: int) -> str:

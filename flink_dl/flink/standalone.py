@@ -38,6 +38,18 @@ def flink_home() -> Path:
     return Path(pyflink.__file__).resolve().parent
 
 
+def set_conf_key(conf: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted Flink key (``a.b.c``) in a nested ``config.yaml`` mapping."""
+    node = conf
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,14 +124,7 @@ class StandaloneCluster:
         path = self.conf_dir / "config.yaml"
         conf = yaml.safe_load(path.read_text()) or {}
         for key, value in self._config.items():
-            node = conf
-            parts = key.split(".")
-            for part in parts[:-1]:
-                child = node.get(part)
-                if not isinstance(child, dict):
-                    child = node[part] = {}
-                node = child
-            node[parts[-1]] = value
+            set_conf_key(conf, key, value)
         path.write_text(yaml.safe_dump(conf))
         (self.conf_dir / "workers").write_text("localhost\n" * self.task_managers)
 

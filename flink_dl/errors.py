@@ -42,6 +42,11 @@ class FeatureTypeError(ConfigError, TypeError):
     """A feature or label column has a type that is not numeric; names column and type."""
 
 
+class InvalidValueError(FlinkDLError, ValueError):
+    """A row had a value a pipeline stage refuses (``handle_invalid="error"``): NULL, NaN,
+    an unseen category or a value outside the splits; names the stage, column and value."""
+
+
 class EmptyInputError(FlinkDLError):
     """A bounded training input had no rows: nothing to train on, nothing is published."""
 

@@ -19,12 +19,15 @@ import importlib
 import re
 from collections.abc import Iterator
 
-from flink_dl.errors import FlinkDLError
+from flink_dl.errors import FlinkDLError, InvalidValueError
 
 #: A Python exception line of a flink-dl error, as tracebacks print it.
 _HEADER = re.compile(r"^(flink_dl(?:\.\w+)*)\.([A-Z]\w*): ", re.MULTILINE)
 #: Where the Python part of a Java exception's message ends.
 _JAVA_LINE = re.compile(r"^(\tat |\t\.\.\. \d+ more|Caused by: |Suppressed: )")
+#: The text of a pipeline stage's failing cast (``flink_dl.pipeline.sql.raise_invalid``).
+_INVALID_VALUE = re.compile(r"For input string: 'flink-dl invalid value in (.*?)'\. Invalid "
+                            r"character found", re.DOTALL)
 #: The most telling first: the node that failed, then the cluster's view, then any other.
 _PREFERENCE = ("NodeFailedError", "ClusterNodeFailedError", "ClusterTimeoutError",
                "ClusterFailedError")
@@ -36,6 +39,11 @@ def flink_dl_error(exc: BaseException) -> FlinkDLError | None:
     if isinstance(exc, FlinkDLError):
         return exc
     text = str(exc)
+    invalid = _INVALID_VALUE.search(text)
+    if invalid:  # a pipeline stage's SQL refused a value (flink_dl.pipeline.sql)
+        error: FlinkDLError = InvalidValueError(f"invalid value in {invalid.group(1)}")
+        error.__cause__ = exc
+        return error
     found: list[tuple[int, type[FlinkDLError], str]] = []
     for match in _HEADER.finditer(text):
         name = match.group(2)

@@ -1,0 +1,284 @@
+"""Model stages: ``TorchEstimator`` / ``TFEstimator`` train inside ``fit`` (one Flink job
+running ``train``); their ``TorchModel`` / ``TFModel`` append predictions (``predict``).
+
+Both frameworks share one base: the same arguments, checks and errors. The fitted model's
+files are copied into the saved pipeline version, so a loaded pipeline needs nothing else.
+A ``postprocess`` (and a PyTorch ``factory``, needed only without TorchScript) is user code:
+it is saved with cloudpickle in ``callables.pkl`` and unpickled when the pipeline loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.table import Table
+
+from flink_dl.channel.features import check_feature_columns, is_feature_type
+from flink_dl.errors import ConfigError
+from flink_dl.models.store import ModelStore, ModelVersion
+from flink_dl.pipeline.api import Estimator, Model, check_columns, register
+
+log = logging.getLogger(__name__)
+
+CALLABLES_FILE = "callables.pkl"
+
+
+def arrow_type_name(dtype: pa.DataType) -> str:
+    """An Arrow type as text that ``parse_arrow_type`` reads back."""
+    if pa.types.is_list(dtype):
+        return f"list<{arrow_type_name(dtype.value_type)}>"
+    return str(dtype)
+
+
+_SIMPLE_TYPES = {"float": pa.float32(), "float32": pa.float32(), "double": pa.float64(),
+                 "float64": pa.float64(), "int8": pa.int8(), "int16": pa.int16(),
+                 "int32": pa.int32(), "int64": pa.int64(), "bool": pa.bool_(),
+                 "string": pa.string()}
+
+
+def parse_arrow_type(text: str) -> pa.DataType:
+    match = re.fullmatch(r"list<(.+)>", text)
+    if match:
+        return pa.list_(parse_arrow_type(match.group(1)))
+    try:
+        return _SIMPLE_TYPES[text]
+    except KeyError:
+        raise ConfigError(f"output type {text!r} is not one a pipeline saves "
+                          f"({sorted(_SIMPLE_TYPES)} or list<...>)") from None
+
+
+def env_of(table: Table) -> StreamExecutionEnvironment:
+    """The StreamExecutionEnvironment a Table's environment was created on."""
+    j_tenv = table._t_env._j_tenv
+    if not hasattr(j_tenv, "execEnv"):
+        raise ConfigError("model stages need a StreamTableEnvironment (created with "
+                          "StreamTableEnvironment.create(env)) to train in")
+    return StreamExecutionEnvironment(j_tenv.execEnv())
+
+
+class LearnerModel(Model):
+    """A trained model as a pipeline stage: ``transform`` appends its predictions."""
+
+    framework: ClassVar[str]
+
+    def __init__(self, model: str | Path, features: Sequence[str],
+                 outputs: Mapping[str, pa.DataType | str] | None = None, *,
+                 batch_size: int = 4096, postprocess: Callable[[Any], Any] | None = None,
+                 **options: Any) -> None:
+        self.model_path = str(model)
+        self.features = check_columns(type(self).__name__, "features", features) or []
+        self.outputs = {k: parse_arrow_type(v) if isinstance(v, str) else v
+                        for k, v in (outputs or {"prediction": pa.float32()}).items()}
+        self.batch_size = batch_size
+        self.postprocess = postprocess
+        self.options = options
+
+    def get_params(self) -> dict[str, Any]:
+        return {"features": list(self.features),
+                "outputs": {k: arrow_type_name(v) for k, v in self.outputs.items()},
+                "batch_size": self.batch_size}
+
+    def model_data(self) -> dict[str, Any]:
+        return {"model_file": Path(self.model_path).name}
+
+    def _callables(self) -> dict[str, Any]:
+        return {"postprocess": self.postprocess, **self.options}
+
+    def save_files(self, directory: Path) -> None:
+        source = Path(self.model_path)
+        if source.is_dir():
+            shutil.copytree(source, directory / source.name)
+        else:
+            shutil.copy2(source, directory / source.name)
+        callables = {k: v for k, v in self._callables().items() if v is not None}
+        if callables:
+            import cloudpickle
+
+            (directory / CALLABLES_FILE).write_bytes(cloudpickle.dumps(callables))
+
+    @classmethod
+    def from_json(cls, params: Mapping[str, Any], data: Mapping[str, Any],
+                  directory: Path) -> Model:
+        callables: dict[str, Any] = {}
+        if (directory / CALLABLES_FILE).is_file():
+            import cloudpickle
+
+            callables = cloudpickle.loads((directory / CALLABLES_FILE).read_bytes())
+        return cls(directory / data["model_file"], **params, **callables)
+
+    def transform(self, table: Table) -> Table:
+        predict = self._predict_function()
+        options = {k: v for k, v in self._callables().items() if v is not None}
+        return predict(table, self.model_path, features=self.features, outputs=self.outputs,
+                       batch_size=self.batch_size, **options)
+
+    def _predict_function(self) -> Callable[..., Table]:
+        raise NotImplementedError
+
+
+class LearnerEstimator(Estimator):
+    """Trains ``config`` (a ``TorchConfig`` / ``TFConfig`` with your ``entry``) on the input
+    in ``fit``; the entry reads ``ctx.dataloader()`` / ``ctx.dataset()``, whose default
+    columns are ``features`` and ``label``.
+
+    Args:
+        config: the training job; ``model_dir`` must be set (the trained model is its newest
+            version after ``fit``).
+        features: input columns of the model; default: every numeric column of the fitted
+            pipeline's output except ``label`` (logged).
+        label: the label column, or ``None``.
+        outputs: prediction columns of the fitted model, name -> Arrow type.
+        postprocess: maps the model's output to the outputs (e.g. ``lambda y: y.argmax(1)``).
+        batch_size: rows per model call when predicting.
+    """
+
+    framework: ClassVar[str]
+    model_class: ClassVar[type[LearnerModel]]
+
+    def __init__(self, config: Any, features: Sequence[str] | None = None,
+                 label: str | None = None, *,
+                 outputs: Mapping[str, pa.DataType] | None = None,
+                 postprocess: Callable[[Any], Any] | None = None, batch_size: int = 4096,
+                 **options: Any) -> None:
+        name = type(self).__name__
+        if not getattr(config, "model_dir", None):
+            raise ConfigError(f"{name}: the config needs model_dir=... (the trained model is "
+                              "published there)")
+        self.config = config
+        self.features = check_columns(name, "features", features, required=False)
+        if label is not None and not isinstance(label, str):
+            raise ConfigError(f"{name}: label must be a column name, got {label!r}")
+        self.label = label
+        self.outputs = dict(outputs) if outputs else None
+        self.postprocess = postprocess
+        self.batch_size = batch_size
+        self.options = options
+        self.fit_jobs = 1
+
+    def get_params(self) -> dict[str, Any]:
+        return {"features": self.features, "label": self.label,
+                "model_dir": str(self.config.model_dir)}
+
+    def fit(self, table: Table) -> Model:
+        from flink_dl.flink.execute import execute
+        from flink_dl.flink.feed import arrow_schema_of
+
+        name = type(self).__name__
+        schema = arrow_schema_of(table)
+        features = self.features or [f.name for f in schema if f.name != self.label
+                                     and is_feature_type(f.type)]
+        if not self.features:
+            log.info("%s: features = %s", name, features)
+        check_feature_columns(schema, features, self.label, where=name)
+        config = dataclasses.replace(self.config, features=features, label=self.label)
+        self._train(env_of(table), table, config)
+        execute(env_of(table), f"flink-dl pipeline: {name}")
+        version = ModelStore(config.model_dir).open()
+        return self.model_class(self._model_file(version), features, self.outputs,
+                                batch_size=self.batch_size, postprocess=self.postprocess,
+                                **self.options)
+
+    def _train(self, env: StreamExecutionEnvironment, table: Table, config: Any) -> None:
+        raise NotImplementedError
+
+    def _model_file(self, version: ModelVersion) -> Path:
+        raise NotImplementedError
+
+
+@register
+class TorchModel(LearnerModel):
+    """A trained PyTorch model (TorchScript, or a state_dict with ``factory``)."""
+
+    kind = "TorchModel"
+    framework = "pytorch"
+
+    def __init__(self, model: str | Path, features: Sequence[str],
+                 outputs: Mapping[str, pa.DataType | str] | None = None, *,
+                 batch_size: int = 4096, postprocess: Callable[[Any], Any] | None = None,
+                 factory: Callable[[], Any] | None = None) -> None:
+        super().__init__(model, features, outputs, batch_size=batch_size,
+                         postprocess=postprocess, factory=factory)
+
+    def _predict_function(self) -> Callable[..., Table]:
+        from flink_dl.pytorch.handler import predict
+
+        return predict
+
+
+@register
+class TorchEstimator(LearnerEstimator):
+    """``TorchConfig`` training as a pipeline stage; ``factory`` builds the module when the
+    entry saves no TorchScript (``ctx.save_model(model, torchscript=True)``)."""
+
+    kind = "TorchEstimator"
+    framework = "pytorch"
+    model_class = TorchModel
+
+    def _train(self, env: StreamExecutionEnvironment, table: Table, config: Any) -> None:
+        from flink_dl.pytorch.train import train
+
+        train(env, table, config)
+
+    def _model_file(self, version: ModelVersion) -> Path:
+        from flink_dl.pytorch.config import STATE_DICT_FILE, TORCHSCRIPT_FILE
+
+        scripted = version.file(TORCHSCRIPT_FILE)
+        if scripted.is_file() and self.options.get("factory") is None:
+            return scripted
+        if self.options.get("factory") is None:
+            raise ConfigError("TorchEstimator: the trained version has no TorchScript: save "
+                              "it with ctx.save_model(model, torchscript=True) or pass "
+                              "factory=... to build the module its state_dict loads into")
+        return version.file(STATE_DICT_FILE)
+
+
+@register
+class TFModel(LearnerModel):
+    """A trained TensorFlow model (its SavedModel)."""
+
+    kind = "TFModel"
+    framework = "tensorflow"
+
+    def __init__(self, model: str | Path, features: Sequence[str],
+                 outputs: Mapping[str, pa.DataType | str] | None = None, *,
+                 batch_size: int = 4096,
+                 postprocess: Callable[[Any], Any] | None = None) -> None:
+        super().__init__(model, features, outputs, batch_size=batch_size,
+                         postprocess=postprocess)
+
+    def _predict_function(self) -> Callable[..., Table]:
+        from flink_dl.tensorflow.handler import predict
+
+        return predict
+
+
+@register
+class TFEstimator(LearnerEstimator):
+    """``TFConfig`` training as a pipeline stage (the entry saves with ``ctx.save_model``)."""
+
+    kind = "TFEstimator"
+    framework = "tensorflow"
+    model_class = TFModel
+
+    def _train(self, env: StreamExecutionEnvironment, table: Table, config: Any) -> None:
+        from flink_dl.tensorflow.train import train
+
+        train(env, table, config)
+
+    def _model_file(self, version: ModelVersion) -> Path:
+        from flink_dl.tensorflow.config import KERAS_FILE, SAVED_MODEL_DIR
+
+        for name in (SAVED_MODEL_DIR, KERAS_FILE):
+            if version.file(name).exists():
+                return version.file(name)
+        raise ConfigError(f"TFEstimator: version {version.path} has neither {SAVED_MODEL_DIR}/ "
+                          f"nor {KERAS_FILE}; save the model with ctx.save_model(model)")
+

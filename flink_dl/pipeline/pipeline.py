@@ -1,0 +1,206 @@
+"""``Pipeline`` (an Estimator of stages) and ``PipelineModel`` (its fitted, saveable form).
+
+``Pipeline(stages).fit(table)`` fits the stages in order, each on the output of the ones
+before it; consecutive feature estimators that do not read each other's outputs are fitted
+together in one Flink job. ``PipelineModel.save(path)`` publishes every stage's parameters
+(``pipeline.json``) and files (trained weights) as one version of a ``ModelStore``
+directory: written aside, checksummed, renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pyflink.table import Table
+
+from flink_dl.errors import ConfigError, FeatureTypeError
+from flink_dl.models.store import ModelStore, ModelVersion
+from flink_dl.pipeline.api import Estimator, Model, Stage, Transformer, stage_class
+from flink_dl.pipeline.sql import Column, columns_of
+from flink_dl.pipeline.stages.base import FeatureEstimator
+
+log = logging.getLogger(__name__)
+
+PIPELINE_FILE = "pipeline.json"
+FORMAT_VERSION = 1
+
+
+class Pipeline(Estimator):
+    """Stages fitted in order: ``Pipeline([...]).fit(table) -> PipelineModel``."""
+
+    kind = "Pipeline"
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        if isinstance(stages, Stage) or not stages:
+            raise ConfigError("Pipeline: stages must be a non-empty list of stages")
+        for index, stage in enumerate(stages):
+            if not isinstance(stage, Estimator | Transformer):
+                raise ConfigError(f"Pipeline: stage {index} is a {type(stage).__name__}, not "
+                                  "an Estimator or Transformer")
+        self.stages = list(stages)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"stages": [type(s).__name__ for s in self.stages]}
+
+    def fit(self, table: Table) -> PipelineModel:
+        """Fit every stage on ``table`` (bounded) with Flink; the fitted pipeline."""
+        input_columns = columns_of(table)
+        models: list[Model] = []
+        current, jobs, index = table, 0, 0
+        while index < len(self.stages):
+            stage = self.stages[index]
+            if isinstance(stage, FeatureEstimator):
+                group = _independent_group(self.stages, index, columns_of(current))
+                from flink_dl.pipeline.fitting import fit_feature_estimators
+
+                fitted: list[Model] = list(fit_feature_estimators(current, group))
+                jobs += 1
+                index += len(group)
+            elif isinstance(stage, Estimator):
+                fitted = [stage.fit(current)]
+                jobs += getattr(stage, "fit_jobs", 1)
+                index += 1
+            else:
+                assert isinstance(stage, Model | Transformer)
+                fitted = [_as_model(stage, index)]
+                index += 1
+            for model in fitted:
+                models.append(model)
+                if index < len(self.stages) or model is not fitted[-1]:
+                    current = model.transform(current)
+        log.info("fitted a pipeline of %d stages in %d Flink job(s)", len(models), jobs)
+        result = PipelineModel(models, input_schema=list(input_columns.values()))
+        result.fit_jobs = jobs
+        return result
+
+
+def _as_model(stage: Stage, index: int) -> Model:
+    if not isinstance(stage, Model):
+        raise ConfigError(f"Pipeline: stage {index} ({type(stage).__name__}) is a Transformer "
+                          "that is not a Model; only Models can be saved in a PipelineModel")
+    return stage
+
+
+def _independent_group(stages: Sequence[Stage], start: int,
+                       columns: dict[str, Column]) -> list[FeatureEstimator]:
+    """``stages[start]`` and the feature estimators after it that read only columns of
+    the current table that the group does not write, up to one that drops rows."""
+    group: list[FeatureEstimator] = []
+    written: set[str] = set()
+    for stage in stages[start:]:
+        if not isinstance(stage, FeatureEstimator):
+            break
+        if group and (any(c in written or c not in columns for c in stage.input_cols)):
+            break
+        group.append(stage)
+        written |= set(stage.output_cols or stage.input_cols)
+        if stage.handle_invalid == "skip":
+            break
+    return group
+
+
+class PipelineModel(Model):
+    """Fitted stages applied in order: ``transform(table)`` gives the input's columns with
+    the stages' outputs (and prediction columns when the last stage is a model)."""
+
+    kind = "PipelineModel"
+
+    def __init__(self, stages: Sequence[Model],
+                 input_schema: Sequence[Column] | None = None) -> None:
+        self.stages = list(stages)
+        self.input_schema = list(input_schema or [])
+        self.fit_jobs = 0
+        self.version: ModelVersion | None = None
+
+    def get_params(self) -> dict[str, Any]:
+        return {"stages": [type(s).__name__ for s in self.stages]}
+
+    def model_data(self) -> dict[str, Any]:
+        return {"stages": [s.to_json() for s in self.stages]}
+
+    def transform(self, table: Table) -> Table:
+        self.check_schema(columns_of(table))
+        for stage in self.stages:
+            table = stage.transform(table)
+        return table
+
+    def check_schema(self, columns: dict[str, Column]) -> None:
+        """``FeatureTypeError`` when a column the pipeline was fitted on has another type
+        now (naming the column, both types and the stage that reads it)."""
+        for saved in self.input_schema:
+            now = columns.get(saved.name)
+            if now is not None and now.type != saved.type:
+                reader = next((type(s).__name__ for s in self.stages
+                               if saved.name in (getattr(s, "input_cols", None) or [])),
+                              "the pipeline")
+                raise FeatureTypeError(
+                    f"PipelineModel: column {saved.name!r} (read by {reader}) was "
+                    f"{saved.type} when the pipeline was fitted and is {now.type} in this "
+                    "input; cast it back or fit the pipeline again")
+
+    # ------------------------------------------------------------- save / load
+    def save(self, path: str | os.PathLike[str]) -> ModelVersion:
+        """Publish the pipeline as the next version of the ``ModelStore`` at ``path``."""
+
+        def write(directory: Path) -> None:
+            stages = []
+            for index, stage in enumerate(self.stages):
+                entry = stage.to_json()
+                stage_dir = directory / f"stage-{index:02d}"
+                stage_dir.mkdir()
+                stage.save_files(stage_dir)
+                if not any(stage_dir.iterdir()):
+                    stage_dir.rmdir()
+                else:
+                    entry["files"] = stage_dir.name
+                stages.append(entry)
+            document = {"format": FORMAT_VERSION,
+                        "input_schema": [{"name": c.name, "type": c.type, "root": c.root}
+                                         for c in self.input_schema],
+                        "stages": stages}
+            (directory / PIPELINE_FILE).write_text(json.dumps(document, indent=2))
+
+        self.version = ModelStore(path).publish(write, framework="pipeline")
+        return self.version
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], version: int | None = None) -> PipelineModel:
+        """The pipeline saved at ``path`` (a ``ModelStore`` directory: its newest version,
+        or ``version``; or one version's directory), checksums verified."""
+        opened = _open_version(Path(path), version)
+        return cls.from_version(opened)
+
+    @classmethod
+    def from_version(cls, opened: ModelVersion) -> PipelineModel:
+        document = json.loads(opened.file(PIPELINE_FILE).read_text())
+        if document.get("format") != FORMAT_VERSION:
+            raise ConfigError(f"{opened.path}: pipeline format {document.get('format')!r} is "
+                              f"not one this flink-dl reads ({FORMAT_VERSION})")
+        stages = []
+        for entry in document["stages"]:
+            stage_type = stage_class(entry["kind"])
+            assert issubclass(stage_type, Model)
+            directory = Path(opened.path) / entry.get("files", "-")
+            stages.append(stage_type.from_json(entry["params"], entry["data"], directory))
+        schema = [Column(c["name"], c["type"], c["root"]) for c in document["input_schema"]]
+        model = cls(stages, input_schema=schema)
+        model.version = opened
+        return model
+
+
+def _open_version(path: Path, version: int | None) -> ModelVersion:
+    from flink_dl.models.store import MANIFEST
+
+    if (path / MANIFEST).is_file():  # one version's directory
+        if version is not None:
+            raise ConfigError(f"{path} is one pipeline version; pass its store directory "
+                              "to choose another version")
+        return ModelStore(path.parent).open(int(path.name[1:]))
+    if not (path / PIPELINE_FILE).exists() and ModelStore(path).latest_number() is None:
+        raise FileNotFoundError(f"no saved pipeline at {path}")
+    return ModelStore(path).open(version)

@@ -1,0 +1,135 @@
+"""Flink SQL text for the feature stages: names, literals, the input's column types.
+
+Fitted stages become SQL expressions that Flink compiles into the JVM; the values they
+fitted are written as literals that read back as exactly the same double (``repr`` is the
+shortest decimal that round-trips, written as an approximate-numeric ``E`` literal).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyflink.table import Table
+
+from flink_dl.errors import FeatureTypeError, MissingColumnError
+
+INTEGER_ROOTS = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT"})
+FLOATING_ROOTS = frozenset({"FLOAT", "DOUBLE"})
+NUMERIC_ROOTS = INTEGER_ROOTS | FLOATING_ROOTS | {"DECIMAL"}
+STRING_ROOTS = frozenset({"CHAR", "VARCHAR"})
+BOOLEAN_ROOTS = frozenset({"BOOLEAN"})
+
+#: Families a stage may accept, with the words its error uses.
+FAMILIES = {
+    "numeric": (NUMERIC_ROOTS, "numeric (TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, "
+                               "DECIMAL)"),
+    "numeric_or_boolean": (NUMERIC_ROOTS | BOOLEAN_ROOTS, "numeric or BOOLEAN"),
+    "numeric_or_string": (NUMERIC_ROOTS | STRING_ROOTS, "numeric or STRING"),
+    "categorical": (STRING_ROOTS | INTEGER_ROOTS | BOOLEAN_ROOTS,
+                    "STRING, an integer type or BOOLEAN"),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a Table: its name, Flink type as SQL prints it, and type root."""
+
+    name: str
+    type: str
+    root: str
+
+    @property
+    def is_floating(self) -> bool:
+        return self.root in FLOATING_ROOTS
+
+
+def columns_of(table: Table) -> dict[str, Column]:
+    """The Table's columns in order (read from the planner's resolved schema, no job)."""
+    schema = table._j_table.getResolvedSchema()
+    names = list(schema.getColumnNames())
+    types = list(schema.getColumnDataTypes())
+    out = {}
+    for name, data_type in zip(names, types, strict=True):
+        logical = data_type.getLogicalType()
+        out[name] = Column(name, logical.copy(True).asSummaryString(),
+                           str(logical.getTypeRoot().toString()))
+    return out
+
+
+def require_columns(stage: str, columns: dict[str, Column], wanted: Sequence[str],
+                    family: str) -> None:
+    """``MissingColumnError`` / ``FeatureTypeError`` naming the stage, column and types."""
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise MissingColumnError(f"{stage}: input column(s) {missing} are not in the table; "
+                                 f"it has {list(columns)}")
+    roots, words = FAMILIES[family]
+    for name in wanted:
+        column = columns[name]
+        if column.root not in roots:
+            raise FeatureTypeError(f"{stage}: column {name!r} has Flink type {column.type}; "
+                                   f"this stage takes {words} columns")
+
+
+def quote(name: str) -> str:
+    """A Flink SQL identifier for any column name."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def string_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def double_literal(value: float) -> str:
+    """A DOUBLE literal that Flink reads back as exactly ``value``."""
+    value = float(value)
+    if math.isnan(value):
+        return "CAST('NaN' AS DOUBLE)"
+    if math.isinf(value):
+        return f"CAST('{'-' if value < 0 else ''}Infinity' AS DOUBLE)"
+    text = repr(value).upper()
+    if "E" not in text:
+        text += "E0"
+    return text
+
+
+def as_double(name: str) -> str:
+    return f"CAST({quote(name)} AS DOUBLE)"
+
+
+def is_missing(column: Column) -> str:
+    """SQL true for a missing value: NULL, or NaN for FLOAT/DOUBLE columns."""
+    name = quote(column.name)
+    if column.is_floating:  # Flink's = finds NaN (its comparison is Double.compare's)
+        return f"({name} IS NULL OR {name} = CAST('NaN' AS DOUBLE))"
+    return f"{name} IS NULL"
+
+
+def present(column: Column) -> str:
+    """An aggregate's ``FILTER`` clause that leaves out missing values (NULL, NaN)."""
+    return f"FILTER (WHERE NOT {is_missing(column)})"
+
+
+def raise_invalid(stage: str, column: str, reason: str, value_sql: str) -> str:
+    """An SQL expression that fails the job with a message naming stage, column and value.
+
+    Flink SQL has no ``RAISE``; casting a text that is not a number fails the task with the
+    text in the error, which ``flink_dl.translate_errors`` turns into ``InvalidValueError``.
+    """
+    prefix = string_literal(f"{INVALID_MARKER}{stage}: column {column!r} {reason}: ")
+    return (f"CAST(CONCAT({prefix}, COALESCE(CAST({value_sql} AS STRING), 'NULL')) "
+            "AS INT)")
+
+
+#: Start of the text a failing ``raise_invalid`` carries into Flink's error.
+INVALID_MARKER = "flink-dl invalid value in "
+
+
+def select(table: Table, projections: Sequence[str], where: str | None = None) -> Table:
+    """``SELECT projections FROM table [WHERE where]`` in the table's environment."""
+    sql = f"SELECT {', '.join(projections)} FROM {table}"
+    if where:
+        sql += f" WHERE {where}"
+    return table._t_env.sql_query(sql)

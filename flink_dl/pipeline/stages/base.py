@@ -1,0 +1,188 @@
+"""What the built-in feature stages share: columns in and out, invalid values, statistics.
+
+A fitted feature stage is a ``FeatureModel``: for each input column it gives SQL
+expressions for its output columns (and, for ``handle_invalid="skip"``, a condition a row
+must meet). ``transform`` turns them into one ``SELECT`` that Flink compiles into the JVM,
+so a bounded and an unbounded Table get bit-identical features. A ``FeatureEstimator``
+says which aggregates it needs (``statistics``) and builds its model from their values;
+``flink_dl.pipeline.fitting`` runs the aggregates of several stages in one Flink job.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyflink.table import Table
+
+from flink_dl.errors import ConfigError
+from flink_dl.pipeline.api import (
+    Estimator,
+    Model,
+    Transformer,
+    check_columns,
+    check_handle_invalid,
+)
+from flink_dl.pipeline.sql import Column, columns_of, quote, require_columns, select
+
+#: One statistic's rows: (key, value); key is None for a plain aggregate.
+StatRows = list[tuple[str | None, float | None]]
+
+
+@dataclass(frozen=True)
+class StatQuery:
+    """An aggregate a stage needs: ``sql`` reads ``__THIS__`` and yields columns ``k``
+    (STRING) and ``v`` (DOUBLE); build it with ``scalar``, ``grouped`` or ``quantiles``."""
+
+    name: str
+    sql: str
+
+
+def scalar(name: str, aggregate: str) -> StatQuery:
+    """One value: ``aggregate`` (e.g. ``AVG(x) FILTER (...)``) over the whole input."""
+    return StatQuery(name, f"SELECT CAST(NULL AS STRING) AS k, CAST({aggregate} AS DOUBLE) "
+                           "AS v FROM __THIS__")
+
+
+def grouped(name: str, key: str, aggregate: str, where: str) -> StatQuery:
+    """One value per distinct ``key`` (as STRING) among rows meeting ``where``."""
+    return StatQuery(name, f"SELECT CAST({key} AS STRING) AS k, CAST({aggregate} AS DOUBLE) "
+                           f"AS v FROM __THIS__ WHERE {where} GROUP BY CAST({key} AS STRING)")
+
+
+def quantiles(name: str, value: str, probabilities: list[float], where: str) -> StatQuery:
+    """Exact quantiles (Flink's ``PERCENTILE``, linear interpolation as numpy's default) of
+    ``value`` over rows meeting ``where``; keys "1".."n" in the order given."""
+    from flink_dl.pipeline.sql import double_literal
+
+    array = ", ".join(double_literal(p) for p in probabilities)
+    return StatQuery(name, f"SELECT CAST(q.i AS STRING) AS k, q.v AS v FROM (SELECT "
+                           f"PERCENTILE({value}, ARRAY[{array}]) FILTER (WHERE {where}) AS a "
+                           "FROM __THIS__) CROSS JOIN UNNEST(a) WITH ORDINALITY AS q(v, i)")
+
+
+class ColumnsParams:
+    """``input_cols``, ``output_cols`` (default: replace the inputs in place) and
+    ``handle_invalid``, checked as Flink ML checks ``inputCols``/``outputCols``."""
+
+    family = "numeric"
+
+    def _set_columns(self, input_cols: Sequence[str], output_cols: Sequence[str] | None,
+                     handle_invalid: str) -> None:
+        name = type(self).__name__
+        self.input_cols = check_columns(name, "input_cols", input_cols)
+        self.output_cols = check_columns(name, "output_cols", output_cols, required=False)
+        if self.output_cols is not None and len(self.output_cols) != len(self.input_cols):
+            raise ConfigError(f"{name}: output_cols has {len(self.output_cols)} names for "
+                              f"{len(self.input_cols)} input_cols")
+        self.handle_invalid = check_handle_invalid(name, handle_invalid)
+
+    def _column_params(self) -> dict[str, Any]:
+        return {"input_cols": list(self.input_cols),
+                "output_cols": None if self.output_cols is None else list(self.output_cols),
+                "handle_invalid": self.handle_invalid}
+
+    def output_name(self, index: int) -> str:
+        return (self.output_cols or self.input_cols)[index]
+
+    @property
+    def stage_name(self) -> str:
+        return type(self).__name__
+
+    def check_input(self, columns: Mapping[str, Column]) -> None:
+        require_columns(self.stage_name, dict(columns), self.input_cols, self.family)
+
+
+class FeatureModel(ColumnsParams, Model):
+    """A fitted feature stage, applied as one SQL ``SELECT``."""
+
+    @abstractmethod
+    def column_sql(self, index: int, column: Column) -> tuple[list[tuple[str, str]], str | None]:
+        """For input column ``index``: [(output name, SQL expression)], and a condition
+        rows must meet (``handle_invalid="skip"``) or ``None``."""
+
+    def replaces_input(self) -> bool:
+        """Whether the outputs take the input column's place (no ``output_cols``)."""
+        return self.output_cols is None
+
+    def transform(self, table: Table) -> Table:
+        columns = columns_of(table)
+        self.check_input(columns)
+        outputs: dict[str, list[tuple[str, str]]] = {}
+        conditions = []
+        for index, name in enumerate(self.input_cols):
+            exprs, condition = self.column_sql(index, columns[name])
+            outputs[name] = exprs
+            if condition:
+                conditions.append(condition)
+        projections = _projections(self.stage_name, list(columns), outputs,
+                                   self.replaces_input())
+        return select(table, projections, " AND ".join(conditions) or None)
+
+    def get_params(self) -> dict[str, Any]:
+        return self._column_params()
+
+    @classmethod
+    def from_json(cls, params: Mapping[str, Any], data: Mapping[str, Any],
+                  directory: Path) -> Model:
+        return cls(**params, **data)
+
+
+def _projections(stage: str, names: list[str], outputs: dict[str, list[tuple[str, str]]],
+                 in_place: bool) -> list[str]:
+    """The SELECT list: inputs in order, each replaced by its outputs (in place) or kept
+    with the outputs appended; a clash with a column that stays fails naming both."""
+    kept = [n for n in names if not (in_place and n in outputs)]
+    produced = [out for exprs in outputs.values() for out, _ in exprs]
+    clash = sorted(set(produced) & set(kept))
+    dupes = sorted({n for n in produced if produced.count(n) > 1})
+    if clash or dupes:
+        raise ConfigError(f"{stage}: output column(s) {clash or dupes} "
+                          f"{'already exist in the input' if clash else 'are produced twice'}; "
+                          "choose other output_cols")
+    projections = []
+    for name in names:
+        if in_place and name in outputs:
+            projections += [f"{sql} AS {quote(out)}" for out, sql in outputs[name]]
+        else:
+            projections.append(quote(name))
+    if not in_place:
+        projections += [f"{sql} AS {quote(out)}" for exprs in outputs.values()
+                        for out, sql in exprs]
+    return projections
+
+
+class FeatureEstimator(ColumnsParams, Estimator):
+    """A feature stage fitted from aggregates that Flink computes."""
+
+    @abstractmethod
+    def statistics(self, columns: Mapping[str, Column]) -> list[StatQuery]:
+        """The aggregates to compute over ``__THIS__`` (the input at this stage)."""
+
+    @abstractmethod
+    def model_from(self, stats: Mapping[str, StatRows]) -> FeatureModel:
+        """The fitted model from the aggregates' rows (by ``StatQuery.name``)."""
+
+    def get_params(self) -> dict[str, Any]:
+        return self._column_params()
+
+    def fit(self, table: Table) -> Model:
+        from flink_dl.pipeline.fitting import fit_feature_estimators
+
+        (model,) = fit_feature_estimators(table, [self])
+        return model
+
+
+class FeatureTransformer(ColumnsParams, Transformer):
+    """Marker for feature stages that need no fitting (they are their own model)."""
+
+
+def one_value(stage: str, stats: Mapping[str, StatRows], name: str) -> float | None:
+    """A scalar statistic (``None``: no row had a value; an empty stream has no row)."""
+    rows = stats.get(name) or []
+    if len(rows) > 1:
+        raise ConfigError(f"{stage}: statistic {name!r} came back with {len(rows)} rows")
+    return rows[0][1] if rows else None

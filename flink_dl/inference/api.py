@@ -32,10 +32,13 @@ class ModelHandler(ABC):
     outputs: Mapping[str, pa.DataType]
     #: Largest batch handed to ``run`` at once (rows).
     batch_size: int = 4096
+    #: Pad every ``run`` to exactly ``batch_size`` rows (results independent of batching).
+    batch_invariant: bool = False
 
     def _set_common(self, model: str | Any, features: Sequence[str],
                     outputs: Mapping[str, pa.DataType] | None, batch_size: int,
-                    num_threads: int, postprocess: Callable[[Any], Any] | None) -> None:
+                    num_threads: int, postprocess: Callable[[Any], Any] | None,
+                    batch_invariant: bool = False) -> None:
         """Check and keep the arguments every framework's handler takes (``ConfigError``
         naming the argument at fault)."""
         from flink_dl.config import is_count
@@ -54,6 +57,7 @@ class ModelHandler(ABC):
         self.outputs = dict(outputs or {"prediction": pa.float32()})
         self.batch_size = batch_size
         self.num_threads = num_threads
+        self.batch_invariant = bool(batch_invariant)
         self._postprocess = serialize_entry(postprocess) if postprocess is not None else None
 
     def model_dir(self) -> str | None:

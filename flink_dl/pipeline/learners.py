@@ -64,6 +64,29 @@ def env_of(table: Table) -> StreamExecutionEnvironment:
     return StreamExecutionEnvironment(j_tenv.execEnv())
 
 
+def expand_features(stage: str, schema: pa.Schema, features: Sequence[str] | None,
+                    label: str | None) -> list[str]:
+    """``features`` with each pattern (``fnmatch``) replaced by the columns it matches, in
+    the table's order; default: every numeric column except ``label``."""
+    from fnmatch import fnmatchcase
+
+    from flink_dl.errors import MissingColumnError
+
+    if features is None:
+        return [f.name for f in schema if f.name != label and is_feature_type(f.type)]
+    out: list[str] = []
+    for item in features:
+        if not any(ch in item for ch in "*?["):
+            out.append(item)
+            continue
+        matched = [n for n in schema.names if fnmatchcase(n, item) and n != label]
+        if not matched:
+            raise MissingColumnError(f"{stage}: feature pattern {item!r} matches no column; "
+                                     f"the input has {schema.names}")
+        out += [n for n in matched if n not in out]
+    return out
+
+
 class LearnerModel(Model):
     """A trained model as a pipeline stage: ``transform`` appends its predictions."""
 
@@ -71,9 +94,10 @@ class LearnerModel(Model):
 
     def __init__(self, model: str | Path, features: Sequence[str],
                  outputs: Mapping[str, pa.DataType | str] | None = None, *,
-                 batch_size: int = 4096, postprocess: Callable[[Any], Any] | None = None,
-                 **options: Any) -> None:
+                 batch_size: int = 1024, batch_invariant: bool = True,
+                 postprocess: Callable[[Any], Any] | None = None, **options: Any) -> None:
         self.model_path = str(model)
+        self.batch_invariant = bool(batch_invariant)
         self.features = check_columns(type(self).__name__, "features", features) or []
         self.outputs = {k: parse_arrow_type(v) if isinstance(v, str) else v
                         for k, v in (outputs or {"prediction": pa.float32()}).items()}
@@ -84,7 +108,7 @@ class LearnerModel(Model):
     def get_params(self) -> dict[str, Any]:
         return {"features": list(self.features),
                 "outputs": {k: arrow_type_name(v) for k, v in self.outputs.items()},
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "batch_invariant": self.batch_invariant}
 
     def model_data(self) -> dict[str, Any]:
         return {"model_file": Path(self.model_path).name}
@@ -118,7 +142,8 @@ class LearnerModel(Model):
         predict = self._predict_function()
         options = {k: v for k, v in self._callables().items() if v is not None}
         return predict(table, self.model_path, features=self.features, outputs=self.outputs,
-                       batch_size=self.batch_size, **options)
+                       batch_size=self.batch_size, batch_invariant=self.batch_invariant,
+                       **options)
 
     def _predict_function(self) -> Callable[..., Table]:
         raise NotImplementedError
@@ -132,12 +157,15 @@ class LearnerEstimator(Estimator):
     Args:
         config: the training job; ``model_dir`` must be set (the trained model is its newest
             version after ``fit``).
-        features: input columns of the model; default: every numeric column of the fitted
-            pipeline's output except ``label`` (logged).
+        features: input columns of the model, or patterns (``"city_*"``: the columns a
+            ``OneHotEncoder`` made); default: every numeric column except ``label``. The
+            columns chosen are logged.
         label: the label column, or ``None``.
         outputs: prediction columns of the fitted model, name -> Arrow type.
         postprocess: maps the model's output to the outputs (e.g. ``lambda y: y.argmax(1)``).
         batch_size: rows per model call when predicting.
+        batch_invariant: pad every model call to ``batch_size`` rows, so a row's prediction
+            is the same bits whichever rows share its batch (bounded or streaming input).
     """
 
     framework: ClassVar[str]
@@ -146,8 +174,8 @@ class LearnerEstimator(Estimator):
     def __init__(self, config: Any, features: Sequence[str] | None = None,
                  label: str | None = None, *,
                  outputs: Mapping[str, pa.DataType] | None = None,
-                 postprocess: Callable[[Any], Any] | None = None, batch_size: int = 4096,
-                 **options: Any) -> None:
+                 postprocess: Callable[[Any], Any] | None = None, batch_size: int = 1024,
+                 batch_invariant: bool = True, **options: Any) -> None:
         name = type(self).__name__
         if not getattr(config, "model_dir", None):
             raise ConfigError(f"{name}: the config needs model_dir=... (the trained model is "
@@ -160,6 +188,7 @@ class LearnerEstimator(Estimator):
         self.outputs = dict(outputs) if outputs else None
         self.postprocess = postprocess
         self.batch_size = batch_size
+        self.batch_invariant = batch_invariant
         self.options = options
         self.fit_jobs = 1
 
@@ -173,18 +202,17 @@ class LearnerEstimator(Estimator):
 
         name = type(self).__name__
         schema = arrow_schema_of(table)
-        features = self.features or [f.name for f in schema if f.name != self.label
-                                     and is_feature_type(f.type)]
-        if not self.features:
-            log.info("%s: features = %s", name, features)
+        features = expand_features(name, schema, self.features, self.label)
+        log.info("%s: features = %s, label = %s", name, features, self.label)
         check_feature_columns(schema, features, self.label, where=name)
         config = dataclasses.replace(self.config, features=features, label=self.label)
         self._train(env_of(table), table, config)
         execute(env_of(table), f"flink-dl pipeline: {name}")
         version = ModelStore(config.model_dir).open()
         return self.model_class(self._model_file(version), features, self.outputs,
-                                batch_size=self.batch_size, postprocess=self.postprocess,
-                                **self.options)
+                                batch_size=self.batch_size,
+                                batch_invariant=self.batch_invariant,
+                                postprocess=self.postprocess, **self.options)
 
     def _train(self, env: StreamExecutionEnvironment, table: Table, config: Any) -> None:
         raise NotImplementedError
@@ -202,10 +230,12 @@ class TorchModel(LearnerModel):
 
     def __init__(self, model: str | Path, features: Sequence[str],
                  outputs: Mapping[str, pa.DataType | str] | None = None, *,
-                 batch_size: int = 4096, postprocess: Callable[[Any], Any] | None = None,
+                 batch_size: int = 1024, batch_invariant: bool = True,
+                 postprocess: Callable[[Any], Any] | None = None,
                  factory: Callable[[], Any] | None = None) -> None:
         super().__init__(model, features, outputs, batch_size=batch_size,
-                         postprocess=postprocess, factory=factory)
+                         batch_invariant=batch_invariant, postprocess=postprocess,
+                         factory=factory)
 
     def _predict_function(self) -> Callable[..., Table]:
         from flink_dl.pytorch.handler import predict
@@ -249,10 +279,10 @@ class TFModel(LearnerModel):
 
     def __init__(self, model: str | Path, features: Sequence[str],
                  outputs: Mapping[str, pa.DataType | str] | None = None, *,
-                 batch_size: int = 4096,
+                 batch_size: int = 1024, batch_invariant: bool = True,
                  postprocess: Callable[[Any], Any] | None = None) -> None:
         super().__init__(model, features, outputs, batch_size=batch_size,
-                         postprocess=postprocess)
+                         batch_invariant=batch_invariant, postprocess=postprocess)
 
     def _predict_function(self) -> Callable[..., Table]:
         from flink_dl.tensorflow.handler import predict

@@ -38,18 +38,23 @@ class TorchModelHandler(ModelHandler):
         batch_size: rows per forward pass (``predict`` moves at least 32k rows per Arrow
             batch and splits them).
         num_threads: torch intra-op threads per operator subtask / node.
+        batch_invariant: pad every model call to ``batch_size`` rows, so that a row's
+            prediction does not depend on which rows share its batch (float GEMM kernels
+            round differently for different batch shapes); pipelines turn it on.
     """
 
     def __init__(self, model: str | Path, features: Sequence[str], *,
                  factory: Callable[[], Any] | None = None,
                  outputs: Mapping[str, pa.DataType] | None = None,
                  postprocess: Callable[[Any], Any] | None = None,
-                 batch_size: int = 4096, num_threads: int = 1, device: str = "cpu") -> None:
+                 batch_size: int = 4096, num_threads: int = 1, device: str = "cpu",
+                 batch_invariant: bool = False) -> None:
         path = Path(model)
         if not path.exists() and path.suffix:
             raise ConfigError(f"model {str(path)!r} does not exist (a path without a suffix "
                               "is taken as a model directory that training will fill)")
-        self._set_common(path, features, outputs, batch_size, num_threads, postprocess)
+        self._set_common(path, features, outputs, batch_size, num_threads, postprocess,
+                         batch_invariant)
         self.device = device
         self._factory = serialize_entry(factory) if factory is not None else None
 

@@ -38,17 +38,21 @@ class TFModelHandler(ModelHandler):
         postprocess: maps the model's output (numpy) to an array or a dict of arrays.
         batch_size: rows per model call (``predict`` moves at least 32k rows per Arrow batch).
         num_threads: TensorFlow intra-op threads (when TensorFlow is not yet initialised).
+        batch_invariant: pad every model call to ``batch_size`` rows (a row's prediction
+            then does not depend on the rows that share its batch); pipelines turn it on.
     """
 
     def __init__(self, model: str | Path, features: Sequence[str], *,
                  outputs: Mapping[str, pa.DataType] | None = None,
                  signature: str = "serving_default",
                  postprocess: Callable[[Any], Any] | None = None,
-                 batch_size: int = 4096, num_threads: int = 1) -> None:
+                 batch_size: int = 4096, num_threads: int = 1,
+                 batch_invariant: bool = False) -> None:
         path = Path(model)
         if path.suffix in _KERAS_SUFFIXES and not path.is_file():
             raise ConfigError(f"model {str(path)!r} does not exist")
-        self._set_common(path, features, outputs, batch_size, num_threads, postprocess)
+        self._set_common(path, features, outputs, batch_size, num_threads, postprocess,
+                         batch_invariant)
         self.signature = signature
 
     # ---------------------------------------------------------------- ModelHandler

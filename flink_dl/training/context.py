@@ -88,6 +88,17 @@ class TrainingContext:
         return self.node.epoch
 
     @property
+    def features(self) -> list[str] | None:
+        """The config's ``features`` (the loader's default columns), or ``None``."""
+        features = self.options.get("features")
+        return list(features) if features is not None else None
+
+    @property
+    def label(self) -> str | None:
+        """The config's ``label`` column, or ``None``."""
+        return self.options.get("label")
+
+    @property
     def input_schema(self) -> pa.Schema | None:
         """The Arrow schema of the input, as known when the job was built."""
         blob = self.options.get("input_schema")

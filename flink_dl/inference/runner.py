@@ -85,16 +85,22 @@ class ModelRunner:
         return out
 
     def _run(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = len(next(iter(columns.values()))) if columns else 0
-        pad = self.handler.batch_size - rows if self.handler.batch_invariant else 0
-        if pad > 0:  # the same batch shape every call: the same kernels, the same rounding
-            columns = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), dtype=v.dtype)])
-                       for k, v in columns.items()}
-        result = self.handler.run(self.model, columns)
-        if pad > 0:
-            result = {k: np.asarray(v)[:rows] for k, v in result.items()}
-        missing = [k for k in self.handler.outputs if k not in result]
-        if missing:
-            raise KeyError(f"the model handler returned no column(s) {missing}; it returned "
-                           f"{list(result)}")
-        return {k: np.asarray(result[k]) for k in self.handler.outputs}
+        return run_batch(self.handler, self.model, columns)
+
+
+def run_batch(handler: ModelHandler, model: Any,
+              columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``handler.run`` on one batch (padded to ``batch_size`` rows when the handler is
+    ``batch_invariant``), checked to give every output column."""
+    rows = len(next(iter(columns.values()))) if columns else 0
+    pad = handler.batch_size - rows if handler.batch_invariant else 0
+    if pad > 0:  # the same batch shape every call: the same kernels, the same rounding
+        columns = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), dtype=v.dtype)])
+                   for k, v in columns.items()}
+    result = handler.run(model, columns)
+    missing = [k for k in handler.outputs if k not in result]
+    if missing:
+        raise KeyError(f"the model handler returned no column(s) {missing}; it returned "
+                       f"{list(result)}")
+    return {k: np.asarray(result[k])[:rows] if pad > 0 else np.asarray(result[k])
+            for k in handler.outputs}

@@ -33,6 +33,7 @@ _EXPORTS = {
     "TorchModel": "flink_dl.pipeline.learners",
     "TFEstimator": "flink_dl.pipeline.learners",
     "TFModel": "flink_dl.pipeline.learners",
+    "predict": "flink_dl.pipeline.serving",
 }
 
 __all__ = sorted(_EXPORTS)

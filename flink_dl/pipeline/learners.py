@@ -23,6 +23,7 @@ from pyflink.table import Table
 
 from flink_dl.channel.features import check_feature_columns, is_feature_type
 from flink_dl.errors import ConfigError
+from flink_dl.inference.api import ModelHandler
 from flink_dl.models.store import ModelStore, ModelVersion
 from flink_dl.pipeline.api import Estimator, Model, check_columns, register
 
@@ -148,6 +149,16 @@ class LearnerModel(Model):
     def _predict_function(self) -> Callable[..., Table]:
         raise NotImplementedError
 
+    def handler(self) -> ModelHandler:
+        """The framework's ``ModelHandler`` for this model (what ``transform`` runs)."""
+        options = {k: v for k, v in self._callables().items() if v is not None}
+        return self._handler_class()(self.model_path, self.features, outputs=self.outputs,
+                                     batch_size=self.batch_size,
+                                     batch_invariant=self.batch_invariant, **options)
+
+    def _handler_class(self) -> type[ModelHandler]:
+        raise NotImplementedError
+
 
 class LearnerEstimator(Estimator):
     """Trains ``config`` (a ``TorchConfig`` / ``TFConfig`` with your ``entry``) on the input
@@ -242,6 +253,11 @@ class TorchModel(LearnerModel):
 
         return predict
 
+    def _handler_class(self) -> type[ModelHandler]:
+        from flink_dl.pytorch.handler import TorchModelHandler
+
+        return TorchModelHandler
+
 
 @register
 class TorchEstimator(LearnerEstimator):
@@ -288,6 +304,11 @@ class TFModel(LearnerModel):
         from flink_dl.tensorflow.handler import predict
 
         return predict
+
+    def _handler_class(self) -> type[ModelHandler]:
+        from flink_dl.tensorflow.handler import TFModelHandler
+
+        return TFModelHandler
 
 
 @register

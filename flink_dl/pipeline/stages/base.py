@@ -10,8 +10,9 @@ says which aggregates it needs (``statistics``) and builds its model from their 
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,15 @@ from flink_dl.pipeline.api import (
     check_columns,
     check_handle_invalid,
 )
-from flink_dl.pipeline.sql import Column, columns_of, quote, require_columns, select
+from flink_dl.pipeline.sql import (
+    Column,
+    columns_of,
+    double_literal,
+    quote,
+    require_columns,
+    select,
+    string_literal,
+)
 
 #: One statistic's rows: (key, value); key is None for a plain aggregate.
 StatRows = list[tuple[str | None, float | None]]
@@ -96,8 +105,57 @@ class ColumnsParams:
         require_columns(self.stage_name, dict(columns), self.input_cols, self.family)
 
 
+class ConstantRecorder:
+    """Collects the fitted values of feature stages as fields of one ROW column instead of
+    literals: the SQL then reads them per row, and a new version's values can replace
+    them in a running job (``flink_dl.pipeline.serving``)."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+        self.types: list[str] = []
+        self.values: list[float | str] = []
+
+    def add(self, sql_type: str, value: float | str) -> str:
+        self.types.append(sql_type)
+        self.values.append(value)
+        return f"{quote(self.column)}.{quote(f'c{len(self.values) - 1}')}"
+
+
 class FeatureModel(ColumnsParams, Model):
-    """A fitted feature stage, applied as one SQL ``SELECT``."""
+    """A fitted feature stage, applied as one SQL ``SELECT``. Fitted values enter its SQL
+    through ``num``/``text``: literals, or fields of a parameter column while a
+    ``ConstantRecorder`` is set (``recording``)."""
+
+    recorder: ConstantRecorder | None = None
+
+    def num(self, value: float) -> str:
+        """A fitted DOUBLE in the SQL."""
+        if self.recorder is not None:
+            return self.recorder.add("DOUBLE", float(value))
+        return double_literal(value)
+
+    def text(self, value: str) -> str:
+        """A fitted STRING in the SQL."""
+        if self.recorder is not None:
+            return self.recorder.add("STRING", str(value))
+        return string_literal(value)
+
+    @contextlib.contextmanager
+    def recording(self, recorder: ConstantRecorder) -> Iterator[None]:
+        """Within the block, fitted values become fields of ``recorder``'s column."""
+        self.recorder = recorder
+        try:
+            yield
+        finally:
+            self.recorder = None
+
+    def sql_texts(self, columns: Mapping[str, Column]) -> list[str]:
+        """The SQL this stage generates for ``columns`` (its structure, when recording)."""
+        texts = []
+        for index, name in enumerate(self.input_cols):
+            exprs, condition = self.column_sql(index, columns[name])
+            texts += [f"{out}={sql}" for out, sql in exprs] + [f"WHERE {condition}"]
+        return texts
 
     @abstractmethod
     def column_sql(self, index: int, column: Column) -> tuple[list[tuple[str, str]], str | None]:

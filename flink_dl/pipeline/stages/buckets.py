@@ -18,7 +18,6 @@ from flink_dl.pipeline.api import register
 from flink_dl.pipeline.sql import (
     Column,
     as_double,
-    double_literal,
     is_missing,
     quote,
     raise_invalid,
@@ -78,17 +77,17 @@ class Bucketizer(FeatureModel):
         x = as_double(column.name)
         valid = [f"NOT {is_missing(column)}"]
         if not math.isinf(splits[0]):
-            valid.append(f"{x} >= {double_literal(splits[0])}")
+            valid.append(f"{x} >= {self.num(splits[0])}")
         if not math.isinf(splits[-1]):
-            valid.append(f"{x} <= {double_literal(splits[-1])}")
-        whens = " ".join(f"WHEN {x} < {double_literal(s)} THEN {i}"
+            valid.append(f"{x} <= {self.num(splits[-1])}")
+        whens = " ".join(f"WHEN {x} < {self.num(s)} THEN {i}"
                          for i, s in enumerate(splits[1:-1]))
         last = len(splits) - 2
         if self.handle_invalid == "keep":
             invalid = str(len(splits) - 1)
         elif self.handle_invalid == "error":
             invalid = raise_invalid(self.stage_name, column.name,
-                                    f"is NULL, NaN or outside the splits {splits}",
+                                    "is NULL, NaN or outside the splits",
                                     quote(column.name))
         else:
             invalid = "-1"

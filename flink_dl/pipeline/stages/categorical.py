@@ -15,7 +15,7 @@ from typing import Any
 
 from flink_dl.errors import ConfigError
 from flink_dl.pipeline.api import register
-from flink_dl.pipeline.sql import STRING_ROOTS, Column, quote, raise_invalid, string_literal
+from flink_dl.pipeline.sql import STRING_ROOTS, Column, quote, raise_invalid
 from flink_dl.pipeline.stages.base import (
     FeatureEstimator,
     FeatureModel,
@@ -33,8 +33,8 @@ def category_key(column: Column) -> str:
     return name if column.root in STRING_ROOTS else f"CAST({name} AS STRING)"
 
 
-def _in_list(key: str, categories: Sequence[str]) -> str:
-    return f"{key} IN ({', '.join(string_literal(c) for c in categories)})"
+def _in_list(model: FeatureModel, key: str, categories: Sequence[str]) -> str:
+    return f"{key} IN ({', '.join(model.text(c) for c in categories)})"
 
 
 def _invalid(stage: FeatureModel, column: Column, categories: Sequence[str]) -> str:
@@ -83,14 +83,14 @@ class StringIndexerModel(FeatureModel):
 
     def column_sql(self, index: int, column: Column) -> tuple[list[tuple[str, str]], str | None]:
         key, vocabulary = category_key(column), self.vocabulary[index]
-        whens = " ".join(f"WHEN {string_literal(c)} THEN {i}" for i, c in enumerate(vocabulary))
+        whens = " ".join(f"WHEN {self.text(c)} THEN {i}" for i, c in enumerate(vocabulary))
         condition = None
         if self.handle_invalid == "keep":
             other = str(len(vocabulary))
         elif self.handle_invalid == "error":
             other = _invalid(self, column, vocabulary)
         else:
-            other, condition = "-1", _in_list(key, vocabulary)
+            other, condition = "-1", _in_list(self, key, vocabulary)
         return [(self.output_name(index),
                  f"CAST(CASE {key} {whens} ELSE {other} END AS INT)")], condition
 
@@ -178,13 +178,13 @@ class OneHotEncoderModel(FeatureModel):
     def column_sql(self, index: int, column: Column) -> tuple[list[tuple[str, str]], str | None]:
         key, categories = category_key(column), self.categories[index]
         names = self.output_names(index)
-        exprs = [(name, f"CASE WHEN {key} = {string_literal(c)} THEN 1.0E0 ELSE 0.0E0 END")
+        exprs = [(name, f"CASE WHEN {key} = {self.text(c)} THEN 1.0E0 ELSE 0.0E0 END")
                  for name, c in zip(names, categories, strict=False)]
         condition = None
         if self.handle_invalid == "skip":
-            condition = _in_list(key, categories)
+            condition = _in_list(self, key, categories)
         elif self.handle_invalid == "error":
-            valid = f"{key} IS NOT NULL AND {_in_list(key, categories)}"
+            valid = f"{key} IS NOT NULL AND {_in_list(self, key, categories)}"
             check = f"CASE WHEN {valid} THEN 0.0E0 ELSE {_invalid(self, column, categories)} END"
             if exprs:
                 first_name, first = exprs[0]

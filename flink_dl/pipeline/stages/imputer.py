@@ -15,7 +15,6 @@ from flink_dl.pipeline.sql import (
     is_missing,
     quote,
     require_columns,
-    string_literal,
 )
 from flink_dl.pipeline.stages.base import (
     FeatureEstimator,
@@ -80,9 +79,9 @@ class ImputerModel(_ImputerParams, FeatureModel):
     def column_sql(self, index: int, column: Column) -> tuple[list[tuple[str, str]], str | None]:
         surrogate = self.surrogates[index]
         if column.root in STRING_ROOTS:
-            value, fill = quote(column.name), string_literal(str(surrogate))
+            value, fill = quote(column.name), self.text(str(surrogate))
         else:
-            value, fill = as_double(column.name), double_literal(float(surrogate))
+            value, fill = as_double(column.name), self.num(float(surrogate))
         expr = f"CASE WHEN {_missing(column, self.missing_value)} THEN {fill} ELSE {value} END"
         return [(self.output_name(index), expr)], None
 

@@ -69,9 +69,9 @@ class StandardScalerModel(FeatureModel):
     def column_sql(self, index: int, column: Column) -> tuple[list[tuple[str, str]], str | None]:
         expr = as_double(column.name)
         if self.with_mean:
-            expr = f"({expr} - {double_literal(self.mean[index])})"
+            expr = f"({expr} - {self.num(self.mean[index])})"
         if self.with_std and self.std[index] != 0.0:
-            expr = f"{expr} / {double_literal(self.std[index])}"
+            expr = f"{expr} / {self.num(self.std[index])}"
         expr, condition = null_policy(self, column, expr)
         return [(self.output_name(index), expr)], condition
 
@@ -149,8 +149,8 @@ class MinMaxScalerModel(FeatureModel):
             expr = f"CASE WHEN {quote(column.name)} IS NULL THEN CAST(NULL AS DOUBLE) " \
                    f"ELSE {expr} END"
         else:
-            expr = (f"({as_double(column.name)} - {double_literal(lo)}) / "
-                    f"{double_literal(hi - lo)} * {double_literal(self.max - self.min)} + "
+            expr = (f"({as_double(column.name)} - {self.num(lo)}) / "
+                    f"{self.num(hi - lo)} * {double_literal(self.max - self.min)} + "
                     f"{double_literal(self.min)}")
         expr, condition = null_policy(self, column, expr)
         return [(self.output_name(index), expr)], condition

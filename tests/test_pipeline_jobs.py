@@ -177,3 +177,32 @@ def test_batch_and_stream_give_bit_identical_features_and_predictions(tmp_path) 
     # the gaps were filled with the fitted surrogates, not left as NULL
     assert not batch[features].isna().any().any()
     assert batch.loc[batch["id"] == 51_000, "income"].item() == model.stages[0].surrogates[0]
+
+
+def test_tf_estimator_stage_trains_predicts_saves_and_loads(tmp_path) -> None:
+    import pyarrow as pa
+
+    from flink_dl.pipeline import TFEstimator
+    from flink_dl.tensorflow import TFConfig
+    from tests.tf_entries import keras_clicks
+
+    history = tmp_path / "history"
+    history.mkdir()
+    rows = example.make_rows(3000, seed=5)
+    example.write_csv(rows, history / "part-0.csv")
+    t_env = StreamTableEnvironment.create(StreamExecutionEnvironment.get_execution_environment())
+    table = example.csv_table(t_env, "history", history)
+    stages = example.build_pipeline(str(tmp_path / "unused")).stages[:-1]
+    model = Pipeline([*stages, TFEstimator(
+        TFConfig(workers=2, entry=keras_clicks, epochs=4, model_dir=str(tmp_path / "tf")),
+        features=example.FEATURES, label="clicked", outputs={"p_click": pa.float32()})]
+    ).fit(table)
+    assert model.fit_jobs == 3
+    scored = model.transform(table).to_pandas().sort_values("id")
+    truth = rows.set_index("id").loc[scored["id"], "clicked"].to_numpy()
+    accuracy = ((scored["p_click"] > 0.5).astype(int).to_numpy() == truth).mean()
+    assert accuracy > 0.7, accuracy
+    version = model.save(tmp_path / "pipes")
+    assert any(name.startswith("stage-05/saved_model/") for name in version.files)
+    again = PipelineModel.load(tmp_path / "pipes").transform(table).to_pandas().sort_values("id")
+    assert again["p_click"].to_numpy().tobytes() == scored["p_click"].to_numpy().tobytes()

@@ -46,3 +46,17 @@ def digits_killed_once(ctx) -> dict:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     return tf_digits.train_entry(ctx, extra_callbacks=(KillProbe(),))
+
+
+def keras_clicks(ctx) -> None:
+    """Logistic regression in Keras on the pipeline's features (``ctx.features``)."""
+    import tensorflow as tf
+
+    strategy = ctx.strategy()
+    with strategy.scope():
+        tf.keras.utils.set_random_seed(0)
+        model = tf.keras.Sequential([tf.keras.Input((len(ctx.features),)),
+                                     tf.keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer=tf.keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    model.fit(ctx.dataset(128), epochs=ctx.epochs, verbose=0)
+    ctx.save_model(model)

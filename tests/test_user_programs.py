@@ -236,3 +236,25 @@ def test_rows_a_node_writes_leave_while_its_stream_is_idle(tmp_path: Path) -> No
             reader.start()
             reader.join(120)
         assert got and got[0]["rows"] == 10, "the node's row never left the idle stream"
+
+
+def test_readme_pipeline_snippet(tmp_path: Path) -> None:
+    code = readme_block("Pipelines")
+    for path in ("/tmp/pipeline-models", "/tmp/pipelines"):
+        assert path in code
+    code = code.replace("/tmp/pipeline-models", str(tmp_path / "models")).replace(
+        "/tmp/pipelines", str(tmp_path / "pipelines"))
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    with execution_mode("process"):
+        exec(compile(code, "README Pipelines", "exec"), namespace)
+    model = namespace["model"]
+    assert model.fit_jobs == 3
+    df = namespace["df"]
+    assert model.stages[0].surrogates == [float(np.nanmedian(df["income"]))]
+    assert model.stages[3].categories == [["a", "b", "c"]]
+    scored = namespace["scored"].to_pandas()
+    assert list(scored.columns[-1:]) == ["logit"] and len(scored) == 5000
+    accuracy = float(((scored["logit"] > 0) == (scored["bought"] == 1)).mean())
+    assert accuracy > 0.85, accuracy
+    assert ModelStore(tmp_path / "pipelines").open().files.keys() >= {"pipeline.json",
+                                                                      "stage-04/model.ts"}

@@ -238,6 +238,39 @@ class FeatureTransformer(ColumnsParams, Transformer):
     """Marker for feature stages that need no fitting (they are their own model)."""
 
 
+def column_aggregates(columns: Mapping[str, Column], input_cols: Sequence[str],
+                      aggregates: Mapping[str, str]) -> list[StatQuery]:
+    """For each input column, each ``name -> AGGREGATE`` over its values as DOUBLE,
+    missing values left out: statistics named ``"<name>:<column>"``."""
+    from flink_dl.pipeline.sql import as_double, present
+
+    return [scalar(f"{name}:{column}",
+                   f"{function}({as_double(column)}) {present(columns[column])}")
+            for column in input_cols for name, function in aggregates.items()]
+
+
+def column_values(stage: str, stats: Mapping[str, StatRows], input_cols: Sequence[str],
+                  names: Sequence[str]) -> dict[str, list[float | None]]:
+    """The ``column_aggregates`` values: ``name -> one value per input column``;
+    ``ConfigError`` naming the column when the first is missing (no value to fit on)."""
+    out: dict[str, list[float | None]] = {name: [] for name in names}
+    for column in input_cols:
+        for name in names:
+            out[name].append(one_value(stage, stats, f"{name}:{column}"))
+        if out[names[0]][-1] is None:
+            raise ConfigError(f"{stage}: column {column!r} has no value that is not NULL "
+                              "or NaN to fit on")
+    return out
+
+
+def per_column(stage: str, what: str, lists: Sequence[Any], input_cols: Sequence[str]
+               ) -> None:
+    """``ConfigError`` unless there is one of ``lists`` per input column."""
+    if len(lists) != len(input_cols):
+        raise ConfigError(f"{stage}: {what} has {len(lists)} entries for "
+                          f"{len(input_cols)} input_cols")
+
+
 def one_value(stage: str, stats: Mapping[str, StatRows], name: str) -> float | None:
     """A scalar statistic (``None``: no row had a value; an empty stream has no row)."""
     rows = stats.get(name) or []

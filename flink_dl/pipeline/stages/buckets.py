@@ -27,15 +27,14 @@ from flink_dl.pipeline.stages.base import (
     FeatureModel,
     StatQuery,
     StatRows,
+    per_column,
     quantiles,
 )
 
 
 def _check_splits(stage: str, input_cols: list[str],
                   splits_array: Sequence[Sequence[float]]) -> list[list[float]]:
-    if len(splits_array) != len(input_cols):
-        raise ConfigError(f"{stage}: splits_array has {len(splits_array)} lists for "
-                          f"{len(input_cols)} input_cols")
+    per_column(stage, "splits_array", splits_array, input_cols)
     out = []
     for name, splits in zip(input_cols, splits_array, strict=True):
         values = [float(s) for s in splits]

@@ -22,6 +22,7 @@ from flink_dl.pipeline.stages.base import (
     StatQuery,
     StatRows,
     grouped,
+    per_column,
 )
 
 ORDER_TYPES = ("frequencyDesc", "frequencyAsc", "alphabetAsc", "alphabetDesc", "arbitrary")
@@ -48,9 +49,7 @@ def _counts(stats: Mapping[str, StatRows], name: str) -> dict[str, float]:
 
 def _check_vocabularies(stage: str, input_cols: list[str],
                         vocabularies: Sequence[Sequence[str]]) -> list[list[str]]:
-    if len(vocabularies) != len(input_cols):
-        raise ConfigError(f"{stage}: {len(vocabularies)} category lists for "
-                          f"{len(input_cols)} input_cols")
+    per_column(stage, "the category lists", vocabularies, input_cols)
     out = []
     for name, vocabulary in zip(input_cols, vocabularies, strict=True):
         if not vocabulary:

@@ -11,7 +11,6 @@ from flink_dl.pipeline.sql import (
     Column,
     as_double,
     double_literal,
-    present,
     quote,
     raise_invalid,
 )
@@ -20,8 +19,9 @@ from flink_dl.pipeline.stages.base import (
     FeatureModel,
     StatQuery,
     StatRows,
-    one_value,
-    scalar,
+    column_aggregates,
+    column_values,
+    per_column,
 )
 
 
@@ -39,8 +39,7 @@ def null_policy(model: FeatureModel, column: Column, expr: str) -> tuple[str, st
 
 
 def _finite_list(stage: str, name: str, values: Sequence[Any], size: int) -> list[float]:
-    if len(values) != size:
-        raise ConfigError(f"{stage}: {name} has {len(values)} values for {size} input_cols")
+    per_column(stage, name, values, [""] * size)
     return [float(v) for v in values]
 
 
@@ -95,23 +94,13 @@ class StandardScaler(FeatureEstimator):
                 "with_std": self.with_std}
 
     def statistics(self, columns: Mapping[str, Column]) -> list[StatQuery]:
-        out = []
-        for name in self.input_cols:
-            x, where = as_double(name), present(columns[name])
-            out.append(scalar(f"mean:{name}", f"AVG({x}) {where}"))
-            out.append(scalar(f"std:{name}", f"STDDEV_POP({x}) {where}"))
-        return out
+        return column_aggregates(columns, self.input_cols,
+                                 {"mean": "AVG", "std": "STDDEV_POP"})
 
     def model_from(self, stats: Mapping[str, StatRows]) -> FeatureModel:
-        mean, std = [], []
-        for name in self.input_cols:
-            m = one_value(self.stage_name, stats, f"mean:{name}")
-            s = one_value(self.stage_name, stats, f"std:{name}")
-            if m is None:
-                raise ConfigError(f"{self.stage_name}: column {name!r} has no non-NULL "
-                                  "value to fit on")
-            mean.append(m)
-            std.append(s or 0.0)
+        values = column_values(self.stage_name, stats, self.input_cols, ["mean", "std"])
+        mean = [float(m or 0.0) for m in values["mean"]]
+        std = [float(s or 0.0) for s in values["std"]]
         return StandardScalerModel(self.input_cols, mean, std, output_cols=self.output_cols,
                                    with_mean=self.with_mean, with_std=self.with_std,
                                    handle_invalid=self.handle_invalid)
@@ -179,23 +168,12 @@ class MinMaxScaler(FeatureEstimator):
         return {**self._column_params(), "min": self.min, "max": self.max}
 
     def statistics(self, columns: Mapping[str, Column]) -> list[StatQuery]:
-        out = []
-        for name in self.input_cols:
-            x, where = as_double(name), present(columns[name])
-            out.append(scalar(f"min:{name}", f"MIN({x}) {where}"))
-            out.append(scalar(f"max:{name}", f"MAX({x}) {where}"))
-        return out
+        return column_aggregates(columns, self.input_cols, {"min": "MIN", "max": "MAX"})
 
     def model_from(self, stats: Mapping[str, StatRows]) -> FeatureModel:
-        lows, highs = [], []
-        for name in self.input_cols:
-            lo = one_value(self.stage_name, stats, f"min:{name}")
-            hi = one_value(self.stage_name, stats, f"max:{name}")
-            if lo is None or hi is None:
-                raise ConfigError(f"{self.stage_name}: column {name!r} has no non-NULL "
-                                  "value to fit on")
-            lows.append(lo)
-            highs.append(hi)
+        values = column_values(self.stage_name, stats, self.input_cols, ["min", "max"])
+        lows = [float(v or 0.0) for v in values["min"]]
+        highs = [float(v or 0.0) for v in values["max"]]
         return MinMaxScalerModel(self.input_cols, lows, highs, output_cols=self.output_cols,
                                  min=self.min, max=self.max,
                                  handle_invalid=self.handle_invalid)

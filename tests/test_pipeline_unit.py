@@ -102,3 +102,15 @@ def test_feature_patterns() -> None:
         expand_features("T", schema, ["d_*"], "y")
     for dtype in (pa.float32(), pa.int64(), pa.list_(pa.float32()), pa.string()):
         assert parse_arrow_type(arrow_type_name(dtype)) == dtype
+
+
+def test_framework_predict_points_a_pipeline_directory_to_pipeline_predict(tmp_path) -> None:
+    from flink_dl.inference.calls import handler_from
+    from flink_dl.models.store import ModelStore
+    from flink_dl.pipeline import PipelineModel
+    from flink_dl.pytorch import TorchModelHandler
+
+    PipelineModel([StandardScalerModel(["a"], [0.0], [1.0])]).save(tmp_path)
+    assert (ModelStore(tmp_path).open().file("pipeline.json")).is_file()
+    with pytest.raises(ConfigError, match=r"flink_dl.pipeline.predict\(input, "):
+        handler_from(TorchModelHandler, tmp_path, ["a"], {})

@@ -35,6 +35,11 @@ def handler_from(handler_class: type[ModelHandler], model: str | Path | ModelHan
             raise ConfigError(f"pass features and handler options to {name}, not to "
                               "predict, when giving a handler")
         return model
+    if _is_pipeline_dir(Path(model)):
+        raise ConfigError(f"model {str(model)!r} holds saved pipelines (pipeline.json), not a "
+                          f"bare model: serve them with flink_dl.pipeline.predict(input, "
+                          f"{str(model)!r}) (features and model together), or "
+                          "PipelineModel.load(path).transform(input)")
     if features is None:
         raise ConfigError("predict needs features=[...] (the input columns the model reads)")
     return handler_class(model, features, **options)  # type: ignore[call-arg]
@@ -63,3 +68,16 @@ def predict_distributed_with(handler_class: type[ModelHandler],
     cluster = {k: options.pop(k) for k in list(options) if k in CLUSTER_OPTIONS}
     return run_distributed(env, input, handler_from(handler_class, model, features, options),
                            nodes, **cluster)
+
+
+def _is_pipeline_dir(path: Path) -> bool:
+    """A ``ModelStore`` of pipeline versions (or one version of it)."""
+    from flink_dl.models.store import ModelStore
+
+    if (path / "pipeline.json").is_file():
+        return True
+    try:
+        latest = ModelStore(path).latest_number() if path.is_dir() else None
+    except OSError:
+        return False
+    return latest is not None and (path / f"v{latest:06d}" / "pipeline.json").is_file()

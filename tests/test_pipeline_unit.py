@@ -114,3 +114,29 @@ def test_framework_predict_points_a_pipeline_directory_to_pipeline_predict(tmp_p
     assert (ModelStore(tmp_path).open().file("pipeline.json")).is_file()
     with pytest.raises(ConfigError, match=r"flink_dl.pipeline.predict\(input, "):
         handler_from(TorchModelHandler, tmp_path, ["a"], {})
+
+
+def test_publish_model_keeps_the_stages_and_replaces_the_model(tmp_path) -> None:
+    import torch
+
+    from flink_dl.models.store import ModelStore
+    from flink_dl.pipeline import PipelineModel, TorchModel, publish_model
+
+    def scripted(directory, weight: float):
+        directory.mkdir()
+        layer = torch.nn.Linear(1, 1)
+        torch.nn.init.constant_(layer.weight, weight)
+        torch.jit.save(torch.jit.script(layer), directory / "model.ts")
+        return directory
+
+    first = scripted(tmp_path / "m1", 1.0)
+    stages = [StandardScalerModel(["a"], [0.5], [2.0]), TorchModel(first / "model.ts", ["a"])]
+    PipelineModel(stages).save(tmp_path / "pipes")
+    version = publish_model(tmp_path / "pipes", scripted(tmp_path / "m2", 7.0))
+    assert version.version == 2
+    old, new = (PipelineModel.load(tmp_path / "pipes", version=v) for v in (1, 2))
+    assert [s.to_json() for s in old.stages] == [s.to_json() for s in new.stages]
+    loaded = torch.jit.load(ModelStore(tmp_path / "pipes").open(2).file("stage-01/model.ts"))
+    assert loaded.weight.item() == 7.0
+    with pytest.raises(FileNotFoundError, match=r"has no model\.ts"):
+        publish_model(tmp_path / "pipes", tmp_path)

@@ -16,6 +16,7 @@ _EXPORTS = {
     "Transformer": "flink_dl.pipeline.api",
     "Pipeline": "flink_dl.pipeline.pipeline",
     "PipelineModel": "flink_dl.pipeline.pipeline",
+    "publish_model": "flink_dl.pipeline.pipeline",
     "Bucketizer": "flink_dl.pipeline.stages",
     "Imputer": "flink_dl.pipeline.stages",
     "ImputerModel": "flink_dl.pipeline.stages",

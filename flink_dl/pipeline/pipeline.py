@@ -204,3 +204,29 @@ def _open_version(path: Path, version: int | None) -> ModelVersion:
     if not (path / PIPELINE_FILE).exists() and ModelStore(path).latest_number() is None:
         raise FileNotFoundError(f"no saved pipeline at {path}")
     return ModelStore(path).open(version)
+
+
+def publish_model(pipeline_dir: str | os.PathLike[str],
+                  model: ModelVersion | str | os.PathLike[str]) -> ModelVersion:
+    """Publish a new version of the pipelines at ``pipeline_dir``: the newest version's
+    stages, with the model stage's files taken from ``model`` (a version a training job
+    published, e.g. what ``ctx.maybe_save_model`` returned on the chief). The structure
+    stays the same, so a job serving the directory (``flink_dl.pipeline.predict``) swaps
+    the new model in."""
+    from flink_dl.pipeline.learners import LearnerModel
+
+    current = PipelineModel.load(pipeline_dir)
+    learner = current.stages[-1] if current.stages else None
+    if not isinstance(learner, LearnerModel):
+        raise ConfigError(f"publish_model: the newest pipeline in {pipeline_dir} has no model "
+                          "stage to replace")
+    directory = Path(model.path if isinstance(model, ModelVersion) else model)
+    source = directory / Path(learner.model_path).name
+    if not source.exists():
+        raise FileNotFoundError(f"publish_model: {directory} has no {source.name} (the file "
+                                "the pipeline's model stage serves)")
+    replaced = type(learner).from_json(learner.get_params(), {"model_file": source.name},
+                                       directory)
+    replaced.postprocess, replaced.options = learner.postprocess, learner.options
+    return PipelineModel([*current.stages[:-1], replaced], current.input_schema).save(
+        pipeline_dir)

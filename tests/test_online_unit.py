@@ -58,3 +58,14 @@ def test_ftrl_checks_its_settings() -> None:
         FTRL([torch.zeros(1, requires_grad=True)], alpha=0.0)
     with pytest.raises(ConfigError, match="l1 must be >= 0"):
         FTRL([torch.zeros(1, requires_grad=True)], l1=-1.0)
+
+
+def test_ftrl_continues_from_warm_started_weights() -> None:
+    layer = torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[2.0, -1.0, 0.0]]))
+        layer.bias.fill_(0.5)
+    optimizer = FTRL(layer.parameters(), alpha=0.1, beta=1.0, l1=0.01, l2=0.1)
+    layer(torch.zeros(1, 3)).sum().backward()        # zero gradient for the weights
+    optimizer.step()
+    assert layer.weight[0].tolist() == pytest.approx([2.0, -1.0, 0.0], abs=1e-6)

@@ -11,7 +11,9 @@ Per coordinate ``i``, with the gradient ``g`` of the step::
           = -(z - sign(z) * l1) / ((beta + sqrt(n)) / alpha + l2)   otherwise
 
 ``z`` and ``n`` live in the optimizer's state (saved with ``ctx.save_checkpoint``), so a
-restart or a warm start goes on where it stopped.
+restart goes on where it stopped. A parameter seen for the first time starts with the ``z``
+whose weights are its current values, so FTRL continues from a warm-started (batch-trained)
+model instead of resetting it to zero.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class FTRL(torch.optim.Optimizer):
                     continue
                 grad = param.grad
                 state = self.state[param]
-                if not state:
-                    state["z"] = torch.zeros_like(param)
+                if not state:  # z such that the weights stay what they are (warm start)
+                    state["z"] = -(param * (beta / alpha + l2) + torch.sign(param) * l1)
                     state["n"] = torch.zeros_like(param)
                 z, n = state["z"], state["n"]
                 sigma = (torch.sqrt(n + grad * grad) - torch.sqrt(n)) / alpha

@@ -191,31 +191,46 @@ class ParameterUDF(ScalarFunction):
         return pd.DataFrame(data)
 
     def _maybe_swap(self, state: _Serving) -> None:
+        """Serve the newest version with the job's structure (a newer one that changes the
+        structure is refused once, with an error in the log)."""
         if time.monotonic() - state.last_poll < self.poll_interval_s:
             return
         state.last_poll = time.monotonic()
         latest = self._store.latest_number()
         if latest is None or latest == state.version or latest in state.refused:
             return
+        for number in reversed(self._store.version_numbers()):
+            if number <= state.version:
+                return
+            if number in state.refused:
+                continue
+            values = self._values_of(number, state)
+            if values is not None:
+                state.values, state.version = values, number
+                log.info("now serving pipeline version %d from %s", number, self.pipeline_dir)
+                return
+
+    def _values_of(self, number: int, state: _Serving) -> list[float | str] | None:
+        """Version ``number``'s fitted values, or ``None`` (refused) when it cannot be
+        served or changes the structure."""
         try:
-            pipeline = PipelineModel.from_version(self._store.open(latest))
+            pipeline = PipelineModel.from_version(self._store.open(number))
             features, learner = _split(pipeline.stages)
             texts, recorder = structure(features, learner, self.plan)
         except Exception as exc:
             log.error("pipeline version %d in %s cannot be served (%s); still serving "
-                      "version %d", latest, self.pipeline_dir, exc, state.version)
-            state.refused.add(latest)
-            return
+                      "version %d", number, self.pipeline_dir, exc, state.version)
+            state.refused.add(number)
+            return None
         if texts != self.texts:
             changed = next((new for old, new in zip(self.texts, texts, strict=False)
                             if old != new), "the number of stages")
             log.error("pipeline version %d in %s changes the pipeline's structure (first "
-                      "difference: %s); this job keeps serving version %d; start a new job "
-                      "to serve it", latest, self.pipeline_dir, changed[:300], state.version)
-            state.refused.add(latest)
-            return
-        state.values, state.version = list(recorder.values), latest
-        log.info("now serving pipeline version %d from %s", latest, self.pipeline_dir)
+                      "difference: %s); this job does not serve it; start a new job to serve "
+                      "it", number, self.pipeline_dir, changed[:300])
+            state.refused.add(number)
+            return None
+        return list(recorder.values)
 
 
 class PipelineModelHandler(ModelHandler):

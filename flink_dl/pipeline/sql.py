@@ -95,6 +95,16 @@ def double_literal(value: float) -> str:
     return text
 
 
+def interval_literal(seconds: float) -> str:
+    """A DAY TO SECOND interval literal of ``seconds`` (millisecond precision, < 100 days)."""
+    millis = round(seconds * 1000)
+    days, rest = divmod(millis, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return (f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}'"
+            " DAY TO SECOND(3)")
+
+
 def as_double(name: str) -> str:
     return f"CAST({quote(name)} AS DOUBLE)"
 

@@ -1,0 +1,25 @@
+"""The real-time loop: training samples from serving (``join_labels``), online learners
+(``FTRL``, ``FTRLLogisticRegression``). Design and status: docs/online-design.md.
+
+Attributes load lazily, like the top-level package (Flink workers import concurrently).
+"""
+
+from __future__ import annotations
+
+from flink_dl.lazy import lazy_exports
+
+_EXPORTS = {
+    "join_labels": "flink_dl.online.labels",
+    "FTRL": "flink_dl.online.ftrl",
+    "FTRLLogisticRegression": "flink_dl.online.learners",
+    "Histogram": "flink_dl.online.monitor",
+    "Rule": "flink_dl.online.monitor",
+    "alerts": "flink_dl.online.monitor",
+    "monitor": "flink_dl.online.monitor",
+    "reference_histograms": "flink_dl.online.monitor",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports("flink_dl.online", _EXPORTS, globals())

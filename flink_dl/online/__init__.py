@@ -12,11 +12,11 @@ _EXPORTS = {
     "join_labels": "flink_dl.online.labels",
     "FTRL": "flink_dl.online.ftrl",
     "FTRLLogisticRegression": "flink_dl.online.learners",
-    "Histogram": "flink_dl.online.monitor",
-    "Rule": "flink_dl.online.monitor",
-    "alerts": "flink_dl.online.monitor",
-    "monitor": "flink_dl.online.monitor",
-    "reference_histograms": "flink_dl.online.monitor",
+    "Histogram": "flink_dl.online.quality",
+    "Rule": "flink_dl.online.quality",
+    "alerts": "flink_dl.online.quality",
+    "monitor": "flink_dl.online.quality",
+    "reference_histograms": "flink_dl.online.quality",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,45 @@
+"""Node entries the online learners run (imported by reference in the node processes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ftrl_entry(ctx: Any) -> None:
+    """Logistic regression with FTRL-Proximal on ``ctx.features`` / ``ctx.label``: bounded
+    input trains ``ctx.epochs`` passes and publishes once; a stream (``streaming``
+    property) publishes by the export clock and, with ``pipeline_dir``, a pipeline version
+    for each model version."""
+    import torch
+
+    from flink_dl.online.ftrl import FTRL
+
+    props = ctx.properties
+    model = torch.nn.Linear(len(ctx.features), 1)
+    torch.nn.init.zeros_(model.weight)
+    torch.nn.init.zeros_(model.bias)
+    ctx.warm_start(model)
+    optimizer = FTRL(model.parameters(), alpha=float(props["alpha"]),
+                     beta=float(props["beta"]), l1=float(props["l1"]), l2=float(props["l2"]))
+    streaming = props.get("streaming") == "1"
+    pipeline_dir = props.get("pipeline_dir")
+    step, seen = 0, 0
+    for epoch in range(ctx.epochs):
+        for batch in ctx.dataloader(int(props["batch_size"])):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                model(batch["features"]).squeeze(1), batch["label"].float())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            seen += len(batch["label"])
+            if streaming:
+                version = ctx.maybe_save_model(model, step=step, torchscript=True,
+                                               metrics={"samples": seen})
+                if version is not None and pipeline_dir:
+                    from flink_dl.pipeline.pipeline import publish_model
+
+                    publish_model(pipeline_dir, version)
+        ctx.report(epoch=epoch, step=step, loss=round(float(loss.item()), 5) if step else None)
+    if not streaming:
+        ctx.save_model(model, step=step, torchscript=True, metrics={"samples": seen})

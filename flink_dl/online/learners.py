@@ -1,0 +1,95 @@
+"""``FTRLLogisticRegression``: an online logistic regression as a pipeline stage.
+
+It is a ``TorchEstimator`` whose entry the library provides: an ``nn.Linear`` trained with
+the ``FTRL`` optimizer, one rank. ``fit(table)`` trains on a bounded table like any
+estimator; ``fit_stream(samples, pipeline_dir)`` adds, to the samples' job, training that
+never ends: it publishes a model version every ``export_every_steps`` steps or
+``export_every_s`` seconds and, with ``pipeline_dir``, a pipeline version with the new model
+(``publish_model``), which a job serving that directory swaps in. ``init_from`` starts from
+a batch-trained ``nn.Linear`` of the same width (FTRL keeps its weights, see ``FTRL``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+from pyflink.datastream import DataStream
+from pyflink.table import Table
+
+from flink_dl.errors import ConfigError
+from flink_dl.pipeline.learners import TorchEstimator, env_of, expand_features
+
+ENTRY = "flink_dl.online.entries:ftrl_entry"
+
+
+def probability(logits: Any) -> Any:
+    """The model's logit as a click probability."""
+    import torch
+
+    return torch.sigmoid(logits)
+
+
+class FTRLLogisticRegression(TorchEstimator):
+    """FTRL-Proximal logistic regression (Flink ML's ``OnlineLogisticRegression``, Alink's
+    FTRL) on the PyTorch plugin; predicts ``probability`` (FLOAT)."""
+
+    kind = "FTRLLogisticRegression"
+
+    def __init__(self, features: Sequence[str] | None = None, label: str | None = None, *,
+                 model_dir: str | os.PathLike[str], alpha: float = 0.1, beta: float = 1.0,
+                 l1: float = 0.0, l2: float = 0.0, batch_size: int = 64, epochs: int = 1,
+                 init_from: str | os.PathLike[str] | None = None,
+                 export_every_steps: int | None = None, export_every_s: float | None = None,
+                 **config: Any) -> None:
+        from flink_dl.online.ftrl import FTRL
+        from flink_dl.pytorch import TorchConfig
+
+        self.settings = {"alpha": alpha, "beta": beta, "l1": l1, "l2": l2,
+                         "batch_size": batch_size}
+        _check_settings(FTRL, self.settings)
+        torch_config = TorchConfig(
+            world_size=1, entry=ENTRY, epochs=epochs, model_dir=str(model_dir),
+            init_from=None if init_from is None else str(init_from),
+            properties={k: str(v) for k, v in self.settings.items()},
+            export_every_steps=export_every_steps, export_every_s=export_every_s,
+            env={"OMP_NUM_THREADS": "1", **config.pop("env", {})}, **config)
+        super().__init__(torch_config, features, label,
+                         outputs={"probability": pa.float32()}, postprocess=probability)
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), **self.settings}
+
+    def fit_stream(self, samples: Table, pipeline_dir: str | os.PathLike[str] | None = None
+                   ) -> DataStream:
+        """Keep learning from the unbounded ``samples`` (in their job; run it with
+        ``flink_dl.execute``). Returns the training events (one row per version)."""
+        import dataclasses
+
+        from flink_dl.flink.feed import arrow_schema_of
+        from flink_dl.pytorch.train import train
+
+        if self.config.export_every_steps is None and self.config.export_every_s is None:
+            raise ConfigError("FTRLLogisticRegression.fit_stream needs export_every_steps= "
+                              "or export_every_s= (when to publish a version)")
+        schema = arrow_schema_of(samples)
+        features = expand_features(self.kind, schema, self.features, self.label)
+        properties = dict(self.config.properties, streaming="1")
+        if pipeline_dir is not None:
+            properties["pipeline_dir"] = str(pipeline_dir)
+        config = dataclasses.replace(self.config, features=features, label=self.label,
+                                     properties=properties)
+        return train(env_of(samples), samples, config)
+
+
+def _check_settings(ftrl: type, settings: dict[str, Any]) -> None:
+    import torch
+
+    ftrl([torch.zeros(1, requires_grad=True)],
+         **{k: v for k, v in settings.items() if k != "batch_size"})
+    size = settings["batch_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"FTRLLogisticRegression: batch_size must be an integer >= 1, got "
+                          f"{size!r}")

@@ -1,0 +1,149 @@
+"""The real-time loop in one job: a batch-trained pipeline serves a click stream, its
+predictions meet the labels that arrive later, FTRL keeps learning from them (starting from
+the batch model) and publishes pipeline versions, which the serving side swaps in."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from pyflink.datastream import MapFunction, StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment
+
+import flink_dl
+from flink_dl.flink.builder import discarding_sink
+from flink_dl.models.store import ModelStore
+from flink_dl.online import FTRLLogisticRegression, join_labels
+from flink_dl.pipeline import Pipeline, PipelineModel, StandardScaler
+from flink_dl.pipeline import predict as serve
+
+X = ["x1", "x2", "x3"]
+START = pd.Timestamp("2026-01-01 00:00:00")
+
+
+def clicks(count: int, seed: int, first_id: int, drifted: bool) -> pd.DataFrame:
+    """Clicks follow x1 + x2 > 0; after the drift, x1 - x2 > 0."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(count, 3))
+    y = (x[:, 0] + (-1 if drifted else 1) * x[:, 1] > 0).astype("int32")
+    ids = np.arange(first_id, first_id + count)
+    return pd.DataFrame({"id": ids, "ts": START + pd.to_timedelta(ids * 10, unit="ms"),
+                         "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2], "y": y})
+
+
+def write(frame: pd.DataFrame, path: Path) -> None:
+    hidden = path.with_name("." + path.name)
+    frame.to_csv(hidden, header=False, index=False, date_format="%Y-%m-%d %H:%M:%S.%f")
+    hidden.rename(path)
+
+
+def source(t_env, name: str, directory: Path, columns: str, monitor: bool) -> object:
+    directory.mkdir(exist_ok=True)
+    options = f"'connector' = 'filesystem', 'path' = '{directory}', 'format' = 'csv'"
+    if monitor:
+        options += ", 'source.monitor-interval' = '1 s'"
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE {name} ({columns}, WATERMARK FOR ts AS ts - "
+                      f"INTERVAL '1' SECOND) WITH ({options})")
+    return t_env.from_path(name)
+
+
+class AppendRow(MapFunction):
+    """Writes each served row to a CSV file (the test reads it while the job runs)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def open(self, runtime_context) -> None:
+        self.file = open(self.path, "a")  # noqa: SIM115 - closed in close()
+
+    def map(self, value):
+        self.file.write(f"{value[0]},{value[1]},{value[2]}\n")
+        self.file.flush()
+        return value[0]
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _lines(path: Path) -> int:
+    return sum(1 for _ in path.open()) if path.exists() else 0
+
+
+def accuracy(model_file: Path, frame: pd.DataFrame, scaler) -> float:
+    model = torch.jit.load(str(model_file))
+    x = (frame[X].to_numpy() - np.array(scaler.mean)) / np.array(scaler.std)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x.astype("float32"))).squeeze(1).numpy()
+    return float(((logits > 0).astype(int) == frame["y"].to_numpy()).mean())
+
+
+def test_online_loop_learns_the_drift_and_serving_swaps_versions(tmp_path) -> None:
+    columns = "id BIGINT, ts TIMESTAMP(3), x1 DOUBLE, x2 DOUBLE, x3 DOUBLE"
+    history = tmp_path / "history"
+    history.mkdir()
+    write(clicks(3000, seed=0, first_id=0, drifted=False), history / "part-0.csv")
+    t_env = StreamTableEnvironment.create(StreamExecutionEnvironment.get_execution_environment())
+    batch = Pipeline([
+        StandardScaler(X),
+        FTRLLogisticRegression(X, "y", model_dir=tmp_path / "batch", epochs=3, alpha=0.5),
+    ]).fit(source(t_env, "history", history, columns + ", y INT", monitor=False))
+    batch.save(tmp_path / "pipes")
+    scaler = batch.stages[0]
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    t_env = StreamTableEnvironment.create(env)
+    requests = source(t_env, "requests", tmp_path / "requests", columns, monitor=True)
+    labels = source(t_env, "labels", tmp_path / "labels", "id BIGINT, ts TIMESTAMP(3), y INT",
+                    monitor=True)
+    scored = serve(requests, tmp_path / "pipes", poll_interval_s=0.5)
+    samples = join_labels(scored, labels, key="id", within=5)
+    FTRLLogisticRegression(X, "y", model_dir=tmp_path / "online", alpha=0.5,
+                           init_from=ModelStore(tmp_path / "batch").open().path,
+                           export_every_steps=10).fit_stream(samples, tmp_path / "pipes")
+    served_file = tmp_path / "served.csv"
+    served = t_env.to_data_stream(scored.select(scored.id, scored.probability,
+                                                scored.pipeline_version))
+    served.map(AppendRow(str(served_file))).sink_to(discarding_sink())
+    files = [clicks(400, seed=10 + i, first_id=10_000 + 400 * i, drifted=True)
+             for i in range(8)]
+    stop = threading.Event()
+
+    def feed() -> None:
+        for index, frame in enumerate(files):
+            if stop.wait(1.5):
+                return
+            write(frame.drop(columns=["y"]), tmp_path / "requests" / f"part-{index}.csv")
+            write(frame[["id", "ts", "y"]].assign(ts=frame["ts"] + pd.Timedelta("1s")),
+                  tmp_path / "labels" / f"part-{index}.csv")
+
+    # (execute_and_collect on the served stream would leave the ML cluster's AM address
+    # undelivered: PyFlink then chains only the collected stream's Python operators)
+    client = env.execute_async("online loop")
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and _lines(served_file) < 3200:
+            time.sleep(0.5)
+        time.sleep(3)                                     # the last samples' versions
+    finally:
+        stop.set()
+        client.cancel()
+        flink_dl.cleanup(env)
+
+    got = pd.read_csv(served_file, names=["id", "probability", "version"])
+    assert len(got) == 3200
+    online = ModelStore(tmp_path / "online")
+    assert online.latest_number() >= 5              # a version every 10 steps of 64
+    versions = got.sort_values("id")["version"].to_numpy()
+    assert versions[0] == 1 and versions[-1] > 1     # serving swapped to the online models
+    assert (np.diff(versions) >= 0).mean() > 0.95    # newer versions as the stream goes on
+    holdout = clicks(2000, seed=99, first_id=0, drifted=True)
+    batch_model = PipelineModel.load(tmp_path / "pipes", version=1).stages[1]
+    before = accuracy(Path(batch_model.model_path), holdout, scaler)
+    after = accuracy(online.open().file("model.ts"), holdout, scaler)
+    assert before < 0.65 and after > 0.85, (before, after)

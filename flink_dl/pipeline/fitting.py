@@ -8,9 +8,11 @@ do not read each other's outputs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from pyflink.table import Table
 
@@ -45,13 +47,37 @@ def fit_feature_estimators(table: Table, estimators: Sequence[FeatureEstimator]
     return [estimator.model_from(stats[i]) for i, estimator in enumerate(estimators)]
 
 
+#: Aggregates update once per mini-batch instead of once per row while statistics are
+#: fitted: a streaming PERCENTILE recomputed per row made fitting quadratic (5,000 rows
+#: 10.3 s; with mini-batches 50,000 rows 5.8 s, the same quantiles).
+MINI_BATCH = {"table.exec.mini-batch.enabled": "true",
+              "table.exec.mini-batch.allow-latency": "1 s",
+              "table.exec.mini-batch.size": "100000"}
+
+
+@contextlib.contextmanager
+def _mini_batches(config: Any) -> Iterator[None]:
+    """The statistics job's mini-batch settings, the user's own restored afterwards."""
+    previous = {key: config.get(key, None) for key in MINI_BATCH}
+    for key, value in MINI_BATCH.items():
+        config.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            config.set(key, value if value is not None else
+                       {"table.exec.mini-batch.enabled": "false",
+                        "table.exec.mini-batch.allow-latency": "0 ms",
+                        "table.exec.mini-batch.size": "-1"}[key])
+
+
 def _collect(table: Table, sql: str) -> dict[tuple[str, str | None], float | None]:
     """Run ``sql``; the final value per (statistic, key). ``to_pandas`` materialises the
     aggregates' changelog in the JVM and moves the result as Arrow (iterating the changelog
     row by row through py4j took minutes for a few thousand input rows)."""
     import math
 
-    with translate_errors():
+    with translate_errors(), _mini_batches(table._t_env.get_config()):
         frame = table._t_env.sql_query(sql).to_pandas()
     values: dict[tuple[str, str | None], float | None] = {}
     for tag, key, value in frame.itertuples(index=False, name=None):

@@ -263,7 +263,8 @@ class PipelineModelHandler(ModelHandler):
             handler = learner.handler()
             handler.setup()
             cache[number] = (handler, handler.load(None))
-            for old in sorted(cache)[:-2]:  # keep the newest two
+            keep = {number, max(cache)}  # this one and the newest
+            for old in [v for v in cache if v not in keep]:
                 del cache[old]
             log.info("pipeline version %d: model loaded from %s", number,
                      Path(opened.path).name)

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from pyflink.datastream import MapFunction, StreamExecutionEnvironment
+from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
 import flink_dl
+from examples.online_loop import AppendRows, _lines
 from flink_dl.flink.builder import discarding_sink
 from flink_dl.models.store import ModelStore
 from flink_dl.online import FTRLLogisticRegression, join_labels
@@ -51,28 +52,6 @@ def source(t_env, name: str, directory: Path, columns: str, monitor: bool) -> ob
     return t_env.from_path(name)
 
 
-class AppendRow(MapFunction):
-    """Writes each served row to a CSV file (the test reads it while the job runs)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def open(self, runtime_context) -> None:
-        self.file = open(self.path, "a")  # noqa: SIM115 - closed in close()
-
-    def map(self, value):
-        self.file.write(f"{value[0]},{value[1]},{value[2]}\n")
-        self.file.flush()
-        return value[0]
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _lines(path: Path) -> int:
-    return sum(1 for _ in path.open()) if path.exists() else 0
-
-
 def accuracy(model_file: Path, frame: pd.DataFrame, scaler) -> float:
     model = torch.jit.load(str(model_file))
     x = (frame[X].to_numpy() - np.array(scaler.mean)) / np.array(scaler.std)
@@ -107,7 +86,7 @@ def test_online_loop_learns_the_drift_and_serving_swaps_versions(tmp_path) -> No
     served_file = tmp_path / "served.csv"
     served = t_env.to_data_stream(scored.select(scored.id, scored.probability,
                                                 scored.pipeline_version))
-    served.map(AppendRow(str(served_file))).sink_to(discarding_sink())
+    served.map(AppendRows(str(served_file))).sink_to(discarding_sink())
     files = [clicks(400, seed=10 + i, first_id=10_000 + 400 * i, drifted=True)
              for i in range(8)]
     stop = threading.Event()

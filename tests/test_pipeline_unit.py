@@ -140,3 +140,13 @@ def test_publish_model_keeps_the_stages_and_replaces_the_model(tmp_path) -> None
     assert loaded.weight.item() == 7.0
     with pytest.raises(FileNotFoundError, match=r"has no model\.ts"):
         publish_model(tmp_path / "pipes", tmp_path)
+
+
+def test_pipelines_take_tables_only() -> None:
+    from flink_dl.pipeline import Pipeline, PipelineModel
+
+    with pytest.raises(ConfigError, match=r"Pipeline.fit: the input must be a pyflink Table, "
+                                          r"got list; convert a DataStream"):
+        Pipeline([StandardScaler(["a"])]).fit([1, 2])
+    with pytest.raises(ConfigError, match=r"PipelineModel\.transform: the input must be"):
+        PipelineModel([StandardScalerModel(["a"], [0.0], [1.0])]).transform("a table")

@@ -49,6 +49,7 @@ class Pipeline(Estimator):
 
     def fit(self, table: Table) -> PipelineModel:
         """Fit every stage on ``table`` (bounded) with Flink; the fitted pipeline."""
+        require_table("Pipeline.fit", table)
         input_columns = columns_of(table)
         models: list[Model] = []
         current, jobs, index = table, 0, 0
@@ -77,6 +78,15 @@ class Pipeline(Estimator):
         result = PipelineModel(models, input_schema=list(input_columns.values()))
         result.fit_jobs = jobs
         return result
+
+
+def require_table(where: str, table: object) -> None:
+    """``ConfigError`` unless ``table`` is a PyFlink Table (a DataStream is converted with
+    ``t_env.from_data_stream(stream)`` first)."""
+    if not isinstance(table, Table):
+        raise ConfigError(f"{where}: the input must be a pyflink Table, got "
+                          f"{type(table).__name__}; convert a DataStream with "
+                          "t_env.from_data_stream(stream)")
 
 
 def _as_model(stage: Stage, index: int) -> Model:
@@ -124,6 +134,7 @@ class PipelineModel(Model):
         return {"stages": [s.to_json() for s in self.stages]}
 
     def transform(self, table: Table) -> Table:
+        require_table("PipelineModel.transform", table)
         self.check_schema(columns_of(table))
         for stage in self.stages:
             table = stage.transform(table)

@@ -15,7 +15,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
 import flink_dl
-from examples.online_loop import AppendRows, _lines
+from examples.online_loop import AppendRows, _lines, csv_source, write_csv
 from flink_dl.flink.builder import discarding_sink
 from flink_dl.models.store import ModelStore
 from flink_dl.online import FTRLLogisticRegression, join_labels
@@ -36,22 +36,6 @@ def clicks(count: int, seed: int, first_id: int, drifted: bool) -> pd.DataFrame:
                          "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2], "y": y})
 
 
-def write(frame: pd.DataFrame, path: Path) -> None:
-    hidden = path.with_name("." + path.name)
-    frame.to_csv(hidden, header=False, index=False, date_format="%Y-%m-%d %H:%M:%S.%f")
-    hidden.rename(path)
-
-
-def source(t_env, name: str, directory: Path, columns: str, monitor: bool) -> object:
-    directory.mkdir(exist_ok=True)
-    options = f"'connector' = 'filesystem', 'path' = '{directory}', 'format' = 'csv'"
-    if monitor:
-        options += ", 'source.monitor-interval' = '1 s'"
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE {name} ({columns}, WATERMARK FOR ts AS ts - "
-                      f"INTERVAL '1' SECOND) WITH ({options})")
-    return t_env.from_path(name)
-
-
 def accuracy(model_file: Path, frame: pd.DataFrame, scaler) -> float:
     model = torch.jit.load(str(model_file))
     x = (frame[X].to_numpy() - np.array(scaler.mean)) / np.array(scaler.std)
@@ -64,20 +48,20 @@ def test_online_loop_learns_the_drift_and_serving_swaps_versions(tmp_path) -> No
     columns = "id BIGINT, ts TIMESTAMP(3), x1 DOUBLE, x2 DOUBLE, x3 DOUBLE"
     history = tmp_path / "history"
     history.mkdir()
-    write(clicks(3000, seed=0, first_id=0, drifted=False), history / "part-0.csv")
+    write_csv(clicks(3000, seed=0, first_id=0, drifted=False), history / "part-0.csv")
     t_env = StreamTableEnvironment.create(StreamExecutionEnvironment.get_execution_environment())
     batch = Pipeline([
         StandardScaler(X),
         FTRLLogisticRegression(X, "y", model_dir=tmp_path / "batch", epochs=3, alpha=0.5),
-    ]).fit(source(t_env, "history", history, columns + ", y INT", monitor=False))
+    ]).fit(csv_source(t_env, "history", history, columns + ", y INT", monitor_files=False))
     batch.save(tmp_path / "pipes")
     scaler = batch.stages[0]
 
     env = StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
-    requests = source(t_env, "requests", tmp_path / "requests", columns, monitor=True)
-    labels = source(t_env, "labels", tmp_path / "labels", "id BIGINT, ts TIMESTAMP(3), y INT",
-                    monitor=True)
+    requests = csv_source(t_env, "requests", tmp_path / "requests", columns, monitor_files=True)
+    labels = csv_source(t_env, "labels", tmp_path / "labels",
+                        "id BIGINT, ts TIMESTAMP(3), y INT", monitor_files=True)
     scored = serve(requests, tmp_path / "pipes", poll_interval_s=0.5)
     samples = join_labels(scored, labels, key="id", within=5)
     FTRLLogisticRegression(X, "y", model_dir=tmp_path / "online", alpha=0.5,
@@ -95,8 +79,8 @@ def test_online_loop_learns_the_drift_and_serving_swaps_versions(tmp_path) -> No
         for index, frame in enumerate(files):
             if stop.wait(1.5):
                 return
-            write(frame.drop(columns=["y"]), tmp_path / "requests" / f"part-{index}.csv")
-            write(frame[["id", "ts", "y"]].assign(ts=frame["ts"] + pd.Timedelta("1s")),
+            write_csv(frame.drop(columns=["y"]), tmp_path / "requests" / f"part-{index}.csv")
+            write_csv(frame[["id", "ts", "y"]].assign(ts=frame["ts"] + pd.Timedelta("1s")),
                   tmp_path / "labels" / f"part-{index}.csv")
 
     # (execute_and_collect on the served stream would leave the ML cluster's AM address

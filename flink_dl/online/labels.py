@@ -43,11 +43,12 @@ def event_time_column(table: Table, name: str | None, which: str) -> str:
     return rowtime[0]
 
 
-def _seconds(within: float | timedelta) -> float:
-    value = within.total_seconds() if isinstance(within, timedelta) else float(within)
-    if not value > 0:
-        raise ConfigError(f"join_labels: within must be a positive duration, got {within!r}")
-    return value
+def duration_seconds(where: str, value: float | timedelta) -> float:
+    """Seconds (a number or a ``timedelta``), > 0; ``ConfigError`` naming ``where``."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not seconds > 0:
+        raise ConfigError(f"{where} must be a positive duration, got {value!r}")
+    return seconds
 
 
 def join_labels(predictions: Table, labels: Table, *, key: str | Sequence[str],
@@ -63,7 +64,7 @@ def join_labels(predictions: Table, labels: Table, *, key: str | Sequence[str],
     if unlabelled not in UNLABELLED:
         raise ConfigError(f"join_labels: unlabelled must be one of {list(UNLABELLED)}, got "
                           f"{unlabelled!r}")
-    seconds = _seconds(within)
+    seconds = duration_seconds("join_labels: within", within)
     p_cols, l_cols = columns_of(predictions), columns_of(labels)
     for which, cols in (("predictions", p_cols), ("labels", l_cols)):
         missing = [k for k in keys if k not in cols]

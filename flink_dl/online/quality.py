@@ -20,7 +20,7 @@ from itertools import pairwise
 from pyflink.table import Table
 
 from flink_dl.errors import ConfigError, MissingColumnError
-from flink_dl.online.labels import event_time_column
+from flink_dl.online.labels import duration_seconds, event_time_column
 from flink_dl.pipeline.sql import (
     as_double,
     columns_of,
@@ -102,13 +102,6 @@ def _bin_conditions(name: str, edges: Sequence[float]) -> list[str]:
     return out
 
 
-def _seconds(window: float | timedelta) -> float:
-    value = window.total_seconds() if isinstance(window, timedelta) else float(window)
-    if not value > 0:
-        raise ConfigError(f"monitor: window must be a positive duration, got {window!r}")
-    return value
-
-
 def monitor(samples: Table, *, label: str, score: str, window: float | timedelta = 60.0,
             version: str = "pipeline_version", time: str | None = None,
             threshold: float = 0.5, reference: Mapping[str, Histogram] | None = None,
@@ -125,7 +118,7 @@ def monitor(samples: Table, *, label: str, score: str, window: float | timedelta
     if not isinstance(auc_bins, int) or auc_bins < 2:
         raise ConfigError(f"monitor: auc_bins must be an integer >= 2, got {auc_bins!r}")
     ts = event_time_column(samples, time, "samples")
-    seconds = _seconds(window)
+    seconds = duration_seconds("monitor: window", window)
     y, p = quote(label), as_double(score)
     inner = ["COUNT(*) AS `rows`", f"COUNT({y}) AS labelled",
              f"AVG(CASE WHEN {y} IS NULL THEN CAST(NULL AS DOUBLE) WHEN ({p} >= "

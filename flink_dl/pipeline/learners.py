@@ -140,14 +140,9 @@ class LearnerModel(Model):
         return cls(directory / data["model_file"], **params, **callables)
 
     def transform(self, table: Table) -> Table:
-        predict = self._predict_function()
-        options = {k: v for k, v in self._callables().items() if v is not None}
-        return predict(table, self.model_path, features=self.features, outputs=self.outputs,
-                       batch_size=self.batch_size, batch_invariant=self.batch_invariant,
-                       **options)
+        from flink_dl.inference.operator import predict
 
-    def _predict_function(self) -> Callable[..., Table]:
-        raise NotImplementedError
+        return predict(table, self.handler())
 
     def handler(self) -> ModelHandler:
         """The framework's ``ModelHandler`` for this model (what ``transform`` runs)."""
@@ -248,11 +243,6 @@ class TorchModel(LearnerModel):
                          batch_invariant=batch_invariant, postprocess=postprocess,
                          factory=factory)
 
-    def _predict_function(self) -> Callable[..., Table]:
-        from flink_dl.pytorch.handler import predict
-
-        return predict
-
     def _handler_class(self) -> type[ModelHandler]:
         from flink_dl.pytorch.handler import TorchModelHandler
 
@@ -299,11 +289,6 @@ class TFModel(LearnerModel):
                  postprocess: Callable[[Any], Any] | None = None) -> None:
         super().__init__(model, features, outputs, batch_size=batch_size,
                          batch_invariant=batch_invariant, postprocess=postprocess)
-
-    def _predict_function(self) -> Callable[..., Table]:
-        from flink_dl.tensorflow.handler import predict
-
-        return predict
 
     def _handler_class(self) -> type[ModelHandler]:
         from flink_dl.tensorflow.handler import TFModelHandler

@@ -263,12 +263,11 @@ def column_values(stage: str, stats: Mapping[str, StatRows], input_cols: Sequenc
     return out
 
 
-def per_column(stage: str, what: str, lists: Sequence[Any], input_cols: Sequence[str]
-               ) -> None:
+def per_column(stage: str, what: str, lists: Sequence[Any], columns: int) -> None:
     """``ConfigError`` unless there is one of ``lists`` per input column."""
-    if len(lists) != len(input_cols):
-        raise ConfigError(f"{stage}: {what} has {len(lists)} entries for "
-                          f"{len(input_cols)} input_cols")
+    if len(lists) != columns:
+        raise ConfigError(f"{stage}: {what} has {len(lists)} entries for {columns} "
+                          "input_cols")
 
 
 def one_value(stage: str, stats: Mapping[str, StatRows], name: str) -> float | None:

@@ -34,7 +34,7 @@ from flink_dl.pipeline.stages.base import (
 
 def _check_splits(stage: str, input_cols: list[str],
                   splits_array: Sequence[Sequence[float]]) -> list[list[float]]:
-    per_column(stage, "splits_array", splits_array, input_cols)
+    per_column(stage, "splits_array", splits_array, len(input_cols))
     out = []
     for name, splits in zip(input_cols, splits_array, strict=True):
         values = [float(s) for s in splits]

@@ -49,7 +49,7 @@ def _counts(stats: Mapping[str, StatRows], name: str) -> dict[str, float]:
 
 def _check_vocabularies(stage: str, input_cols: list[str],
                         vocabularies: Sequence[Sequence[str]]) -> list[list[str]]:
-    per_column(stage, "the category lists", vocabularies, input_cols)
+    per_column(stage, "the category lists", vocabularies, len(input_cols))
     out = []
     for name, vocabulary in zip(input_cols, vocabularies, strict=True):
         if not vocabulary:

@@ -39,7 +39,7 @@ def null_policy(model: FeatureModel, column: Column, expr: str) -> tuple[str, st
 
 
 def _finite_list(stage: str, name: str, values: Sequence[Any], size: int) -> list[float]:
-    per_column(stage, name, values, [""] * size)
+    per_column(stage, name, values, size)
     return [float(v) for v in values]
 
 

@@ -74,13 +74,38 @@ def _node_processes(job_id: str) -> dict[int, list]:
     return found
 
 
+def completed_checkpoints(checkpoint_dir: Path) -> int:
+    """The highest number of a completed Flink checkpoint under ``checkpoint_dir`` (0 if
+    none): Flink writes ``<job>/chk-<n>/_metadata`` last when checkpoint n completes."""
+    numbers = [int(p.parent.name.split("-", 1)[1])
+               for p in checkpoint_dir.glob("*/chk-*/_metadata")]
+    return max(numbers, default=0)
+
+
+def wait_for_covered_state(state_dir: Path, checkpoint_dir: Path, timeout: float) -> bool:
+    """Wait until a node saved state and two Flink checkpoints completed after that (the
+    second was triggered after the save, so its restore resumes from saved state)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not list(state_dir.glob("*/*/state-*")):
+        time.sleep(0.1)
+    first = completed_checkpoints(checkpoint_dir)
+    while time.monotonic() < deadline:
+        if completed_checkpoints(checkpoint_dir) >= first + 2:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def kill_repeatedly(job_id: str, kills: int, done: Path, log: list, seed: int = 7,
                     min_wait: float = 1.0, max_wait: float = 3.0, nodes: int = 2,
-                    worker_every: int = 2) -> None:
+                    worker_every: int = 2,
+                    first_after_checkpoint: tuple[Path, Path] | None = None) -> None:
     """Kill ``kills`` times at random moments, each after the previous restart's entries all
     run (their ``attempt-*`` markers are in ``done``): the entry process of a random node,
     or (every ``worker_every``-th kill) the Flink Python worker hosting it. Records
-    (kind, attempt, pid, time) in ``log``."""
+    (kind, attempt, pid, time) in ``log``. ``first_after_checkpoint=(state_dir,
+    checkpoint_dir)``: the first kill waits until a Flink checkpoint covers saved node state
+    (so that at least one restart resumes from it, however slow the machine)."""
     import random
     import signal
 
@@ -94,6 +119,8 @@ def kill_repeatedly(job_id: str, kills: int, done: Path, log: list, seed: int = 
         if newest <= last_attempt or len(procs[newest]) < nodes or entered < nodes:
             time.sleep(0.2)
             continue
+        if not log and first_after_checkpoint is not None:
+            wait_for_covered_state(*first_after_checkpoint, timeout=120)
         time.sleep(rng.uniform(min_wait, max_wait))
         if any(done.glob("final-*")):
             return
@@ -116,10 +143,8 @@ def test_exactly_once_counting_model_under_five_kills(process_env, tmp_path: Pat
     count and sum equal the input's exactly."""
     import threading
 
-    from pyflink.common import WatermarkStrategy
-    from pyflink.datastream.connectors.number_seq import NumberSequenceSource
+    from pyflink.common import Configuration
     from pyflink.table import StreamTableEnvironment
-    from pyflink.table.expressions import col
 
     n = 20_000
     env = process_env
@@ -128,12 +153,15 @@ def test_exactly_once_counting_model_under_five_kills(process_env, tmp_path: Pat
     checkpoints = env.get_checkpoint_config()
     checkpoints.set_checkpoint_timeout(60_000)
     checkpoints.set_tolerable_checkpoint_failure_number(1000)
+    flink_checkpoints = tmp_path / "flink-checkpoints"
+    env.configure(Configuration().set_string("execution.checkpointing.dir",
+                                             flink_checkpoints.as_uri()))
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("python.fn-execution.arrow.batch.size", "100")
     t_env.get_config().set("python.fn-execution.bundle.size", "1000")
-    numbers = env.from_source(NumberSequenceSource(1, n), WatermarkStrategy.no_watermarks(),
-                              "numbers")
-    table = t_env.from_data_stream(numbers).select(col("f0").alias("v"))
+    # A rate-limited source: an unthrottled one fills Flink's buffers with the whole input
+    # at once, and checkpoint barriers then wait behind it until the input is nearly done.
+    table = rate_limited_sequence(t_env, n, rows_per_second=800)
     out = tmp_path / "out"
     out.mkdir()
     config = ClusterConfig(roles={"worker": 2}, entry=ft_entries.count_and_sum,
@@ -143,6 +171,8 @@ def test_exactly_once_counting_model_under_five_kills(process_env, tmp_path: Pat
     flink_dl.add_role(env, config, "worker", table, exactly_once=True)
     kills: list = []
     killer = threading.Thread(target=kill_repeatedly, args=(config.job_id, 5, out, kills),
+                              kwargs={"first_after_checkpoint": (tmp_path / "state",
+                                                                 flink_checkpoints)},
                               daemon=True)
     killer.start()
     flink_dl.execute(env, "exactly-once", timeout_s=400)
@@ -160,6 +190,16 @@ def test_exactly_once_counting_model_under_five_kills(process_env, tmp_path: Pat
     assert any(r["position"] > 0 and r["count"] > 0 for r in resumes), \
         "some restarts resumed from saved node state (not from scratch)"
     assert wait_clean(config.job_id) == {}
+
+
+def rate_limited_sequence(t_env, n: int, rows_per_second: int):
+    """A checkpointed stream of ``v`` = 1..n (BIGINT) at ``rows_per_second``."""
+    name = f"numbers_{n}_{rows_per_second}"
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE {name} (v BIGINT) WITH (
+          'connector' = 'datagen', 'rows-per-second' = '{rows_per_second}',
+          'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '{n}')""")
+    return t_env.from_path(name)
 
 
 def _held_out_accuracy(model_dir: Path) -> float:

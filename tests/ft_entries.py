@@ -137,3 +137,47 @@ def hangs_on_first_attempt(ctx: NodeContext) -> None:
     for _ in range(4):
         time.sleep(0.5)
         ctx.heartbeat()
+
+
+def counting_ddp(ctx) -> None:
+    """A counting "model" trained with DDP, exactly once: its one float64 parameter holds
+    the count, sum and sum of squares of every row any rank trained on. Each step's
+    gradient is minus the rank's batch statistics times the world size; DDP averages them
+    and SGD(lr=1) adds their sum (integers below 2**53: exact in float64)."""
+    import torch
+
+    class Counter(torch.nn.Module):
+        def __init__(self, world_size: int) -> None:
+            super().__init__()
+            self.world_size = world_size
+            self.total = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+
+        def forward(self, stats: torch.Tensor) -> torch.Tensor:
+            return (self.total * stats).sum() * self.world_size
+
+    out = _mark_attempt(ctx.node)
+    model = Counter(ctx.world_size)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    loader = ctx.dataloader(int(ctx.properties.get("batch", "50")), columns=["v"])
+    _, step = ctx.resume(model, optimizer, loader)
+    (out / f"resume-{ctx.rank}-{ctx.attempt}").write_text(json.dumps(
+        {"step": step, "total": model.total.detach().tolist()}))
+    ddp = ctx.prepare_model(model)
+    every = int(ctx.properties.get("save_every", "4"))
+    delay = float(ctx.properties.get("delay", "0.05"))
+    for batch in loader:
+        v = batch["v"].to(torch.float64)
+        stats = torch.stack([torch.tensor(float(len(v)), dtype=torch.float64), v.sum(),
+                             (v * v).sum()])
+        loss = -ddp(stats)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if step % every == 0:
+            ctx.save_checkpoint(ddp, optimizer, epoch=0, step=step)
+        time.sleep(delay)
+    count, total, squares = (int(x) for x in model.total.detach().tolist())
+    (out / f"final-{ctx.rank}.json").write_text(json.dumps(
+        {"attempt": ctx.attempt, "count": count, "sum": total, "squares": squares,
+         "steps": step}))

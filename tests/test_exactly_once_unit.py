@@ -10,10 +10,14 @@ import pytest
 from flink_dl.channel.codecs import get_codec
 from flink_dl.channel.exactly_once import (
     NodeStateStore,
+    RankPosition,
     choose_restore,
     encode_restore,
     encode_sequenced,
+    prunable_position,
+    read_positions,
     state_positions,
+    write_position,
 )
 from flink_dl.channel.node_io import NodeInput
 from flink_dl.channel.ring import Ring
@@ -48,18 +52,54 @@ def _batch(values: list[int]) -> bytes:
 
 def test_sequenced_input_resumes_and_rejects_gaps(tmp_path: Path) -> None:
     ring = Ring.create("t-eo", capacity=1 << 20)
-    ring.send(encode_restore(4))
-    ring.send(encode_sequenced(5, _batch([1, 2])))
-    ring.send(encode_sequenced(6, _batch([3])))
-    ring.send(encode_sequenced(8, _batch([4])))  # 7 is missing
+    ring.send(encode_restore(2, 6))  # acked 2, sent 6: batches 3..6 are replayed
+    ring.send(encode_sequenced(3, _batch([1, 2])))
+    ring.send(encode_sequenced(4, _batch([3, 4, 5])))
+    ring.send(encode_sequenced(5, _batch([6]), mark=(77, 9)))
+    ring.send(encode_sequenced(7, _batch([7])))  # 6 is missing
     reader = NodeInput(Ring(ring.handle), get_codec("arrow"), epochs=1, work_dir=tmp_path,
                        sequenced=True)
-    assert reader.restore_position() == 4
+    assert reader.restore_range() == (2, 6)
+    with pytest.raises(FlinkDLError, match="cannot resume at batch 1"):
+        reader.resume_at(1)
+    reader.resume_at(3, offset=1)  # state covers batch 3 and one row of batch 4
     batches = reader.batches()
-    assert next(batches).num_rows == 2 and reader.position == 5
-    assert next(batches).num_rows == 1 and reader.position == 6
-    with pytest.raises(FlinkDLError, match="batch 8 follows 6"):
+    first = next(batches)
+    assert first.column("v").to_pylist() == [4, 5]
+    assert reader.position == 4 and reader.last_frame == (4, 1) and reader.marks == {}
+    assert next(batches).column("v").to_pylist() == [6] and reader.marks == {77: 9}
+    with pytest.raises(FlinkDLError, match="batch 7 arrived where batch 6 was due"):
         next(batches)
+
+
+def test_restored_input_read_without_resuming_is_an_error(tmp_path: Path) -> None:
+    ring = Ring.create("t-eo2", capacity=1 << 20)
+    ring.send(encode_restore(0, 2))
+    reader = NodeInput(Ring(ring.handle), get_codec("arrow"), epochs=1, work_dir=tmp_path,
+                       sequenced=True)
+    with pytest.raises(FlinkDLError, match=r"resume the saved state before reading input"):
+        next(reader.batches())
+
+
+def test_rank_positions_prune_only_when_marks_arrived(tmp_path: Path) -> None:
+    """The operator drops batches of a committed step only once it has received every
+    message the ranks had read by then (and only positions of its own attempt)."""
+    directory = tmp_path / "pos"
+    write_position(directory, RankPosition(step=10, attempt=1, seq=4, offset=3,
+                                           marks={11: 5, 12: 2}, committed=True), keep=5)
+    write_position(directory, RankPosition(step=5, attempt=0, seq=2, committed=True), keep=5)
+    write_position(directory, RankPosition(step=12, attempt=1, seq=6), keep=5)  # recorded
+    assert [p.key for p in read_positions(directory)] == [(5, 0), (10, 1), (12, 1)]
+    assert prunable_position(directory, 9, {11: 5, 12: 1}, attempt=1) == 0  # 12:2 not seen
+    assert prunable_position(directory, 9, {11: 5, 12: 2}, attempt=1) == 4
+    assert prunable_position(directory, 4, {11: 5, 12: 2}, attempt=1) == 0  # batch 5 unsent
+    assert prunable_position(directory, 9, {11: 5, 12: 2}, attempt=2) == 0  # older attempt
+    position = read_positions(directory)[1]
+    assert position.usable(acked=4, seq=5) and not position.usable(acked=5, seq=9)
+    assert not position.usable(acked=0, seq=4)
+    for step in range(20, 27):
+        write_position(directory, RankPosition(step=step, attempt=1, seq=step), keep=5)
+    assert [p.step for p in read_positions(directory)] == [22, 23, 24, 25, 26]
 
 
 def test_state_dir_open_to_others_is_refused(tmp_path) -> None:

@@ -82,11 +82,13 @@ def completed_checkpoints(checkpoint_dir: Path) -> int:
     return max(numbers, default=0)
 
 
-def wait_for_covered_state(state_dir: Path, checkpoint_dir: Path, timeout: float) -> bool:
-    """Wait until a node saved state and two Flink checkpoints completed after that (the
-    second was triggered after the save, so its restore resumes from saved state)."""
+def wait_for_covered_state(state_dir: Path, checkpoint_dir: Path, timeout: float,
+                           pattern: str = "*/*/state-*") -> bool:
+    """Wait until a node saved state (a file matching ``pattern`` under ``state_dir``) and
+    two Flink checkpoints completed after that (the second was triggered after the save,
+    so its restore resumes from saved state)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not list(state_dir.glob("*/*/state-*")):
+    while time.monotonic() < deadline and not list(state_dir.glob(pattern)):
         time.sleep(0.1)
     first = completed_checkpoints(checkpoint_dir)
     while time.monotonic() < deadline:
@@ -99,13 +101,13 @@ def wait_for_covered_state(state_dir: Path, checkpoint_dir: Path, timeout: float
 def kill_repeatedly(job_id: str, kills: int, done: Path, log: list, seed: int = 7,
                     min_wait: float = 1.0, max_wait: float = 3.0, nodes: int = 2,
                     worker_every: int = 2,
-                    first_after_checkpoint: tuple[Path, Path] | None = None) -> None:
+                    first_after_checkpoint: tuple[Path, Path, str] | None = None) -> None:
     """Kill ``kills`` times at random moments, each after the previous restart's entries all
     run (their ``attempt-*`` markers are in ``done``): the entry process of a random node,
     or (every ``worker_every``-th kill) the Flink Python worker hosting it. Records
     (kind, attempt, pid, time) in ``log``. ``first_after_checkpoint=(state_dir,
-    checkpoint_dir)``: the first kill waits until a Flink checkpoint covers saved node state
-    (so that at least one restart resumes from it, however slow the machine)."""
+    checkpoint_dir, pattern)``: the first kill waits until a Flink checkpoint covers saved
+    node state (so that at least one restart resumes from it, however slow the machine)."""
     import random
     import signal
 
@@ -120,7 +122,8 @@ def kill_repeatedly(job_id: str, kills: int, done: Path, log: list, seed: int = 
             time.sleep(0.2)
             continue
         if not log and first_after_checkpoint is not None:
-            wait_for_covered_state(*first_after_checkpoint, timeout=120)
+            state_dir, checkpoint_dir, pattern = first_after_checkpoint
+            wait_for_covered_state(state_dir, checkpoint_dir, timeout=120, pattern=pattern)
         time.sleep(rng.uniform(min_wait, max_wait))
         if any(done.glob("final-*")):
             return
@@ -171,8 +174,8 @@ def test_exactly_once_counting_model_under_five_kills(process_env, tmp_path: Pat
     flink_dl.add_role(env, config, "worker", table, exactly_once=True)
     kills: list = []
     killer = threading.Thread(target=kill_repeatedly, args=(config.job_id, 5, out, kills),
-                              kwargs={"first_after_checkpoint": (tmp_path / "state",
-                                                                 flink_checkpoints)},
+                              kwargs={"first_after_checkpoint": (
+                                  tmp_path / "state", flink_checkpoints, "*/*/state-*")},
                               daemon=True)
     killer.start()
     flink_dl.execute(env, "exactly-once", timeout_s=400)

@@ -94,11 +94,18 @@ class NodeInput:
     def __init__(self, ring: Ring, codec: Codec, epochs: int, work_dir: Path,
                  sequenced: bool = False) -> None:
         self.ring = ring
-        #: Exactly-once: the first frame is the restore position, every DATA frame starts
-        #: with its 8-byte sequence number (``flink_dl.channel.exactly_once``).
+        #: Exactly-once: the first frame is the restored range, every DATA frame starts
+        #: with its sequence number and mark (``flink_dl.channel.exactly_once``).
         self.sequenced = sequenced
+        #: Exactly-once: the sequence number of the last batch handed out.
         self.position = 0
-        self._restore: int | None = None
+        #: Exactly-once: (sequence number, first row) of the last batch handed out (a
+        #: resumed batch starts after the rows its saved state covers).
+        self.last_frame = (0, 0)
+        #: Exactly-once: the newest mark per packing instance among batches handed out.
+        self.marks: dict[int, int] = {}
+        self._range: tuple[int, int] | None = None
+        self._resume: tuple[int, int] | None = None
         self.on_progress: Callable[[], None] | None = None
         self.codec = codec
         self.epochs_total = epochs
@@ -157,26 +164,38 @@ class NodeInput:
         for epoch in self.epochs():
             yield from epoch
 
-    def restore_position(self) -> int:
-        """Exactly-once: the input position the operator resumes from (read once, first)."""
+    def restore_range(self) -> tuple[int, int]:
+        """Exactly-once: the restored range ``(acked, seq)`` (read once, first): saved state
+        at a position in it can resume; the batches after ``acked`` are replayed."""
         if not self.sequenced:
-            raise RuntimeError("restore_position: the input is not exactly-once")
-        if self._restore is None:
+            raise RuntimeError("restore_range: the input is not exactly-once")
+        if self._range is None:
             from flink_dl.channel.exactly_once import decode_restore
 
             kind, view = self.ring.recv_view()
             if kind is not FrameKind.DATA:
-                raise FlinkDLError(f"exactly-once input: expected the restore position "
+                raise FlinkDLError(f"exactly-once input: expected the restored range "
                                    f"first, got a {kind.name} frame")
-            self._restore = decode_restore(bytes(view))
+            self._range = decode_restore(bytes(view))
             self.ring.release()
-            self.position = self._restore
-        return self._restore
+        return self._range
+
+    def resume_at(self, seq: int, offset: int = 0) -> None:
+        """Exactly-once: the saved state covers every batch up to ``seq`` and ``offset``
+        rows of the next one; reading goes on after them."""
+        acked, sent = self.restore_range()
+        if not acked <= seq <= sent or (offset and seq + 1 > sent):
+            raise FlinkDLError(f"exactly-once input: cannot resume at batch {seq} row "
+                               f"{offset}: the restored range is {acked}..{sent}")
+        if self._current is not None:
+            raise FlinkDLError("exactly-once input: resume before reading any input")
+        self._resume = (seq, offset)
+        self.position = seq
 
     def _first_pass(self) -> Iterator[pa.RecordBatch]:
         writer = None
         if self.sequenced:
-            self.restore_position()
+            self._check_resumed()
         try:
             while True:
                 kind, view = self.ring.recv_view()
@@ -191,15 +210,15 @@ class NodeInput:
                     continue
                 data = bytes(view)
                 self.ring.release()
+                first_row = 0
                 if self.sequenced:
-                    from flink_dl.channel.exactly_once import split_sequenced
-
-                    seq, data = split_sequenced(data)
-                    if seq != self.position + 1:
-                        raise FlinkDLError(f"exactly-once input: batch {seq} follows "
-                                           f"{self.position} (a gap or a duplicate)")
+                    skip, first_row, data = self._sequenced(data)
+                    if skip:
+                        continue
                 batch = self.codec.decode(pa.py_buffer(data))
                 self._check_schema(batch.schema)
+                if first_row:
+                    batch = batch.slice(first_row)
                 if self.epochs_total > 1:
                     if writer is None:
                         writer = pa.ipc.new_file(str(self.cache_path), batch.schema)
@@ -207,12 +226,42 @@ class NodeInput:
                 self.rows_read += batch.num_rows
                 if self.on_progress is not None:
                     self.on_progress()
-                if self.sequenced:
-                    self.position = seq
                 yield batch
         finally:
             if writer is not None:
                 writer.close()
+
+    def _check_resumed(self) -> None:
+        acked, sent = self.restore_range()
+        if self._resume is None:
+            if sent:
+                raise FlinkDLError(
+                    f"exactly-once input restored (batches {acked + 1}..{sent} replayed): "
+                    "resume the saved state before reading input (ctx.load_state(), or the "
+                    "training context's ctx.resume(model, optimizer, loader))")
+            self._resume = (0, 0)
+        self._expected = acked + 1
+
+    def _sequenced(self, data: bytes) -> tuple[bool, int, bytes]:
+        """Check a data frame's number; whether to skip it (its rows are in the resumed
+        state), the first row to hand out, and the payload."""
+        from flink_dl.channel.exactly_once import split_sequenced
+
+        seq, mark, payload = split_sequenced(data)
+        if seq != self._expected:
+            raise FlinkDLError(f"exactly-once input: batch {seq} arrived where batch "
+                               f"{self._expected} was due (a gap or a duplicate)")
+        self._expected = seq + 1
+        assert self._resume is not None
+        resume_seq, resume_offset = self._resume
+        if seq <= resume_seq:
+            return True, 0, payload
+        first_row = resume_offset if seq == resume_seq + 1 else 0
+        if mark[0] and mark[1] > self.marks.get(mark[0], -1):
+            self.marks[mark[0]] = mark[1]
+        self.position = seq
+        self.last_frame = (seq, first_row)
+        return False, first_row, payload
 
     def _end_first_pass(self) -> None:
         self.first_pass_rows = self.rows_read

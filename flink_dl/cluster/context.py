@@ -179,8 +179,13 @@ class NodeContext:
         """Exactly-once roles: the state the entry saved for the input position the stream
         resumes from (``None`` on a fresh start). Call before reading input; the batches
         that follow are exactly those the state does not cover."""
-        position = self._node_input().restore_position()
-        return self._state_store().load(position)
+        from flink_dl.channel.exactly_once import choose_restore
+
+        node_input = self._node_input()
+        store = self._state_store()
+        position = choose_restore(store.directory, *node_input.restore_range())
+        node_input.resume_at(position)
+        return store.load(position)
 
     def save_state(self, state: Any) -> None:
         """Exactly-once roles: save ``state`` (picklable) as covering every input batch

@@ -36,6 +36,7 @@ from pyflink.java_gateway import get_gateway
 from pyflink.table import Table
 
 from flink_dl.channel.codecs import get_codec
+from flink_dl.channel.exactly_once import FRAME_BYTES, MARK_BYTES
 from flink_dl.channel.ring import DEFAULT_CAPACITY, FRAME_HEADER
 from flink_dl.cluster.net import LOOPBACK
 from flink_dl.cluster.node import ChannelSpec
@@ -221,7 +222,10 @@ class MLCluster:
         entry_bytes = serialize_entry(config.entry)
         name = f"{config.name}-{role}"
         if exactly_once:
-            keyed = feed(env, input, role, count, channel_capacity - FRAME_HEADER, codec)
+            # The frame adds its sequence number and mark; the message carries the mark.
+            keyed = feed(env, input, role, count,
+                         channel_capacity - FRAME_HEADER - FRAME_BYTES + MARK_BYTES, codec,
+                         marked=True)
             stream = keyed.process(
                 AMHostingFedNodeFunction(_exactly_once_config(self._operator_config()), role,
                                          entry_bytes, channels, schema_bytes, host_am=True),

@@ -15,6 +15,8 @@ Flink's final watermark fires the timer, which is the node's end-of-data.
 
 from __future__ import annotations
 
+import secrets
+
 import pandas as pd
 import pyarrow as pa
 from pyflink.common.typeinfo import RowTypeInfo, TypeInformation, Types
@@ -27,6 +29,7 @@ from pyflink.table.expressions import col, row
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from flink_dl.channel.codecs import get_codec
+from flink_dl.channel.exactly_once import MARK_BYTES, encode_marked
 from flink_dl.errors import ConfigError
 from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM, keys_for_subtasks
 
@@ -97,17 +100,22 @@ class PackBatches(ScalarFunction):
     """Pandas UDF: packs each Arrow batch it receives into one message per node."""
 
     def __init__(self, schema_bytes: bytes, node_keys: list[int], max_message_bytes: int,
-                 codec: str) -> None:
+                 codec: str, marked: bool = False) -> None:
         self.schema_bytes = schema_bytes
         self.node_keys = node_keys
         self.max_message_bytes = max_message_bytes
         self.codec_name = codec
+        self.marked = marked
         self.next_node = 0
 
     def open(self, function_context: FunctionContext) -> None:
         self.schema = pa.ipc.read_schema(pa.py_buffer(self.schema_bytes))
         self.codec = get_codec(self.codec_name)
         self.next_node = function_context.get_index_of_this_subtask() % len(self.node_keys)
+        # Exactly-once: messages carry (nonce of this instance, counter); see
+        # flink_dl.channel.exactly_once for why the node operators need them.
+        self.nonce = secrets.randbits(63) | 1
+        self.counter = 0
 
     def eval(self, *columns: pd.Series) -> pd.DataFrame:
         arrays = [pa.Array.from_pandas(c, type=f.type) for c, f in zip(columns, self.schema,
@@ -117,6 +125,9 @@ class PackBatches(ScalarFunction):
         payloads = pd.Series([None] * batch.num_rows, dtype=object)
         for i, payload in enumerate(self._encode_split(batch)):
             keys.iloc[i] = self.node_keys[self.next_node]
+            if self.marked:
+                self.counter += 1
+                payload = encode_marked((self.nonce, self.counter), payload)
             payloads.iloc[i] = payload
             self.next_node = (self.next_node + 1) % len(self.node_keys)
         return pd.DataFrame({"k": keys, "p": payloads})
@@ -168,9 +179,11 @@ def as_table(env: StreamExecutionEnvironment, input: Table | DataStream,
 
 
 def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
-         role: str, nodes: int, max_message_bytes: int, codec: str = "arrow") -> KeyedStream:
+         role: str, nodes: int, max_message_bytes: int, codec: str = "arrow",
+         marked: bool = False) -> KeyedStream:
     """Build the packing pipeline for ``role``'s ``nodes`` (see the module docstring); returns
-    the stream keyed so that node *i*'s messages reach subtask *i*."""
+    the stream keyed so that node *i*'s messages reach subtask *i*. ``marked``: every
+    message starts with its packing instance's mark (exactly-once input)."""
     table = as_table(env, input, role)
     schema = arrow_schema_of(table)
     if not schema.names:
@@ -178,7 +191,10 @@ def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
     t_env = table._t_env
     _default_arrow_batch(t_env)
     keys = keys_for_subtasks(nodes, DEFAULT_MAX_PARALLELISM)
-    pack = udf(PackBatches(schema.serialize().to_pybytes(), keys, max_message_bytes, codec),
+    if marked:
+        max_message_bytes -= MARK_BYTES
+    pack = udf(PackBatches(schema.serialize().to_pybytes(), keys, max_message_bytes, codec,
+                           marked),
                result_type=DataTypes.ROW([DataTypes.FIELD("k", DataTypes.INT()),
                                           DataTypes.FIELD("p", DataTypes.BYTES())]),
                func_type="pandas")

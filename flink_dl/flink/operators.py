@@ -192,7 +192,8 @@ class _FedNode:
         self.am: HostedAM | None = None
         if self.host_am and self.index == 0:
             self.am = HostedAM(self.config, self.attempt)
-        self.eo = ExactlyOnceLedger(runtime_context) if self.channels.exactly_once else None
+        self.eo = (ExactlyOnceLedger(runtime_context, self.attempt)
+                   if self.channels.exactly_once else None)
         self.restored = False
         self._next_poll: int | None = None
         self.runner = None
@@ -377,7 +378,7 @@ class _FedNode:
         assert self.runner is not None and self.runner.input is not None
         assert self.eo is not None and self.runner.state_dir is not None
         self.restored = True
-        for frame in self.eo.restore(self.runner.state_dir):
+        for frame in self.eo.restore():
             self._send(memoryview(frame))
 
     def _send(self, payload: memoryview) -> None:
@@ -461,11 +462,12 @@ class HostedAM:
 class ExactlyOnceLedger:
     """The operator's side of exactly-once input (``flink_dl.channel.exactly_once``): the
     last sequence number sent, the last one the node's saved state covers, and the
-    batches in between, all in Flink keyed state (the node's key)."""
+    batches in between, all in Flink keyed state (the node's key); in memory, the newest
+    message received from each packing operator (its marks)."""
 
     PRUNE_EVERY_S = 0.2
 
-    def __init__(self, runtime_context: RuntimeContext) -> None:
+    def __init__(self, runtime_context: RuntimeContext, attempt: int) -> None:
         from pyflink.common.typeinfo import Types
         from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
@@ -474,50 +476,49 @@ class ExactlyOnceLedger:
             ValueStateDescriptor("flink_dl_acked", Types.LONG()))
         self.pending = runtime_context.get_map_state(MapStateDescriptor(
             "flink_dl_pending", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
+        self.attempt = attempt
+        self.received: dict[int, int] = {}
+        self._positions: dict[str, Any] = {}
         self._last_prune = 0.0
 
-    def restore(self, state_dir: str) -> list[bytes]:
-        """Frames to send first: the resume position, then the pending batches after it."""
-        from flink_dl.channel.exactly_once import (
-            choose_restore,
-            encode_restore,
-            encode_sequenced,
-        )
+    def restore(self) -> list[bytes]:
+        """Frames to send first: the restored range, then every pending batch (the node
+        skips those its saved state covers)."""
+        from flink_dl.channel.exactly_once import encode_restore, encode_sequenced
 
         acked, seq = self.acked.value() or 0, self.seq.value() or 0
-        position = choose_restore(state_dir, acked, seq)
-        for key in list(self.pending.keys()):
-            if key <= position:
-                self.pending.remove(key)
-        self.acked.update(position)
-        frames = [encode_restore(position)]
-        frames += [encode_sequenced(k, self.pending.get(k)) for k in range(position + 1, seq + 1)]
-        log.info("exactly-once: resuming at position %d, replaying %d batch(es) (acked %d, "
-                 "sent %d)", position, seq - position, acked, seq)
+        frames = [encode_restore(acked, seq)]
+        frames += [encode_sequenced(k, self.pending.get(k)) for k in range(acked + 1, seq + 1)]
+        log.info("exactly-once: restored batches %d..%d (acked %d, sent %d)", acked + 1, seq,
+                 acked, seq)
         return frames
 
-    def record(self, payload: memoryview) -> bytes:
-        from flink_dl.channel.exactly_once import encode_sequenced
+    def record(self, message: memoryview) -> bytes:
+        """Number a packed message (its mark noted), keep its payload, return the frame."""
+        from flink_dl.channel.exactly_once import encode_sequenced, split_marked
 
+        mark, payload = split_marked(message)
+        if mark[1] > self.received.get(mark[0], -1):
+            self.received[mark[0]] = mark[1]
         seq = (self.seq.value() or 0) + 1
         data = bytes(payload)
         self.seq.update(seq)
         self.pending.put(seq, data)
-        return encode_sequenced(seq, data)
+        return encode_sequenced(seq, data, mark)
 
     def prune(self, state_dir: str | None) -> None:
         """Drop the batches the node's newest saved state covers."""
         import time
 
-        from flink_dl.channel.exactly_once import state_positions
+        from flink_dl.channel.exactly_once import prunable_position
 
         now = time.monotonic()
         if state_dir is None or now - self._last_prune < self.PRUNE_EVERY_S:
             return
         self._last_prune = now
-        positions = state_positions(state_dir)
         acked, seq = self.acked.value() or 0, self.seq.value() or 0
-        newest = max((p for p in positions if p <= seq), default=0)
+        newest = prunable_position(state_dir, seq, self.received, self.attempt,
+                                   self._positions)
         if newest <= acked:
             return
         for key in range(acked + 1, newest + 1):

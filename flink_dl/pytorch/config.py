@@ -31,6 +31,7 @@ class TorchConfig(TrainingConfig):
     """
 
     framework = "pytorch"
+    supports_exactly_once = True
 
     world_size: int
     backend: str = "auto"

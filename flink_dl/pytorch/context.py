@@ -20,7 +20,17 @@ from flink_dl.models.store import ModelVersion
 from flink_dl.pytorch.config import STATE_DICT_FILE, TORCHSCRIPT_FILE
 from flink_dl.pytorch.data import rechunk, to_tensors
 from flink_dl.pytorch.process_group import GroupInfo
+from flink_dl.training.checkpoints import checkpoint_name
 from flink_dl.training.context import TrainingContext
+from flink_dl.training.exactly_once import (
+    OFFERED_STEPS,
+    ExactlyOnceError,
+    RankPositions,
+    common_restore_point,
+    decode_key,
+    no_restore_point,
+    rechunk_tracked,
+)
 
 __all__ = ["EVENTS_SCHEMA", "TensorLoader", "TorchContext"]
 
@@ -61,12 +71,20 @@ class TensorLoader(IterableDataset):
             node_input.next_epoch().drain()
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        epoch = self.ctx.node._node_input().next_epoch()
+        node_input = self.ctx.node._node_input()
+        epoch = node_input.next_epoch()
         with _join(list(self.ctx._ddp)):
-            for number, table in enumerate(rechunk(iter(epoch), self.batch_size,
-                                                   self.drop_last)):
+            if self.ctx.exactly_once:
+                tables = rechunk_tracked(iter(epoch), lambda: node_input.last_frame,
+                                         self.batch_size, self.drop_last)
+            else:
+                tables = ((t, None) for t in rechunk(iter(epoch), self.batch_size,
+                                                     self.drop_last))
+            for number, (table, position) in enumerate(tables):
                 if self.max_batches is not None and number >= self.max_batches:
                     break
+                if position is not None:
+                    self.ctx._delivered = position
                 yield to_tensors(table, self.features, self.label, self.columns, self.dtype)
 
 
@@ -102,6 +120,11 @@ class TorchContext(TrainingContext):
         self.device = group.device
         self.backend = group.backend
         self._ddp: list[Any] = []
+        #: Exactly-once training (``TorchConfig(exactly_once=True)``): where this rank's
+        #: input stands after the last batch the loader handed out.
+        self.exactly_once = bool(options.get("exactly_once")) and self.has_input
+        self._delivered = (0, 0)
+        self._positions: RankPositions | None = None
         if self.has_input and group.store is not None and self.world_size > 1:
             store = group.store
             self.node._node_input().on_first_pass_end = \
@@ -184,15 +207,24 @@ class TorchContext(TrainingContext):
                         step: int, **extra: Any) -> Path | None:
         """Write model + optimizer + epoch/step (+ ``extra``) as this job's newest
         checkpoint (``ctx.checkpoints``: atomic, fsynced, the newest ``keep_checkpoints``
-        kept; rank 0 only, the others return ``None``)."""
-        if not self.is_chief:
-            return None
-        state = {"model": _unwrap(model).state_dict(), "epoch": epoch, "step": step,
-                 "optimizer": optimizer.state_dict() if optimizer is not None else None,
-                 "extra": extra}
-        path = self.checkpoints.write(lambda tmp: torch.save(state, tmp), step=step,
-                                      attempt=self.attempt, suffix=CHECKPOINT_SUFFIX)
-        self.log.info("rank 0: checkpoint at step %d (epoch %d): %s", step, epoch, path)
+        kept; rank 0 writes it and returns its path, the others return ``None``).
+
+        Call it on every rank at the same step, after that step's optimizer update.
+        Exactly-once training: each rank also records where its input stands (the rows
+        the loader handed out so far), so a restart resumes from this step with exactly
+        the rows it had not trained on.
+        """
+        path = None
+        if self.is_chief:
+            state = {"model": _unwrap(model).state_dict(), "epoch": epoch, "step": step,
+                     "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                     "extra": extra}
+            path = self.checkpoints.write(lambda tmp: torch.save(state, tmp), step=step,
+                                          attempt=self.attempt, suffix=CHECKPOINT_SUFFIX)
+            self.log.info("rank 0: checkpoint at step %d (epoch %d): %s", step, epoch, path)
+        if self.exactly_once:
+            self._rank_positions().record(step, self._delivered,
+                                          self.node._node_input().marks)
         return path
 
     def load_checkpoint(self, map_location: Any = None) -> dict[str, Any] | None:
@@ -208,7 +240,14 @@ class TorchContext(TrainingContext):
         """Resume from this job's newest checkpoint (after a restart): load model (and
         optimizer) state and skip the finished epochs of ``loader``; with no checkpoint,
         warm-start from ``init_from`` if set. Returns ``(next_epoch, step)`` (``(0, 0)`` on
-        a fresh start). Call on every rank, before training."""
+        a fresh start). Call on every rank, before training.
+
+        Exactly-once training: the ranks agree on the newest checkpoint step every rank's
+        restored input allows, load it, and the loader goes on with the rows after it;
+        ``next_epoch`` is 0 (a stream has one epoch).
+        """
+        if self.exactly_once:
+            return self._resume_exactly_once(model, optimizer)
         checkpoint = self.load_checkpoint(map_location="cpu")
         if checkpoint is None:
             self.warm_start(model)
@@ -222,6 +261,65 @@ class TorchContext(TrainingContext):
         self.log.info("rank %d attempt %d: resumed from the checkpoint of epoch %d step %d",
                       self.rank, self.attempt, checkpoint["epoch"], checkpoint["step"])
         return next_epoch, int(checkpoint["step"])
+
+    # ------------------------------------------------------------------ exactly-once
+    def _rank_positions(self) -> RankPositions:
+        if self._positions is None:
+            state_dir = (self.node.channels or {}).get("state_dir")
+            if not state_dir:
+                raise ExactlyOnceError("exactly-once training: this rank has no state "
+                                       "directory (TorchConfig(exactly_once=True) sets it)")
+            keep = int(self.options.get("keep_checkpoints") or 3) + 2
+            self._positions = RankPositions(state_dir, self.rank, self.world_size,
+                                            self.attempt, self.group.store, keep)
+        return self._positions
+
+    def _resume_exactly_once(self, model: torch.nn.Module,
+                             optimizer: torch.optim.Optimizer | None) -> tuple[int, int]:
+        node_input = self.node._node_input()
+        acked, sent = node_input.restore_range()
+        positions = self._rank_positions()
+        offers, acks = self._gather_offers(positions.offer(acked, sent), acked)
+        key = common_restore_point(offers)
+        if key is None:
+            if any(acks):
+                raise no_restore_point(acks, offers, self.config_name)
+            node_input.resume_at(0)
+            self.warm_start(model)
+            return 0, 0
+        step, attempt = decode_key(key)
+        position = positions.resume(key)
+        path = self.checkpoints.path / checkpoint_name(step, attempt, CHECKPOINT_SUFFIX)
+        if not path.is_file():
+            raise ExactlyOnceError(f"exactly-once: the checkpoint of step {step} (attempt "
+                                   f"{attempt}) that every rank recorded is gone: {path}")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        _unwrap(model).load_state_dict(checkpoint["model"])
+        if optimizer is not None and checkpoint.get("optimizer") is not None:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.is_chief:
+            self.checkpoints.discard_after(step, attempt, CHECKPOINT_SUFFIX)
+        node_input.resume_at(position.seq, position.offset)
+        self.barrier()  # no rank reads on before the chief has discarded later steps
+        self.log.info("rank %d attempt %d: exactly-once resume at step %d (attempt %d): "
+                      "input batch %d row %d", self.rank, self.attempt, step, attempt,
+                      position.seq, position.offset)
+        return 0, step
+
+    def _gather_offers(self, offer: list[int], acked: int) -> tuple[list[list[int]],
+                                                                    list[int]]:
+        """Every rank's usable steps and restored ``acked`` (one all-gather)."""
+        row = torch.full((OFFERED_STEPS + 1,), -1, dtype=torch.int64)
+        row[0] = acked
+        row[1:1 + len(offer)] = torch.tensor(offer, dtype=torch.int64)
+        if self.world_size == 1 or not dist.is_initialized():
+            rows = [row]
+        else:
+            row = row.to(self.device)
+            rows = [torch.empty_like(row) for _ in range(self.world_size)]
+            dist.all_gather(rows, row)
+        values = [r.cpu().tolist() for r in rows]
+        return [v[1:] for v in values], [int(v[0]) for v in values]
 
     # ------------------------------------------------------------------ collectives
     def barrier(self) -> None:

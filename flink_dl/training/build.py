@@ -62,6 +62,7 @@ def training_options(config: TrainingConfig, schema: pa.Schema | None) -> dict[s
         "setup_timeout_s": config.timeout.rendezvous,
         "registration_s": config.timeout.registration,
         "init_from": init_from, "features": list(config.features) if config.features else None,
+        "exactly_once": config.exactly_once,
         "label": config.label, "allow_empty_input": config.allow_empty_input,
         "input_schema": base64.b64encode(schema.serialize().to_pybytes()).decode()
         if schema is not None else None,
@@ -79,10 +80,20 @@ def build(env: StreamExecutionEnvironment, input: Table | DataStream | None,
     table, schema = input_schema_of(env, input, config)
     options = training_options(config, schema) | dict(extra_options or {})
     cluster = config.cluster_config(make_entry(serialize_entry(config.entry), options))
-    add_am_role(env, cluster)  # validates the cluster config
-    workers = add_role(env, cluster, WORKER_ROLE, table,
-                       epochs=config.epochs if table is not None else 1,
-                       output_schema=worker_schema, channel_capacity=config.channel_capacity)
+    if config.exactly_once:
+        if table is None:
+            raise ConfigError(f"{config.config_name}(exactly_once=True) needs an input (the "
+                              "stream whose rows must each be trained on exactly once)")
+        # The fed role hosts the AM (a separate AM operator would block checkpoints).
+        cluster.validate()
+        workers = add_role(env, cluster, WORKER_ROLE, table, output_schema=worker_schema,
+                           channel_capacity=config.channel_capacity, exactly_once=True)
+    else:
+        add_am_role(env, cluster)  # validates the cluster config
+        workers = add_role(env, cluster, WORKER_ROLE, table,
+                           epochs=config.epochs if table is not None else 1,
+                           output_schema=worker_schema,
+                           channel_capacity=config.channel_capacity)
     others = [add_role(env, cluster, role, None, output_schema=EVENTS_SCHEMA)
               for role in cluster.roles if role != WORKER_ROLE]
     return workers, others

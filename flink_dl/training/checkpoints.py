@@ -30,6 +30,11 @@ CHECKPOINTS = "checkpoints"
 _NAME = re.compile(r"^ckpt-(\d{12})-a(\d{3,})\.(\w+)$")
 
 
+def checkpoint_name(step: int, attempt: int, suffix: str) -> str:
+    """The file name of the checkpoint of ``step`` written by ``attempt``."""
+    return f"ckpt-{step:012d}-a{attempt:03d}.{suffix}"
+
+
 class CheckpointDir:
     """The checkpoints of job ``job_id`` under ``model_dir/checkpoints/<job_id>``."""
 
@@ -44,7 +49,7 @@ class CheckpointDir:
         """``write(tmp_path)`` writes one checkpoint file; it is fsynced and renamed into
         place, then older checkpoints beyond ``keep`` are removed."""
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        final = self.path / f"ckpt-{step:012d}-a{attempt:03d}.{suffix}"
+        final = self.path / checkpoint_name(step, attempt, suffix)
         tmp = self.path / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
         try:
             write(tmp)
@@ -71,6 +76,16 @@ class CheckpointDir:
     def newest(self, suffix: str) -> Path | None:
         paths = self.all(suffix)
         return paths[-1] if paths else None
+
+    def discard_after(self, step: int, attempt: int, suffix: str) -> None:
+        """Delete checkpoints of steps at or after ``step`` other than (``step``,
+        ``attempt``): a run that resumed from that one abandoned them."""
+        for path in self.all(suffix):
+            match = _NAME.match(path.name)
+            assert match is not None
+            key = (int(match.group(1)), int(match.group(2)))
+            if key != (step, attempt) and key[0] >= step:
+                path.unlink(missing_ok=True)
 
     def subdir(self, name: str) -> Path:
         """A directory of this job's checkpoints for a framework's own format."""

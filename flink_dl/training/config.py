@@ -50,6 +50,11 @@ class TrainingConfig:
             defaults of ``ctx.dataloader``/``ctx.dataset``.
         allow_empty_input: a bounded input without rows is an ``EmptyInputError`` when the
             model is saved; ``True`` logs a warning and publishes nothing instead.
+        exactly_once: stream training in which every input row reaches exactly one rank's
+            optimizer step exactly once across failures and restarts (PyTorch): rows are
+            kept in Flink state until a checkpoint (``ctx.save_checkpoint`` on every rank)
+            covers them, and ``ctx.resume`` picks up after the newest one. Needs Flink
+            checkpointing, a checkpointed source, ``model_dir`` and ``epochs=1``.
         export_every_steps / export_every_s: when ``ctx.maybe_save_model`` publishes.
         keep_versions: keep only this many newest model versions (``None``: all).
         keep_checkpoints: keep only this many newest checkpoints of the job.
@@ -78,6 +83,7 @@ class TrainingConfig:
     features: Sequence[str] | None = None
     label: str | None = None
     allow_empty_input: bool = False
+    exactly_once: bool = False
     export_every_steps: int | None = None
     export_every_s: float | None = None
     keep_versions: int | None = None
@@ -108,6 +114,8 @@ class TrainingConfig:
 
     #: The cluster rules (state machine) of the job: a registered name or "module:attr".
     plugin: ClassVar[str] = "default"
+    #: Whether the framework's context implements exactly-once training.
+    supports_exactly_once: ClassVar[bool] = False
 
     def node_env(self) -> dict[str, str]:
         """Environment of the node processes (the framework's defaults under ``env``)."""
@@ -155,21 +163,41 @@ class TrainingConfig:
         if not isinstance(self.allow_empty_input, bool):
             raise ConfigError(f"allow_empty_input must be True or False, got "
                               f"{self.allow_empty_input!r}")
+        self._validate_exactly_once()
         if not is_count(self.channel_capacity) or self.channel_capacity < 64 * 1024 \
                 or self.channel_capacity % 8:
             raise ConfigError(f"channel_capacity must be a multiple of 8 >= 65536 bytes, got "
                               f"{self.channel_capacity!r}")
         self.cluster_config(self.entry).validate()
 
+    def _validate_exactly_once(self) -> None:
+        if not isinstance(self.exactly_once, bool):
+            raise ConfigError(f"exactly_once must be True or False, got {self.exactly_once!r}")
+        if not self.exactly_once:
+            return
+        where = f"{self.config_name}(exactly_once=True)"
+        if not self.supports_exactly_once:
+            raise ConfigError(f"{where}: exactly-once training is built for the PyTorch "
+                              "plugin (flink_dl.pytorch) only so far")
+        if self.epochs != 1:
+            raise ConfigError(f"{where}: epochs must be 1 (stream training), got "
+                              f"{self.epochs!r}")
+        if self.model_dir is None:
+            raise ConfigError(f"{where}: set model_dir (the checkpoints and the ranks' input "
+                              "positions live under it, on storage every host shares)")
+
     # ------------------------------------------------------------ the ML cluster
     def cluster_config(self, entry: EntryFn | str) -> ClusterConfig:
         """The ML cluster config of this training job, running ``entry`` on every node."""
+        checkpoint_dir = (str(Path(self.model_dir) / "checkpoints")
+                          if self.exactly_once and self.model_dir is not None else None)
         return ClusterConfig(
             roles=self.roles, entry=entry, properties=dict(self.properties),
             env=self.node_env(), timeouts=self.timeouts, daemon_roles=self.daemon_roles,
             plugin=self.plugin, bind_host=self.bind_host, advertise_host=self.advertise_host,
             rendezvous=self.rendezvous, rendezvous_dir=self.rendezvous_dir, name=self.name,
-            job_id=self.job_id, secret=self.secret, restart=self.restart)
+            job_id=self.job_id, secret=self.secret, restart=self.restart,
+            checkpoint_dir=checkpoint_dir)
 
     @property
     def timeout(self) -> Timeouts:

@@ -145,6 +145,45 @@ def test_exactly_once_misconfiguration_fails_at_build_time(setup: str, fragment:
                           epochs=2 if setup == "epochs" else 1)
 
 
+@pytest.mark.parametrize(
+    ("setup", "fragment"),
+    [
+        ("tensorflow", r"TFConfig\(exactly_once=True\): exactly-once training is built for "
+                       "the PyTorch plugin"),
+        ("epochs", r"TorchConfig\(exactly_once=True\): epochs must be 1"),
+        ("no_model_dir", r"TorchConfig\(exactly_once=True\): set model_dir"),
+        ("no_input", r"TorchConfig\(exactly_once=True\) needs an input"),
+        ("no_checkpointing", "enable Flink checkpointing"),
+        ("not_bool", "exactly_once must be True or False"),
+    ],
+)
+def test_exactly_once_training_misconfiguration_fails_at_build_time(setup: str, fragment: str,
+                                                                     tmp_path) -> None:
+    """``exactly_once=True`` on a training config: every missing piece is a ConfigError
+    naming the config and the key, before Flink starts anything."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    if setup != "no_checkpointing":
+        env.enable_checkpointing(1000)
+    t_env = StreamTableEnvironment.create(env)
+    table = None if setup == "no_input" else t_env.from_elements([(1,)], ["v"])
+    options = dict(entry=_entry, exactly_once="yes" if setup == "not_bool" else True,
+                   epochs=2 if setup == "epochs" else 1,
+                   model_dir=None if setup == "no_model_dir" else str(tmp_path))
+    with pytest.raises(ConfigError, match=fragment):
+        if setup == "tensorflow":
+            from flink_dl.tensorflow import TFConfig
+            from flink_dl.tensorflow import train as tf_train
+
+            tf_train(env, table, TFConfig(workers=1, **options))
+        else:
+            from flink_dl.pytorch import TorchConfig, train
+
+            train(env, table, TorchConfig(world_size=2, **options))
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), True, "10", 0, -1])
 def test_timeouts_must_be_positive_finite_seconds(value: object) -> None:
     with pytest.raises(ConfigError, match=r"timeouts\.request must be a positive, finite"):

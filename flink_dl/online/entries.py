@@ -18,12 +18,15 @@ def ftrl_entry(ctx: Any) -> None:
     model = torch.nn.Linear(len(ctx.features), 1)
     torch.nn.init.zeros_(model.weight)
     torch.nn.init.zeros_(model.bias)
-    ctx.warm_start(model)
     optimizer = FTRL(model.parameters(), alpha=float(props["alpha"]),
                      beta=float(props["beta"]), l1=float(props["l1"]), l2=float(props["l2"]))
     streaming = props.get("streaming") == "1"
     pipeline_dir = props.get("pipeline_dir")
     step, seen = 0, 0
+    if streaming:  # after a restart: the newest checkpoint (exactly-once: agreed by ranks)
+        _, step = ctx.resume(model, optimizer)
+    else:
+        ctx.warm_start(model)
     for epoch in range(ctx.epochs):
         for batch in ctx.dataloader(int(props["batch_size"])):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -36,6 +39,8 @@ def ftrl_entry(ctx: Any) -> None:
             if streaming:
                 version = ctx.maybe_save_model(model, step=step, torchscript=True,
                                                metrics={"samples": seen})
+                if ctx.last_export_step == step:  # every rank: a new version is due
+                    ctx.save_checkpoint(model, optimizer, epoch=0, step=step)
                 if version is not None and pipeline_dir:
                     from flink_dl.pipeline.pipeline import publish_model
 

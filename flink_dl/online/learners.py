@@ -62,10 +62,15 @@ class FTRLLogisticRegression(TorchEstimator):
     def get_params(self) -> dict[str, Any]:
         return {**super().get_params(), **self.settings}
 
-    def fit_stream(self, samples: Table, pipeline_dir: str | os.PathLike[str] | None = None
-                   ) -> DataStream:
+    def fit_stream(self, samples: Table, pipeline_dir: str | os.PathLike[str] | None = None,
+                   *, exactly_once: bool = False) -> DataStream:
         """Keep learning from the unbounded ``samples`` (in their job; run it with
-        ``flink_dl.execute``). Returns the training events (one row per version)."""
+        ``flink_dl.execute``). Returns the training events (one row per version).
+
+        A checkpoint is written with each version, and a restart resumes from the newest.
+        ``exactly_once=True``: every sample reaches the optimizer exactly once across
+        restarts (needs Flink checkpointing and a checkpointed source; see
+        ``TorchConfig.exactly_once``)."""
         import dataclasses
 
         from flink_dl.flink.feed import arrow_schema_of
@@ -80,7 +85,7 @@ class FTRLLogisticRegression(TorchEstimator):
         if pipeline_dir is not None:
             properties["pipeline_dir"] = str(pipeline_dir)
         config = dataclasses.replace(self.config, features=features, label=self.label,
-                                     properties=properties)
+                                     properties=properties, exactly_once=exactly_once)
         return train(env_of(samples), samples, config)
 
 

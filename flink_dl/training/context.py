@@ -224,6 +224,12 @@ class TrainingContext:
             return None
         return self.save_model(model, step=step, metrics=metrics, **write_options)
 
+    @property
+    def last_export_step(self) -> int | None:
+        """The ``step`` of the last ``save_model`` (on every node alike: they decide
+        together), or ``None`` before the first."""
+        return self._last_export_step
+
     # The framework's part of saving.
     def _write_model(self, model: Any, directory: Path, **write_options: Any) -> None:
         raise NotImplementedError

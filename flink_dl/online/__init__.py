@@ -1,5 +1,6 @@
 """The real-time loop: training samples from serving (``join_labels``), online learners
-(``FTRL``, ``FTRLLogisticRegression``). Design and status: docs/online-design.md.
+(``FTRL``, ``FTRLLogisticRegression``, ``OnlineStandardScaler``), quality and drift
+(``monitor``). Design and status: docs/online-design.md.
 
 Attributes load lazily, like the top-level package (Flink workers import concurrently).
 """
@@ -12,6 +13,7 @@ _EXPORTS = {
     "join_labels": "flink_dl.online.labels",
     "FTRL": "flink_dl.online.ftrl",
     "FTRLLogisticRegression": "flink_dl.online.learners",
+    "OnlineStandardScaler": "flink_dl.online.scaler",
     "Histogram": "flink_dl.online.quality",
     "Rule": "flink_dl.online.quality",
     "alerts": "flink_dl.online.quality",

@@ -9,10 +9,11 @@ directory: written aside, checksummed, renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from flink_dl.pipeline.stages.base import FeatureEstimator
 log = logging.getLogger(__name__)
 
 PIPELINE_FILE = "pipeline.json"
+#: The lock file publishers of a pipeline directory hold (``pipeline_lock``).
+PUBLISH_LOCK = ".publish.lock"
 FORMAT_VERSION = 1
 
 
@@ -217,6 +220,22 @@ def _open_version(path: Path, version: int | None) -> ModelVersion:
     return ModelStore(path).open(version)
 
 
+@contextlib.contextmanager
+def pipeline_lock(pipeline_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the publishing lock of ``pipeline_dir`` (one read-modify-publish at a time:
+    an online model and an online scaler may both publish new versions)."""
+    import fcntl
+
+    root = Path(pipeline_dir)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(root / PUBLISH_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def publish_model(pipeline_dir: str | os.PathLike[str],
                   model: ModelVersion | str | os.PathLike[str]) -> ModelVersion:
     """Publish a new version of the pipelines at ``pipeline_dir``: the newest version's
@@ -224,6 +243,13 @@ def publish_model(pipeline_dir: str | os.PathLike[str],
     published, e.g. what ``ctx.maybe_save_model`` returned on the chief). The structure
     stays the same, so a job serving the directory (``flink_dl.pipeline.predict``) swaps
     the new model in."""
+
+    with pipeline_lock(pipeline_dir):
+        return _publish_model(pipeline_dir, model)
+
+
+def _publish_model(pipeline_dir: str | os.PathLike[str],
+                   model: ModelVersion | str | os.PathLike[str]) -> ModelVersion:
     from flink_dl.pipeline.learners import LearnerModel
 
     current = PipelineModel.load(pipeline_dir)

@@ -70,3 +70,74 @@ def test_monitor_quality_and_drift_per_window_and_version(tmp_path) -> None:
                            version="version", reference=reference),
                    [Rule("psi_x", ">", 0.2)]).to_pandas()
     assert sorted(fired["version"]) == [1, 2] and set(fired["rule"]) == {"psi_x > 0.2"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_monitor_reports_version_quality_and_drift_as_flink_metrics() -> None:
+    """While a monitor job runs, Flink's REST API shows its gauges: the model version in
+    use, the window's rows, accuracy/AUC (every score right: 1.0) and drift (ppm)."""
+    import json
+    import time
+    import urllib.request
+
+    from pyflink.common import Configuration
+
+    from flink_dl.online import Histogram
+    from flink_dl.online.gauges import GAUGES, METRIC_GROUP
+
+    port = _free_port()
+    conf = Configuration()
+    conf.set_string("rest.port", str(port))
+    conf.set_string("metrics.fetcher.update-interval", "500")
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.set_parallelism(1)
+    t_env = StreamTableEnvironment.create(env)
+    t_env.execute_sql(  # 20 rows/s of event time 100 ms apart: a 1 s window every 0.5 s
+        "CREATE TEMPORARY TABLE live (v BIGINT, ts AS TO_TIMESTAMP_LTZ(v * 100, 3), "
+        "label AS CAST(v % 2 AS INT), score AS CASE WHEN v % 2 = 1 THEN 0.9E0 ELSE 0.2E0 END, "
+        "pipeline_version AS 3, x AS CAST(v % 10 AS DOUBLE), WATERMARK FOR ts AS ts) WITH ("
+        "'connector' = 'datagen', 'rows-per-second' = '20', 'fields.v.kind' = 'sequence', "
+        "'fields.v.start' = '1', 'fields.v.end' = '2000')")
+    reference = {"x": Histogram(edges=[4.5], shares=[0.9, 0.1])}  # the stream: 0.5 / 0.5
+    metrics = monitor(t_env.from_path("live"), label="label", score="score", window=1,
+                      reference=reference)
+    t_env.execute_sql("CREATE TEMPORARY TABLE sink (window_start TIMESTAMP_LTZ(3), "
+                      "window_end TIMESTAMP_LTZ(3), version INT, `rows` BIGINT, "
+                      "labelled BIGINT, accuracy DOUBLE, log_loss DOUBLE, auc DOUBLE, "
+                      "psi_x DOUBLE, ks_x DOUBLE) WITH ('connector' = 'blackhole')")
+    job = metrics.execute_insert("sink").get_job_client()
+    base = f"http://127.0.0.1:{port}"
+    found: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and found.get("model_version") != 3:
+            time.sleep(1)
+            try:
+                jid = str(job.get_job_id())
+                vertices = json.load(urllib.request.urlopen(f"{base}/jobs/{jid}"))["vertices"]
+                for vertex in vertices:
+                    url = f"{base}/jobs/{jid}/vertices/{vertex['id']}/metrics"
+                    ids = [m["id"] for m in json.load(urllib.request.urlopen(url))
+                           if f".{METRIC_GROUP}." in m["id"]]
+                    if ids:
+                        values = json.load(urllib.request.urlopen(f"{url}?get={','.join(ids)}"))
+                        found = {v["id"].rsplit(".", 1)[1]: int(v["value"]) for v in values}
+            except OSError:
+                continue  # the REST endpoint is still starting
+    finally:
+        job.cancel()
+    assert set(found) == set(GAUGES), found
+    assert found["model_version"] == 3
+    assert found["window_rows"] == 10
+    assert found["accuracy_ppm"] == 1_000_000 and found["auc_ppm"] == 1_000_000
+    psi = (0.5 - 0.9) * np.log((0.5 + 1e-6) / (0.9 + 1e-6)) \
+        + (0.5 - 0.1) * np.log((0.5 + 1e-6) / (0.1 + 1e-6))
+    assert found["drift_psi_ppm"] == pytest.approx(psi * 1e6, abs=2)
+    assert found["drift_ks_ppm"] == 400_000

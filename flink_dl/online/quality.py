@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import pairwise
+from typing import Any
 
 from pyflink.table import Table
 
@@ -105,10 +106,11 @@ def _bin_conditions(name: str, edges: Sequence[float]) -> list[str]:
 def monitor(samples: Table, *, label: str, score: str, window: float | timedelta = 60.0,
             version: str = "pipeline_version", time: str | None = None,
             threshold: float = 0.5, reference: Mapping[str, Histogram] | None = None,
-            auc_bins: int = 50) -> Table:
+            auc_bins: int = 50, metrics: bool = True) -> Table:
     """Windowed quality and drift per model version (see the module's docstring).
     ``score`` is the predicted probability of the positive class; ``label`` is 0/1 (NULL
-    for unlabelled rows, which count in ``rows`` only)."""
+    for unlabelled rows, which count in ``rows`` only). ``metrics``: also report the
+    newest window as Flink metrics (``flink_dl.online.gauges``)."""
     columns = columns_of(samples)
     wanted = [label, score, version, *(reference or {})]
     missing = [c for c in wanted if c not in columns]
@@ -147,7 +149,31 @@ def monitor(samples: Table, *, label: str, score: str, window: float | timedelta
     for name, histogram in (reference or {}).items():
         outer.append(f"{_psi(name, histogram)} AS {quote('psi_' + name)}")
         outer.append(f"{_ks(name, histogram)} AS {quote('ks_' + name)}")
-    return samples._t_env.sql_query(f"SELECT {', '.join(outer)} FROM ({grouped})")
+    result = samples._t_env.sql_query(f"SELECT {', '.join(outer)} FROM ({grouped})")
+    return _with_gauges(result, list(reference or {})) if metrics else result
+
+
+def _with_gauges(result: Table, features: Sequence[str]) -> Table:
+    """``result`` with its ``version`` column passed through the ``QualityGauges`` UDF."""
+    from pyflink.table import DataTypes
+    from pyflink.table.expressions import call_sql, col, lit
+    from pyflink.table.udf import udf
+
+    from flink_dl.online.gauges import QualityGauges
+
+    gauges = udf(QualityGauges(), result_type=DataTypes.INT())
+
+    def largest(prefix: str) -> Any:
+        names = [quote(f"{prefix}_{name}") for name in features]
+        if not names:
+            return lit(None, DataTypes.DOUBLE())
+        return call_sql(names[0] if len(names) == 1 else f"GREATEST({', '.join(names)})")
+
+    version = gauges(col("version"), col("rows"), col("accuracy"), col("log_loss"),
+                     col("auc"), largest("psi"), largest("ks"))
+    names = columns_of(result)
+    return result.select(*[version.alias("version") if n == "version" else col(n)
+                           for n in names])
 
 
 def _bin(name: str, index: int) -> str:

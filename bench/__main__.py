@@ -16,8 +16,10 @@ from bench import (
     data_plane,
     drift,
     inference,
+    latency,
     multihost_startup,
     recovery,
+    soak,
     training,
 )
 
@@ -44,13 +46,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=["startup", "multihost", "channel", "ingest",
-                                           "memory", "w1", "w3", "recovery", "drift"],
+                                           "memory", "w1", "w3", "recovery", "drift",
+                                           "latency", "soak"],
                         action="append", help="run only these benchmarks (default: all)")
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--soak-seconds", type=float, default=600.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     only = set(args.only or ["startup", "multihost", "channel", "ingest", "memory", "w1", "w3",
-                             "recovery", "drift"])
+                             "recovery", "drift", "latency", "soak"])
     if "startup" in only:
         print_table("ML cluster start-up, 6 nodes, local mini-cluster (median of "
                     f"{args.repeats}; baseline = same topology of no-op Python operators)",
@@ -84,6 +88,23 @@ def main() -> None:
     if "w3" in only:
         print_table(f"W3: batch inference, {args.rows:,} rows, MLP 16-256-256-1, batches of "
                     "4096, 1 torch thread per process", inference.w3_table(args.rows))
+    if "latency" in only:
+        table, points = latency.main()
+        print_table("Streaming predict latency, arrival -> prediction (parallelism 1, MLP "
+                    "16-256-256-1; baseline = the same job with default settings, same run)",
+                    table)
+        plot = Path(__file__).resolve().parent.parent / "docs" / "latency.png"
+        latency.plot(points, plot)
+        print(f"\nplot: {plot}")
+    if "soak" in only:
+        warmup = min(120.0, args.soak_seconds / 5)
+        table, curve = soak.run(args.soak_seconds, warmup_s=warmup)
+        print_table(f"Memory soak, {args.soak_seconds:.0f} s of streaming training (2 ranks, "
+                    "2,000 rows/s) + streaming predict (2,000 rows/s), process mode; RSS "
+                    f"summed per kind of process, warm-up {warmup:.0f} s", table)
+        plot = Path(__file__).resolve().parent.parent / "docs" / "soak.png"
+        soak.plot(curve, warmup, plot)
+        print(f"\nplot: {plot}")
 
 
 if __name__ == "__main__":

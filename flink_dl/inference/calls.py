@@ -18,7 +18,8 @@ from flink_dl.errors import ConfigError
 from flink_dl.inference.api import ModelHandler
 
 #: Options of ``predict`` that go to the operator, not to the handler.
-RUNNER_OPTIONS = frozenset({"poll_interval_s", "model_wait_s", "set_batch_size"})
+RUNNER_OPTIONS = frozenset({"poll_interval_s", "model_wait_s", "set_batch_size",
+                            "max_latency_ms"})
 #: Options of ``predict_distributed`` that go to the inference cluster.
 CLUSTER_OPTIONS = frozenset({"timeouts", "name", "poll_interval_s", "model_wait_s",
                              "channel_capacity"})

@@ -90,7 +90,8 @@ def _as_column(values: np.ndarray) -> np.ndarray | list:
 
 def predict(input: Table | DataStream, handler: ModelHandler, *,
             poll_interval_s: float = 1.0, model_wait_s: float = 300.0,
-            set_batch_size: bool = True) -> Table | DataStream:
+            set_batch_size: bool = True,
+            max_latency_ms: float | None = None) -> Table | DataStream:
     """The input with ``handler``'s prediction columns appended (a Table for a Table, a
     DataStream of named rows for a DataStream).
 
@@ -102,11 +103,20 @@ def predict(input: Table | DataStream, handler: ModelHandler, *,
             ``max(handler.batch_size, TRANSFER_ROWS)`` and its bundle to at least
             ``BUNDLE_BATCHES`` such batches (they apply to every pandas UDF of the job);
             the model still runs ``handler.batch_size`` rows at a time.
+        max_latency_ms: a streaming job's latency budget from a row's arrival to its
+            prediction: sets the buffer timeout, the Python bundle and Arrow batch to end
+            at one model batch or a quarter of the budget, whichever comes first
+            (``flink_dl.inference.latency``; it replaces ``set_batch_size``'s settings).
     """
     table, t_env = _as_table(input)
     schema = arrow_schema_of(table)
     out_schema = appended_schema(handler, schema, "predict")
-    if set_batch_size:
+    if max_latency_ms is not None:
+        from flink_dl.inference.latency import apply_latency_budget, check_budget
+
+        apply_latency_budget(t_env, check_budget(max_latency_ms, "predict"),
+                             handler.batch_size)
+    elif set_batch_size:
         rows = max(handler.batch_size, TRANSFER_ROWS)
         t_env.get_config().set("python.fn-execution.arrow.batch.size", str(rows))
         bundle = t_env.get_config().get("python.fn-execution.bundle.size", "100000")

@@ -52,7 +52,8 @@ _VERSION_FEATURE = "__flink_dl_pipeline_version"
 
 
 def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
-            poll_interval_s: float = 1.0, model_wait_s: float = 300.0) -> Table:
+            poll_interval_s: float = 1.0, model_wait_s: float = 300.0,
+            max_latency_ms: float | None = None) -> Table:
     """``table`` through the newest pipeline saved in ``pipeline_dir`` (features, then the
     model's predictions when the last stage is one), plus ``pipeline_version``; new
     versions are picked up every ``poll_interval_s`` and swapped in atomically per row.
@@ -60,7 +61,13 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
     Args:
         poll_interval_s: how often the job looks for a new version.
         model_wait_s: how long to wait for a first version to appear.
+        max_latency_ms: a streaming job's latency budget, as in
+            ``flink_dl.inference.operator.predict`` (``flink_dl.inference.latency``).
     """
+    if max_latency_ms is not None:
+        from flink_dl.inference.latency import check_budget
+
+        check_budget(max_latency_ms, "flink_dl.pipeline.predict")
     store = ModelStore(pipeline_dir)
     opened = store.wait_for_version(model_wait_s)
     pipeline = PipelineModel.from_version(opened)
@@ -103,10 +110,18 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
 
         handler = PipelineModelHandler(str(pipeline_dir), learner)
         current = run_predict(current, handler, poll_interval_s=poll_interval_s,
-                              model_wait_s=model_wait_s)
+                              model_wait_s=model_wait_s, max_latency_ms=max_latency_ms)
+    elif max_latency_ms is not None:
+        from flink_dl.inference.latency import apply_latency_budget
+
+        apply_latency_budget(table._t_env, max_latency_ms, DEFAULT_FEATURE_BATCH)
         names += list(learner.outputs)
     return current.select(*[col(n) for n in names],
                           col(_VERSION_FEATURE).alias(VERSION_COLUMN))
+
+
+#: Rows per bundle under a latency budget when the pipeline has no model stage.
+DEFAULT_FEATURE_BATCH = 1024
 
 
 def _split(stages: Sequence[Model]) -> tuple[list[Model], LearnerModel | None]:

@@ -1,0 +1,67 @@
+"""One knob for streaming inference latency: ``predict(..., max_latency_ms=...)``.
+
+Where a row waits between its arrival and its prediction, and what the budget sets:
+
+* **Network buffers** between Flink tasks flush when full or after the buffer timeout
+  (100 ms by default): ``execution.buffer-timeout.interval`` = budget / 10.
+* **The Python bundle**: rows go to the Python worker in Arrow batches, and results come
+  back when the bundle finishes, after ``python.fn-execution.bundle.size`` rows or
+  ``bundle.time`` ms (1 s by default). Deadline-aware micro-batching: a bundle (and its
+  Arrow batch) ends as soon as it holds one full model batch (``handler.batch_size`` rows:
+  no waiting at high rates) or when its oldest row has waited budget / 4 (no waiting past
+  the deadline at low rates).
+
+Without a budget, ``predict`` keeps its throughput settings (large Arrow batches; the
+bundle time Flink defaults to), which suit bounded, offline scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from pyflink.table import StreamTableEnvironment
+
+from flink_dl.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Share of the budget a row may wait in a network buffer.
+BUFFER_SHARE = 10
+#: Share of the budget a row may wait for its bundle to fill.
+BUNDLE_SHARE = 4
+
+
+def check_budget(max_latency_ms: object, where: str) -> float:
+    """The budget as a float; ``ConfigError`` naming ``where`` unless a positive number."""
+    if isinstance(max_latency_ms, bool) or not isinstance(max_latency_ms, int | float) \
+            or not math.isfinite(max_latency_ms) or max_latency_ms <= 0:
+        raise ConfigError(f"{where}: max_latency_ms must be a positive number of "
+                          f"milliseconds, got {max_latency_ms!r}")
+    return float(max_latency_ms)
+
+
+def apply_latency_budget(t_env: StreamTableEnvironment, max_latency_ms: float,
+                         model_batch_rows: int) -> dict[str, str]:
+    """Set the job's buffer timeout, bundle size and time, and Arrow batch size for
+    ``max_latency_ms`` (see the module docstring); returns the settings made. They apply
+    to the whole job (every Python UDF of it)."""
+    buffer_ms = max(1, int(max_latency_ms // BUFFER_SHARE))
+    bundle_ms = max(1, int(max_latency_ms // BUNDLE_SHARE))
+    settings = {
+        "execution.buffer-timeout.enabled": "true",
+        "execution.buffer-timeout.interval": f"{buffer_ms} ms",
+        "python.fn-execution.bundle.time": str(bundle_ms),
+        "python.fn-execution.bundle.size": str(model_batch_rows),
+        "python.fn-execution.arrow.batch.size": str(model_batch_rows),
+    }
+    config = t_env.get_config()
+    for key, value in settings.items():
+        config.set(key, value)
+    try:  # the environment's own value, read when the job graph is built
+        t_env._j_tenv.execEnv().setBufferTimeout(buffer_ms)
+    except Exception:  # a table environment without a stream environment
+        log.debug("no stream execution environment to set the buffer timeout on")
+    log.info("latency budget %g ms: buffer timeout %d ms, bundles of up to %d rows or %d ms",
+             max_latency_ms, buffer_ms, model_batch_rows, bundle_ms)
+    return settings

@@ -10,7 +10,11 @@ import flink_dl
 from flink_dl import RestartPolicy
 from tests import ft_entries
 from tests.leftovers import wait_clean
-from tests.test_fault_tolerance import kill_repeatedly, rate_limited_sequence
+from tests.test_fault_tolerance import (
+    checkpointed_stream_env,
+    kill_repeatedly,
+    rate_limited_sequence,
+)
 
 
 def test_ddp_counting_model_is_exactly_once_under_three_kills(process_env,
@@ -20,24 +24,11 @@ def test_ddp_counting_model_is_exactly_once_under_three_kills(process_env,
     entry process, a Flink Python worker, an entry again). The model's count, sum and sum
     of squares equal the input's exactly: every row reached exactly one rank's optimizer
     step exactly once."""
-    from pyflink.common import Configuration
-    from pyflink.table import StreamTableEnvironment
-
     from flink_dl.pytorch import TorchConfig, train
 
     n = 12_000
     env = process_env
-    env.set_parallelism(1)
-    env.enable_checkpointing(1000)
-    checkpoints = env.get_checkpoint_config()
-    checkpoints.set_checkpoint_timeout(60_000)
-    checkpoints.set_tolerable_checkpoint_failure_number(1000)
-    flink_checkpoints = tmp_path / "flink-checkpoints"
-    env.configure(Configuration().set_string("execution.checkpointing.dir",
-                                             flink_checkpoints.as_uri()))
-    t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("python.fn-execution.arrow.batch.size", "100")
-    t_env.get_config().set("python.fn-execution.bundle.size", "1000")
+    t_env, flink_checkpoints = checkpointed_stream_env(env, tmp_path / "flink-checkpoints")
     table = rate_limited_sequence(t_env, n, rows_per_second=400)
     out = tmp_path / "out"
     out.mkdir()

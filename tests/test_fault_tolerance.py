@@ -146,22 +146,9 @@ def test_exactly_once_counting_model_under_five_kills(process_env, tmp_path: Pat
     count and sum equal the input's exactly."""
     import threading
 
-    from pyflink.common import Configuration
-    from pyflink.table import StreamTableEnvironment
-
     n = 20_000
     env = process_env
-    env.set_parallelism(1)
-    env.enable_checkpointing(1000)
-    checkpoints = env.get_checkpoint_config()
-    checkpoints.set_checkpoint_timeout(60_000)
-    checkpoints.set_tolerable_checkpoint_failure_number(1000)
-    flink_checkpoints = tmp_path / "flink-checkpoints"
-    env.configure(Configuration().set_string("execution.checkpointing.dir",
-                                             flink_checkpoints.as_uri()))
-    t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("python.fn-execution.arrow.batch.size", "100")
-    t_env.get_config().set("python.fn-execution.bundle.size", "1000")
+    t_env, flink_checkpoints = checkpointed_stream_env(env, tmp_path / "flink-checkpoints")
     # A rate-limited source: an unthrottled one fills Flink's buffers with the whole input
     # at once, and checkpoint barriers then wait behind it until the input is nearly done.
     table = rate_limited_sequence(t_env, n, rows_per_second=800)
@@ -193,6 +180,26 @@ def test_exactly_once_counting_model_under_five_kills(process_env, tmp_path: Pat
     assert any(r["position"] > 0 and r["count"] > 0 for r in resumes), \
         "some restarts resumed from saved node state (not from scratch)"
     assert wait_clean(config.job_id) == {}
+
+
+def checkpointed_stream_env(env, checkpoint_dir: Path):
+    """``env`` at parallelism 1 with a checkpoint every second into ``checkpoint_dir``
+    (completed checkpoints show there), and small Arrow batches and bundles (many input
+    batches: kills land between them); returns a table environment and the directory."""
+    from pyflink.common import Configuration
+    from pyflink.table import StreamTableEnvironment
+
+    env.set_parallelism(1)
+    env.enable_checkpointing(1000)
+    checkpoints = env.get_checkpoint_config()
+    checkpoints.set_checkpoint_timeout(60_000)
+    checkpoints.set_tolerable_checkpoint_failure_number(1000)
+    env.configure(Configuration().set_string("execution.checkpointing.dir",
+                                             checkpoint_dir.as_uri()))
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("python.fn-execution.arrow.batch.size", "100")
+    t_env.get_config().set("python.fn-execution.bundle.size", "1000")
+    return t_env, checkpoint_dir
 
 
 def rate_limited_sequence(t_env, n: int, rows_per_second: int):

@@ -26,10 +26,10 @@ def test_ddp_counting_model_is_exactly_once_under_three_kills(process_env,
     step exactly once."""
     from flink_dl.pytorch import TorchConfig, train
 
-    n = 12_000
+    n = 15_000
     env = process_env
     t_env, flink_checkpoints = checkpointed_stream_env(env, tmp_path / "flink-checkpoints")
-    table = rate_limited_sequence(t_env, n, rows_per_second=400)
+    table = rate_limited_sequence(t_env, n, rows_per_second=350)
     out = tmp_path / "out"
     out.mkdir()
     models = tmp_path / "models"
@@ -41,7 +41,7 @@ def test_ddp_counting_model_is_exactly_once_under_three_kills(process_env,
     train(env, table, config)
     kills: list = []
     killer = threading.Thread(target=kill_repeatedly, daemon=True, kwargs=dict(
-        job_id=config.job_id, kills=3, done=out, log=kills, seed=11, min_wait=4.0, max_wait=8.0,
+        job_id=config.job_id, kills=3, done=out, log=kills, seed=11, min_wait=3.0, max_wait=6.0,
         first_after_checkpoint=(models / "checkpoints", flink_checkpoints, "*/*/pos-*")))
     killer.start()
     flink_dl.execute(env, "exactly-once-ddp", timeout_s=400)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -101,13 +102,16 @@ def wait_for_covered_state(state_dir: Path, checkpoint_dir: Path, timeout: float
 def kill_repeatedly(job_id: str, kills: int, done: Path, log: list, seed: int = 7,
                     min_wait: float = 1.0, max_wait: float = 3.0, nodes: int = 2,
                     worker_every: int = 2,
-                    first_after_checkpoint: tuple[Path, Path, str] | None = None) -> None:
+                    first_after_checkpoint: tuple[Path, Path, str] | None = None,
+                    ready: Callable[[int], bool] | None = None) -> None:
     """Kill ``kills`` times at random moments, each after the previous restart's entries all
     run (their ``attempt-*`` markers are in ``done``): the entry process of a random node,
     or (every ``worker_every``-th kill) the Flink Python worker hosting it. Records
     (kind, attempt, pid, time) in ``log``. ``first_after_checkpoint=(state_dir,
     checkpoint_dir, pattern)``: the first kill waits until a Flink checkpoint covers saved
-    node state (so that at least one restart resumes from it, however slow the machine)."""
+    node state (so that at least one restart resumes from it, however slow the machine).
+    ``ready(attempt)``: each kill also waits until it returns True (e.g. the attempt wrote
+    a checkpoint)."""
     import random
     import signal
 
@@ -121,6 +125,8 @@ def kill_repeatedly(job_id: str, kills: int, done: Path, log: list, seed: int = 
         if newest <= last_attempt or len(procs[newest]) < nodes or entered < nodes:
             time.sleep(0.2)
             continue
+        while ready is not None and not ready(newest) and time.monotonic() < deadline:
+            time.sleep(0.2)
         if not log and first_after_checkpoint is not None:
             state_dir, checkpoint_dir, pattern = first_after_checkpoint
             wait_for_covered_state(state_dir, checkpoint_dir, timeout=120, pattern=pattern)
@@ -250,8 +256,9 @@ def test_digits_training_survives_two_kills(process_env, tmp_path: Path) -> None
     train(process_env, table, config)
     kills: list = []
     killer = threading.Thread(target=kill_repeatedly, daemon=True, kwargs=dict(
-        job_id=config.job_id, kills=2, done=out, log=kills, seed=3, min_wait=2.0,
-        max_wait=5.0))
+        job_id=config.job_id, kills=2, done=out, log=kills, seed=3, min_wait=0.5,
+        max_wait=3.0, ready=lambda attempt: any(  # each attempt checkpoints before its kill
+            (tmp_path / "models" / "checkpoints").glob(f"*/ckpt-*-a{attempt:03d}.pt"))))
     killer.start()
     try:
         flink_dl.execute(process_env, "digits-ft", timeout_s=400)

@@ -102,6 +102,24 @@ def test_fitted_statistics_match_numpy_and_transform_applies_them(t_env, tmp_pat
     pd.testing.assert_frame_equal(again, out)
 
 
+def test_float_columns_fit_and_transform(t_env) -> None:
+    """FLOAT (float32) features, NaN included: fitted as DOUBLE, NaN counts as missing (a
+    FLOAT compared with the DOUBLE NaN literal used to fail in the planner)."""
+    rng = np.random.default_rng(5)
+    data = pd.DataFrame({"f": rng.normal(2.0, 3.0, 200).astype(np.float32)})
+    data.loc[[3, 9], "f"] = np.nan
+    table = t_env.from_pandas(data)
+    model = Pipeline([Imputer(["f"]), StandardScaler(["f"])]).fit(table)
+    imputer, scaler = model.stages
+    f = data["f"].astype(np.float64)
+    assert imputer.surrogates == [pytest.approx(f.mean(), rel=1e-9)]
+    filled = f.fillna(imputer.surrogates[0])
+    assert scaler.mean == [pytest.approx(filled.mean(), rel=1e-9)]
+    assert scaler.std == [pytest.approx(filled.std(ddof=0), rel=1e-9)]
+    out = model.transform(table).to_pandas()
+    assert np.allclose(out["f"], (filled - scaler.mean[0]) / scaler.std[0], atol=1e-12)
+
+
 def saved_kinds(model: PipelineModel) -> list[str]:
     return [s.to_json()["kind"] for s in model.stages]
 

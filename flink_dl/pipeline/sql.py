@@ -113,7 +113,10 @@ def is_missing(column: Column) -> str:
     """SQL true for a missing value: NULL, or NaN for FLOAT/DOUBLE columns."""
     name = quote(column.name)
     if column.is_floating:  # Flink's = finds NaN (its comparison is Double.compare's)
-        return f"({name} IS NULL OR {name} = CAST('NaN' AS DOUBLE))"
+        # A FLOAT compared with the DOUBLE NaN literal fails in the planner (the literal
+        # is folded through BigDecimal): compare as DOUBLE.
+        value = name if column.root == "DOUBLE" else f"CAST({name} AS DOUBLE)"
+        return f"({name} IS NULL OR {value} = CAST('NaN' AS DOUBLE))"
     return f"{name} IS NULL"
 
 

@@ -45,3 +45,24 @@ def test_a_bad_budget_is_a_config_error(budget: object, tmp_path: Path) -> None:
     _, table = _linear_table(t_env, 10)
     with pytest.raises(ConfigError, match=r"predict: max_latency_ms must be a positive number"):
         predict(table, path, features=list("abcd"), factory=_factory, max_latency_ms=budget)
+
+
+def test_pipeline_predict_takes_the_budget(tmp_path: Path) -> None:
+    """``flink_dl.pipeline.predict(..., max_latency_ms=)``: feature stages alone (no model
+    stage) under a budget give the transformed rows and set the job's bundles."""
+    import pandas as pd
+
+    from flink_dl.pipeline import Pipeline, StandardScaler
+    from flink_dl.pipeline import predict as pipeline_predict
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    t_env = StreamTableEnvironment.create(env)
+    data = pd.DataFrame({"x": [1.0, 2.0, 3.0, 6.0]})
+    Pipeline([StandardScaler(["x"])]).fit(t_env.from_pandas(data)).save(tmp_path / "pipes")
+    served = pipeline_predict(t_env.from_pandas(data), tmp_path / "pipes", max_latency_ms=80)
+    assert t_env.get_config().get("python.fn-execution.bundle.time", "") == "20"
+    out = served.to_pandas()
+    expected = (data["x"] - data["x"].mean()) / data["x"].std(ddof=0)
+    np.testing.assert_allclose(out["x"], expected, atol=1e-12)
+    assert out["pipeline_version"].tolist() == [1, 1, 1, 1]

@@ -111,11 +111,11 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
         handler = PipelineModelHandler(str(pipeline_dir), learner)
         current = run_predict(current, handler, poll_interval_s=poll_interval_s,
                               model_wait_s=model_wait_s, max_latency_ms=max_latency_ms)
+        names += list(learner.outputs)
     elif max_latency_ms is not None:
         from flink_dl.inference.latency import apply_latency_budget
 
         apply_latency_budget(table._t_env, max_latency_ms, DEFAULT_FEATURE_BATCH)
-        names += list(learner.outputs)
     return current.select(*[col(n) for n in names],
                           col(_VERSION_FEATURE).alias(VERSION_COLUMN))
 

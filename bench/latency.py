@@ -61,14 +61,18 @@ def run(rate: int, budget_ms: float | None, model_path: Path, pipeline_dir: Path
                                 batch_size=INFER_BATCH, num_threads=1)
     scored = predict(table, handler, max_latency_ms=budget_ms)
     t_env.create_temporary_view("scored", scored)
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE lat_sink (t_in STRING, t_out STRING) WITH ("
-                      f"'connector' = 'filesystem', 'path' = '{out_dir}', 'format' = 'csv')")
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE lat_sink (t_in STRING, t_out STRING, "
+                      f"prediction FLOAT) WITH ('connector' = 'filesystem', 'path' = "
+                      f"'{out_dir}', 'format' = 'csv')")
+    # The prediction goes to the sink too: a column nobody reads is pruned with its UDF.
     t_env.execute_sql("INSERT INTO lat_sink SELECT CAST(CAST(t_in AS TIMESTAMP_LTZ(3)) AS "
-                      "STRING), CAST(CURRENT_TIMESTAMP AS STRING) FROM scored").wait()
-    frames = [pd.read_csv(p, header=None, names=["t_in", "t_out"])
+                      "STRING), CAST(CURRENT_TIMESTAMP AS STRING), prediction FROM "
+                      "scored").wait()
+    frames = [pd.read_csv(p, header=None, names=["t_in", "t_out", "prediction"])
               for p in out_dir.rglob("*") if p.is_file() and not p.name.startswith(".")]
     frame = pd.concat(frames)
     assert len(frame) == rows, f"{len(frame)} rows at the sink, expected {rows}"
+    assert frame["prediction"].notna().all()
     t_in = pd.to_datetime(frame["t_in"], format="mixed")
     t_out = pd.to_datetime(frame["t_out"], format="mixed")
     latency = (t_out - t_in).dt.total_seconds().to_numpy() * 1000.0

@@ -120,3 +120,70 @@ def test_state_dir_open_to_others_is_refused(tmp_path) -> None:
         store.load(3)
     with pytest.raises(PermissionError, match="group/other-writable"):
         store.save(4, {"count": 4})
+
+
+class _Store:
+    """The rendezvous store's set/get/check, in memory (the real one is a TCPStore)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def set(self, key: str, value: str) -> None:
+        self.data[key] = value.encode()
+
+    def get(self, key: str) -> bytes:
+        return self.data[key]
+
+    def check(self, keys: list[str]) -> bool:
+        return all(k in self.data for k in keys)
+
+
+def test_ranks_commit_a_step_once_all_recorded_it_and_resume_from_a_shared_one(
+        tmp_path: Path) -> None:
+    from flink_dl.training.exactly_once import (
+        RankPositions,
+        common_restore_point,
+        decode_key,
+        encode_key,
+    )
+
+    store = _Store()
+    ranks = [RankPositions(str(tmp_path / f"r{r}"), r, 2, attempt=0, store=store, keep=5)
+             for r in range(2)]
+    ranks[0].record(3, (5, 2), {7: 10})
+    assert [p.committed for p in read_positions(tmp_path / "r0")] == [False]  # rank 1 not yet
+    ranks[1].record(3, (4, 0), {8: 4})
+    ranks[0].commit_ready()
+    for r, seq in ((0, 5), (1, 4)):
+        (position,) = read_positions(tmp_path / f"r{r}")
+        assert position.committed and position.seq == seq
+        assert position.marks == {7: 10, 8: 4}  # the newest message any rank had read
+    ranks[0].record(6, (9, 0), {7: 20})  # rank 1 is killed before it records step 6
+    offers = [ranks[0].offer(acked=5, seq=12), ranks[1].offer(acked=4, seq=12)]
+    assert offers == [[encode_key(3, 0), encode_key(6, 0)], [encode_key(3, 0)]]
+    key = common_restore_point(offers)
+    assert decode_key(key) == (3, 0)
+    assert ranks[0].resume(key).offset == 2
+    assert [p.step for p in read_positions(tmp_path / "r0")] == [3]  # step 6 abandoned
+    assert common_restore_point([[encode_key(3, 0)], [-1, -1]]) is None
+    ranks[1].discard_all()
+    assert read_positions(tmp_path / "r1") == []
+
+
+def test_tracked_rechunk_positions_straddle_channel_batches() -> None:
+    """Loader batches cut across channel batches: the position after each is (last whole
+    channel batch, rows read of the next)."""
+    from flink_dl.training.exactly_once import rechunk_tracked
+
+    frames = iter([(4, 0), (5, 0), (6, 2)])  # (seq, first row) of each batch as it is read
+    current: list[tuple[int, int]] = []
+
+    def batches():
+        for rows in (5, 3, 4):
+            current[:] = [next(frames)]
+            yield pa.record_batch({"v": pa.array(range(rows))})
+
+    out = [(t.num_rows, pos) for t, pos in rechunk_tracked(batches(), lambda: current[0], 4,
+                                                            drop_last=False)]
+    # 5 rows of batch 4, 3 of batch 5, 4 of batch 6 (which resumed at its row 2)
+    assert out == [(4, (3, 4)), (4, (5, 0)), (4, (6, 0))]

@@ -284,8 +284,14 @@ class TorchContext(TrainingContext):
         if key is None:
             if any(acks):
                 raise no_restore_point(acks, offers, self.config_name)
+            # From scratch: what earlier attempts recorded belongs to no usable step (and
+            # a checkpoint of a higher step would outrank the new ones).
+            positions.discard_all()
+            if self.is_chief:
+                self.checkpoints.discard_after(0, -1, CHECKPOINT_SUFFIX)
             node_input.resume_at(0)
             self.warm_start(model)
+            self.barrier()
             return 0, 0
         step, attempt = decode_key(key)
         position = positions.resume(key)

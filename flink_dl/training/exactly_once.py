@@ -174,6 +174,12 @@ class RankPositions:
                                    f"{attempt}) is gone from {self.state_dir}")
         return chosen
 
+    def discard_all(self) -> None:
+        """Delete this rank's recorded positions (a resume from scratch)."""
+        for position in read_positions(self.state_dir):
+            position_path(self.state_dir, position.step, position.attempt).unlink(
+                missing_ok=True)
+
     def _key(self, step: int, rank: int) -> str:
         return _KEY.format(attempt=self.attempt, step=step, rank=rank)
 

@@ -120,6 +120,40 @@ def test_float_columns_fit_and_transform(t_env) -> None:
     assert np.allclose(out["f"], (filled - scaler.mean[0]) / scaler.std[0], atol=1e-12)
 
 
+def test_real_nan_values_count_as_missing(t_env) -> None:
+    """NaN doubles that reach Flink as NaN (not as NULL, as pandas NaN does through
+    ``from_pandas``): fitting leaves them out and transforms treat them as missing, for
+    DOUBLE and FLOAT. (A comparison with the NaN literal is false for a NaN in Flink's
+    generated code, so NaN rows used to count as values.)"""
+    from pyflink.common.typeinfo import Types
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    rng = np.random.default_rng(11)
+    values = rng.normal(5.0, 2.0, 60)
+    values[[2, 7, 30]] = np.nan
+    rows = [(i, float(v), float(v)) for i, v in enumerate(values)]
+    stream = env.from_collection(rows, type_info=Types.ROW_NAMED(
+        ["i", "d", "f"], [Types.INT(), Types.DOUBLE(), Types.DOUBLE()]))
+    own_env = StreamTableEnvironment.create(env)
+    own_env.create_temporary_view("nan_rows", own_env.from_data_stream(stream))
+    table = own_env.sql_query("SELECT i, d, CAST(f AS FLOAT) AS f FROM nan_rows")
+    model = Pipeline([Imputer(["d", "f"], output_cols=["d_filled", "f_filled"]),
+                      Bucketizer(["d"], [[-math.inf, 5.0, math.inf]], output_cols=["d_side"],
+                                 handle_invalid="keep")]).fit(table)
+    imputer = model.stages[0]
+    present = values[~np.isnan(values)]
+    assert imputer.surrogates[0] == pytest.approx(present.mean(), rel=1e-12)
+    assert imputer.surrogates[1] == pytest.approx(present.astype(np.float32).astype(
+        np.float64).mean(), rel=1e-6)
+    out = model.transform(table).to_pandas().sort_values("i").reset_index(drop=True)
+    nan_rows = np.isnan(values)
+    assert (out.loc[nan_rows, "d_filled"] == imputer.surrogates[0]).all()
+    assert (out.loc[nan_rows, "f_filled"] == imputer.surrogates[1]).all()
+    assert np.array_equal(out.loc[~nan_rows, "d_filled"], values[~nan_rows])
+    assert (out.loc[nan_rows, "d_side"] == 2).all()           # "keep": the invalid bucket
+    assert np.array_equal(out.loc[~nan_rows, "d_side"], (values[~nan_rows] >= 5.0).astype(int))
+
+
 def saved_kinds(model: PipelineModel) -> list[str]:
     return [s.to_json()["kind"] for s in model.stages]
 

@@ -112,12 +112,25 @@ def as_double(name: str) -> str:
 def is_missing(column: Column) -> str:
     """SQL true for a missing value: NULL, or NaN for FLOAT/DOUBLE columns."""
     name = quote(column.name)
-    if column.is_floating:  # Flink's = finds NaN (its comparison is Double.compare's)
-        # A FLOAT compared with the DOUBLE NaN literal fails in the planner (the literal
-        # is folded through BigDecimal): compare as DOUBLE.
+    if column.is_floating:
+        # FLOAT compares as DOUBLE (a FLOAT against a DOUBLE literal failed in the planner).
         value = name if column.root == "DOUBLE" else f"CAST({name} AS DOUBLE)"
-        return f"({name} IS NULL OR {value} = CAST('NaN' AS DOUBLE))"
+        return f"({name} IS NULL OR {is_nan(value)})"
     return f"{name} IS NULL"
+
+
+def is_nan(value: str) -> str:
+    """SQL true where the DOUBLE ``value`` is NaN (NULL where it is NULL).
+
+    Flink's generated code compares doubles as Java does, so NaN equals nothing, a NaN
+    literal included (``x = CAST('NaN' AS DOUBLE)`` is false for a NaN ``x``; that literal
+    is also parsed again for every row). ``SIGN`` keeps NaN and maps everything else,
+    infinities included, to -1, 0 or 1, so ``SIGN(x) * 0`` is 0 except for NaN. The test
+    uses only ``<>``, whose negation (``=``, which the planner writes when it pushes a
+    ``NOT`` in) is its exact complement under Java's rules; an ordering test such as
+    ``ABS(x) > max`` is not (the planner would turn ``NOT >`` into ``<=``, false for NaN).
+    """
+    return f"SIGN({value}) * 0.0E0 <> 0.0E0"
 
 
 def present(column: Column) -> str:

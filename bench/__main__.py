@@ -14,10 +14,12 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 from bench import (
     cluster_startup,
     data_plane,
+    demo_startup,
     drift,
     inference,
     latency,
     multihost_startup,
+    pipeline,
     recovery,
     soak,
     training,
@@ -47,18 +49,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=["startup", "multihost", "channel", "ingest",
                                            "memory", "w1", "w3", "recovery", "drift",
-                                           "latency", "soak"],
+                                           "latency", "soak", "pipeline", "demo"],
                         action="append", help="run only these benchmarks (default: all)")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--soak-seconds", type=float, default=600.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     only = set(args.only or ["startup", "multihost", "channel", "ingest", "memory", "w1", "w3",
-                             "recovery", "drift", "latency", "soak"])
+                             "recovery", "drift", "latency", "soak", "pipeline", "demo"])
     if "startup" in only:
         print_table("ML cluster start-up, 6 nodes, local mini-cluster (median of "
                     f"{args.repeats}; baseline = same topology of no-op Python operators)",
                     cluster_startup.main(args.repeats))
+    if "demo" in only:
+        print_table("Digits demo start-up, execute -> every rank training (2 ranks, embedded "
+                    f"mini-cluster, a fresh interpreter per run, {args.repeats} runs; "
+                    "goal: first batch on every rank <= 8 s)", demo_startup.main(args.repeats))
     if "multihost" in only:
         print_table("ML cluster start-up, 6 nodes, flink run on a real cluster (JobManager + 2 "
                     "TaskManagers): one host vs three network-namespace hosts sharing nothing "
@@ -88,6 +94,11 @@ def main() -> None:
     if "w3" in only:
         print_table(f"W3: batch inference, {args.rows:,} rows, MLP 16-256-256-1, batches of "
                     "4096, 1 torch thread per process", inference.w3_table(args.rows))
+    if "pipeline" in only:
+        print_table("Pipeline transform of generated rows, a fitted 6-stage feature "
+                    "pipeline vs the same features hand-written in Flink SQL and vs "
+                    f"scikit-learn in a pandas UDF (parallelism 1, median of {args.repeats}; "
+                    "blackhole sink)", pipeline.main(args.rows, args.repeats))
     if "latency" in only:
         table, points = latency.main()
         print_table("Streaming predict latency, arrival -> prediction (parallelism 1, MLP "

@@ -1,0 +1,111 @@
+"""Start-up of the digits demo (issue 16, goal 2): ``execute`` -> every rank training.
+
+Runs ``examples/digits.py``'s training job (2 ranks, 1 epoch, embedded mini-cluster) with
+its own entry wrapped: each rank stamps when its entry process was created, when the
+entry function started (torch imported, process group up) and when its first batch
+arrived. Figures are the slowest rank's, from the moment the client called ``execute``;
+each run is a fresh interpreter (a new JVM and mini-cluster), as when a user runs the demo.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STAMP_DIR = "stamp_dir"
+
+
+class _FirstBatchStamp:
+    """Iterates a loader; stamps the time its first batch arrives."""
+
+    def __init__(self, loader: Any, stamp: Path) -> None:
+        self._loader, self._stamp = loader, stamp
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __iter__(self):
+        for index, batch in enumerate(self._loader):
+            if index == 0 and not self._stamp.exists():
+                self._stamp.write_text(str(time.time()))
+            yield batch
+
+
+def entry(ctx) -> dict:
+    """The digits entry, with start-up stamps."""
+    import psutil
+
+    from examples.digits import train_entry
+
+    out = Path(ctx.properties[STAMP_DIR])
+    started = time.time()
+    created = psutil.Process().create_time()
+    (out / f"rank{ctx.rank}.json").write_text(json.dumps(
+        {"process_created": created, "entry_started": started}))
+    make_loader = ctx.dataloader
+
+    def dataloader(*args: Any, **kwargs: Any) -> _FirstBatchStamp:
+        return _FirstBatchStamp(make_loader(*args, **kwargs), out / f"first{ctx.rank}")
+
+    ctx.dataloader = dataloader
+    return train_entry(ctx)
+
+
+def run_once(workers: int = 2) -> dict[str, float]:
+    """One training job; seconds from ``execute`` to each milestone (slowest rank)."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    from examples.digits import load_split
+    from flink_dl.pytorch import TorchConfig
+    from flink_dl.pytorch import train as torch_train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        stamps = Path(tmp, "stamps")
+        stamps.mkdir()
+        train_frame, _ = load_split()
+        env = StreamExecutionEnvironment.get_execution_environment()
+        t_env = StreamTableEnvironment.create(env)
+        table = t_env.from_pandas(train_frame)
+        config = TorchConfig(world_size=workers, entry=entry, epochs=1,
+                             model_dir=str(Path(tmp, "models")),
+                             properties={STAMP_DIR: str(stamps)}, name="digits")
+        events = torch_train(env, table, config)
+        submitted = time.time()
+        with events.execute_and_collect("digits-startup") as results:
+            rows = [row.as_dict() for row in results]
+        finished = time.time()
+        assert any(r["kind"] == "model" for r in rows), "the job published no model"
+        ranks = [json.loads(stamps.joinpath(f"rank{r}.json").read_text())
+                 for r in range(workers)]
+        first = [float(stamps.joinpath(f"first{r}").read_text()) for r in range(workers)]
+    return {"execute -> entry processes created": max(r["process_created"]
+                                                      for r in ranks) - submitted,
+            "execute -> entries started (torch imported, process group up)":
+                max(r["entry_started"] for r in ranks) - submitted,
+            "execute -> first batch on every rank": max(first) - submitted,
+            "execute -> job finished (1 epoch)": finished - submitted}
+
+
+def _cold_run() -> dict[str, float]:
+    """``run_once`` in a fresh interpreter (what a user running the demo gets: a new JVM,
+    a new mini-cluster)."""
+    code = "import json; from bench.demo_startup import run_once; print(json.dumps(run_once()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"demo start-up run failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(repeats: int = 3) -> list[dict[str, object]]:
+    runs = [_cold_run() for _ in range(repeats)]
+    return [{"milestone": name, "median s": statistics.median(r[name] for r in runs),
+             "min s": min(r[name] for r in runs), "max s": max(r[name] for r in runs)}
+            for name in runs[0]]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +16,8 @@ from flink_dl.pytorch.config import TorchConfig
 from flink_dl.training.build import build
 from flink_dl.training.entry import TrainingEntry, teardown
 
+log = logging.getLogger(__name__)
+
 
 class TorchEntry(TrainingEntry):
     """The node entry of a training rank: process group up, user entry, process group down."""
@@ -23,6 +27,8 @@ class TorchEntry(TrainingEntry):
         from flink_dl.pytorch.context import TorchContext
         from flink_dl.pytorch.process_group import destroy_process_group, init_process_group
 
+        if node.world_size > 1:
+            preload_ddp_imports()
         group = init_process_group(node, self.options["backend"],
                                    self.options["setup_timeout_s"],
                                    self.options["collective_timeout_s"])
@@ -30,6 +36,22 @@ class TorchEntry(TrainingEntry):
             yield TorchContext(node, group, self.options)
         finally:
             teardown(destroy_process_group, "destroying the process group")
+
+
+def preload_ddp_imports() -> threading.Thread:
+    """Import what ``DistributedDataParallel`` imports on first use (``torch._dynamo``,
+    about 2 s of CPU) in a thread, while the process group forms: the rank then waits
+    on its peers and its imports at the same time, not one after the other."""
+
+    def load() -> None:
+        try:
+            import torch._dynamo  # noqa: F401
+        except Exception:  # DDP imports it again and reports any error itself
+            log.debug("preloading torch._dynamo failed", exc_info=True)
+
+    thread = threading.Thread(target=load, name="flink-dl-preload-ddp", daemon=True)
+    thread.start()
+    return thread
 
 
 def train(env: StreamExecutionEnvironment, input: Table | DataStream | None,

@@ -10,6 +10,7 @@ each run is a fresh interpreter (a new JVM and mini-cluster), as when a user run
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def run_once(workers: int = 2) -> dict[str, float]:
         ranks = [json.loads(stamps.joinpath(f"rank{r}.json").read_text())
                  for r in range(workers)]
         first = [float(stamps.joinpath(f"first{r}").read_text()) for r in range(workers)]
-    return {"execute -> entry processes created": max(r["process_created"]
+    return {"execute -> entry processes created (< 0: before execute)": max(r["process_created"]
                                                       for r in ranks) - submitted,
             "execute -> entries started (torch imported, process group up)":
                 max(r["entry_started"] for r in ranks) - submitted,
@@ -93,19 +94,30 @@ def run_once(workers: int = 2) -> dict[str, float]:
             "execute -> job finished (1 epoch)": finished - submitted}
 
 
-def _cold_run() -> dict[str, float]:
+def _cold_run(prewarm: str) -> dict[str, float]:
     """``run_once`` in a fresh interpreter (what a user running the demo gets: a new JVM,
-    a new mini-cluster)."""
+    a new mini-cluster), with ``FLINK_DL_PREWARM=prewarm``."""
     code = "import json; from bench.demo_startup import run_once; print(json.dumps(run_once()))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=600, check=False)
+                          timeout=600, check=False,
+                          env={**os.environ, "FLINK_DL_PREWARM": prewarm})
     if done.returncode != 0:
         raise RuntimeError(f"demo start-up run failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(repeats: int = 3) -> list[dict[str, object]]:
-    runs = [_cold_run() for _ in range(repeats)]
-    return [{"milestone": name, "median s": statistics.median(r[name] for r in runs),
-             "min s": min(r[name] for r in runs), "max s": max(r[name] for r in runs)}
-            for name in runs[0]]
+    """Median over ``repeats`` cold runs, rank processes spawned when their nodes start
+    (this machine's default) and prewarmed while Flink deploys (``FLINK_DL_PREWARM=1``)."""
+    plain, warm = [], []
+    for _ in range(repeats):  # interleaved: both settings see the same machine load
+        plain.append(_cold_run("0"))
+        warm.append(_cold_run("1"))
+    rows: list[dict[str, object]] = []
+    for name in plain[0]:
+        spawned = statistics.median(r[name] for r in plain)
+        prewarmed = statistics.median(r[name] for r in warm)
+        rows.append({"milestone": name, "spawned at node start s": spawned,
+                     "prewarmed s": prewarmed,
+                     "prewarmed / spawned": prewarmed / spawned if prewarmed > 0 else None})
+    return rows

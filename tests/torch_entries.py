@@ -28,3 +28,23 @@ def uneven(ctx) -> None:
     out = Path(ctx.properties["out"])
     torch.save(model.module.state_dict(), out / f"weights-{ctx.rank}.pt")
     (out / f"steps-{ctx.rank}.json").write_text(json.dumps({"steps": steps}))
+
+
+def prewarm_probe(ctx) -> None:
+    """Records how the rank's process started (``--prewarm`` in its argv), which
+    environment it ended up with, and how many rows and which row sum it read."""
+    import os
+    import sys
+
+    import torch
+
+    model = ctx.prepare_model(torch.nn.Linear(4, 1))
+    rows, total = 0, 0.0
+    for batch in ctx.dataloader(64, features=["a", "b", "c", "d"], label="y"):
+        rows += len(batch["label"])
+        total += float(batch["label"].double().sum())
+        model(batch["features"]).sum().backward()
+    (Path(ctx.properties["out"]) / f"rank-{ctx.rank}.json").write_text(json.dumps({
+        "argv": sys.argv, "rows": rows, "sum": total, "cwd": os.getcwd(),
+        "job": os.environ.get("FLINK_DL_JOB_ID"), "marker": os.environ.get("PREWARM_TEST"),
+        "modules_env": os.environ.get("FLINK_DL_PREWARM_MODULES")}))

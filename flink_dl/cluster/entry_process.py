@@ -23,10 +23,13 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from flink_dl.cluster.context import RESULT_FILE
 from flink_dl.cluster.process import spawn, stop_process_group, terminate_group
+
+if TYPE_CHECKING:
+    from flink_dl.cluster.prewarm import Prewarmed
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +105,20 @@ class EntryProcess:
     """One entry process of a node: see the module docstring."""
 
     def __init__(self, name: str, work_dir: Path, env: Mapping[str, str],
-                 pass_fds: Sequence[int]) -> None:
+                 pass_fds: Sequence[int], prewarmed: Prewarmed | None = None) -> None:
+        """Start the entry; with ``prewarmed``, hand the work to that waiting process
+        (``flink_dl.cluster.prewarm``), or spawn one if it cannot take it."""
         self.name = name
         self.work_dir = work_dir
-        self.proc: subprocess.Popen[bytes] = spawn(
+        proc = prewarmed.launch(env, pass_fds) if prewarmed is not None else None
+        self.prewarmed = proc is not None
+        self.proc: subprocess.Popen[bytes] = proc or spawn(
             [python_executable(), "-m", "flink_dl.cluster.node_main", str(work_dir)],
             env=env, pass_fds=pass_fds, cwd=str(work_dir), stderr=subprocess.PIPE)
         assert self.proc.stderr is not None
         self.stderr = StderrTail(self.proc.stderr, name)
-        log.info("node %s started entry process %d", name, self.proc.pid)
+        log.info("node %s started entry process %d%s", name, self.proc.pid,
+                 " (prewarmed)" if self.prewarmed else "")
 
     @property
     def pid(self) -> int:

@@ -13,19 +13,19 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flink_dl.channel.ring import Ring
+from flink_dl.cluster import prewarm
 from flink_dl.cluster.am import AMAddress
 from flink_dl.cluster.am_client import AMConnection, connect_am, find_am, rendezvous_store
 from flink_dl.cluster.api import RendezvousStore
 from flink_dl.cluster.context import ENTRY_FILE, PROGRESS_FILE, NodeContext
 from flink_dl.cluster.entry_process import EntryProcess
-from flink_dl.cluster.leftovers import WORK_DIR_PREFIX, sweep_node_attempts, work_dir_prefix
+from flink_dl.cluster.leftovers import WORK_DIR_PREFIX, sweep_node_attempts
 from flink_dl.cluster.net import LOOPBACK, is_wildcard, node_host, reserve_port
 from flink_dl.cluster.watch import NodeWatch
 from flink_dl.config import ClusterConfig
@@ -118,6 +118,7 @@ class NodeRunner:
         self._conn: AMConnection | None = None
         self._reserved: socket.socket | None = None
         self._work_dir: Path | None = None
+        self._prewarmed: prewarm.Prewarmed | None = None
 
     @property
     def entry_alive(self) -> bool:
@@ -173,8 +174,9 @@ class NodeRunner:
         if self.attempt > 0:
             self._sweep_older_attempts()
         try:
-            work_dir = self._work_dir = Path(tempfile.mkdtemp(prefix=work_dir_prefix(
-                self.config.job_id, self.attempt, self.role, self.index)))
+            work_dir, self._prewarmed = prewarm.node_work_dir(
+                self.config.job_id, self.attempt, self.role, self.index)
+            self._work_dir = work_dir
             self._conn = connect_am(self.am_address or find_am(
                 self.store, self.config, self.attempt), self.config)
             # The node holds its port on the interface that reached the AM (its peers'
@@ -286,6 +288,8 @@ class NodeRunner:
         if self._cleaned:
             return
         self._cleaned = True
+        if self._prewarmed is not None:  # never launched
+            prewarm.discard_one(self._prewarmed)
         if self._proc is not None:
             self._proc.stop(self.timeouts.stop_grace)
         if self._conn is not None:
@@ -318,8 +322,7 @@ class NodeRunner:
             "FLINK_DL_INDEX": str(self.index),
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)),
         })
-        fds = [reserved.fileno()]
-        for ring in (self.input, self.output):
-            if ring is not None:
-                fds.extend(ring.handle.fds())
-        return EntryProcess(self.name, work_dir, env, fds)
+        fds = [reserved.fileno(), *(fd for ring in (self.input, self.output)
+                                    if ring is not None for fd in ring.handle.fds())]
+        prewarmed, self._prewarmed = self._prewarmed, None
+        return EntryProcess(self.name, work_dir, env, fds, prewarmed=prewarmed)

@@ -25,6 +25,7 @@ import cloudpickle
 
 from flink_dl.cluster.context import CONTEXT_FILE, ENTRY_FILE, RESULT_FILE, NodeContext
 from flink_dl.cluster.entry_process import STACK_DUMP_SIGNAL
+from flink_dl.cluster.prewarm import remap_context, wait_for_work
 from flink_dl.cluster.process import die_with_parent
 
 log = logging.getLogger("flink_dl.node")
@@ -58,8 +59,17 @@ def main(argv: list[str]) -> int:
     die_with_parent()
     logging.basicConfig(level=os.environ.get("FLINK_DL_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s [node %(process)d] %(message)s")
-    work_dir = Path(argv[0])
-    ctx = NodeContext.from_json(json.loads((work_dir / CONTEXT_FILE).read_text()))
+    fds: dict[int, int] = {}
+    work_dir = Path(argv[-1])
+    if argv[0] == "--prewarm":  # flink_dl.cluster.prewarm: import first, then wait for work
+        remap = wait_for_work(int(argv[1]))
+        if remap is None:
+            return 0
+        fds = remap
+    data = json.loads((work_dir / CONTEXT_FILE).read_text())
+    if fds:
+        data = remap_context(data, fds)
+    ctx = NodeContext.from_json(data)
     threading.Thread(target=_watch_parent, name="flink-dl-parent-watch", daemon=True).start()
 
     def on_sigterm(signum: int, frame: object) -> None:

@@ -454,6 +454,9 @@ class HostedAM:
 
     def join(self) -> dict[str, Any]:
         self.thread.join()
+        from flink_dl.cluster import prewarm
+
+        prewarm.discard(self.am.config.job_id)  # entry processes no node took
         self.raise_if_failed()
         assert self.summary is not None
         return self.summary

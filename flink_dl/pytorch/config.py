@@ -32,6 +32,8 @@ class TorchConfig(TrainingConfig):
 
     framework = "pytorch"
     supports_exactly_once = True
+    prewarm_modules = ("torch", "torch.distributed", "torch._dynamo",
+                       "flink_dl.pytorch.context", "flink_dl.pytorch.train")
 
     world_size: int
     backend: str = "auto"

@@ -116,6 +116,9 @@ class TrainingConfig:
     plugin: ClassVar[str] = "default"
     #: Whether the framework's context implements exactly-once training.
     supports_exactly_once: ClassVar[bool] = False
+    #: Modules a rank process imports before its node starts, on the embedded
+    #: mini-cluster (``flink_dl.cluster.prewarm``); empty: no prewarming.
+    prewarm_modules: ClassVar[tuple[str, ...]] = ()
 
     def node_env(self) -> dict[str, str]:
         """Environment of the node processes (the framework's defaults under ``env``)."""

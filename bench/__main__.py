@@ -84,9 +84,10 @@ def main() -> None:
         print_table("Peak memory as the input grows (1 node, datagen)",
                     data_plane.memory_growth((args.rows // 2, args.rows * 2)))
     if "w1" in only:
+        w1, cpu = training.w1_table(args.rows)
         print_table(f"W1: CSV -> DDP training, {args.rows:,} rows x 16 float32 + label, MLP "
-                    "16-64-64-1, batch 1024 per worker, 2 workers, 1 epoch",
-                    training.w1_table(args.rows))
+                    "16-64-64-1, batch 1024 per worker, 2 workers, 1 epoch", w1)
+        print_table("W1, flink-dl run: CPU seconds per kind of process (2 cores)", cpu)
     if "drift" in only:
         print_table("Real-time loop across a concept drift at 60 s (2,000 rows/s of event time; "
                     "baseline = the static batch model on the same rows, same run)",

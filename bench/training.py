@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.cpu_breakdown import CpuSampler
 from bench.workloads import BATCH, FEATURES, csv_files, csv_table_ddl, w1_model
 
 WORKERS = 2
@@ -66,12 +67,20 @@ def run_flink_dl(rows: int) -> dict[str, float]:
     events = train(env, t_env.from_path("w1"), TorchConfig(
         world_size=WORKERS, entry=w1_entry, env={"OMP_NUM_THREADS": "1"}, name="w1"))
     started = time.monotonic()
-    with events.execute_and_collect("w1") as results:
+    with CpuSampler() as cpu, events.execute_and_collect("w1") as results:
         reports = [json.loads(r.metrics) for r in results if r.kind == "metrics"]
     wall = time.monotonic() - started
     total = sum(r["rows"] for r in reports)
     assert total == rows, f"trained on {total} rows, expected {rows}"
-    return {"samples_per_s": total / max(r["seconds"] for r in reports), "wall_s": wall}
+    return {"samples_per_s": total / max(r["seconds"] for r in reports), "wall_s": wall,
+            "cpu_s": cpu.seconds}
+
+
+def cpu_table(result: dict) -> list[dict[str, object]]:
+    """The flink-dl run's CPU seconds per kind of process (``bench.cpu_breakdown``)."""
+    total = sum(result["cpu_s"].values())
+    return [{"process": kind, "CPU s": seconds, "share": seconds / total}
+            for kind, seconds in sorted(result["cpu_s"].items(), key=lambda kv: -kv[1])]
 
 
 def run_limit(rows: int) -> dict[str, float]:
@@ -96,7 +105,8 @@ def run_limit(rows: int) -> dict[str, float]:
     return {"samples_per_s": total / max(r["seconds"] for r in reports), "wall_s": wall}
 
 
-def w1_table(rows: int = 1_000_000) -> list[dict[str, object]]:
+def w1_table(rows: int = 1_000_000) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The W1 table, and the flink-dl run's CPU breakdown."""
     csv_files(rows)  # generate once, outside the timings
     limit = run_limit(rows)
     ours = run_flink_dl(rows)
@@ -110,4 +120,4 @@ def w1_table(rows: int = 1_000_000) -> list[dict[str, object]]:
         {"run": "Ray Train + Ray Data (reference)", "measured": ray["source"],
          "samples/s": float(ray["samples_per_s"]), "wall s": None,
          "vs limit": ray["samples_per_s"] / ray["limit_samples_per_s"]},  # its own limit
-    ]
+    ], cpu_table(ours)

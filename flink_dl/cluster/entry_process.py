@@ -115,8 +115,11 @@ class EntryProcess:
         self.proc: subprocess.Popen[bytes] = proc or spawn(
             [python_executable(), "-m", "flink_dl.cluster.node_main", str(work_dir)],
             env=env, pass_fds=pass_fds, cwd=str(work_dir), stderr=subprocess.PIPE)
-        assert self.proc.stderr is not None
-        self.stderr = StderrTail(self.proc.stderr, name)
+        if proc is not None:
+            self.stderr = prewarmed.stderr  # type: ignore[union-attr]  # read since its start
+        else:
+            assert self.proc.stderr is not None
+            self.stderr = StderrTail(self.proc.stderr, name)
         log.info("node %s started entry process %d%s", name, self.proc.pid,
                  " (prewarmed)" if self.prewarmed else "")
 

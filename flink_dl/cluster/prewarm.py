@@ -50,8 +50,8 @@ class Prewarmed:
     """One waiting entry process, its work dir and the parent's end of its socket."""
 
     def __init__(self, work_dir: Path, env: Mapping[str, str], modules: Sequence[str],
-                 wait_s: float) -> None:
-        from flink_dl.cluster.entry_process import python_executable
+                 wait_s: float, name: str) -> None:
+        from flink_dl.cluster.entry_process import StderrTail, python_executable
 
         self.work_dir = work_dir
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -67,6 +67,8 @@ class Prewarmed:
         finally:
             child.close()
         self.sock = parent
+        assert self.proc.stderr is not None  # read from the start: a full pipe would block
+        self.stderr = StderrTail(self.proc.stderr, name)
 
     def launch(self, env: Mapping[str, str],
                fds: Sequence[int]) -> subprocess.Popen[bytes] | None:
@@ -88,8 +90,7 @@ class Prewarmed:
         """Stop the waiting process (its whole group) and close its socket."""
         self.sock.close()
         stop_process_group(self.proc, 1.0)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self.stderr.wait_eof(1.0)
 
 
 def enabled(nodes: int) -> bool:
@@ -119,7 +120,7 @@ def start(job_id: str, nodes: Sequence[tuple[str, int]], env: Mapping[str, str],
             node_env = {**env, "FLINK_DL_JOB_ID": job_id, "FLINK_DL_ATTEMPT": "0",
                         "FLINK_DL_ROLE": role, "FLINK_DL_INDEX": str(index)}
             try:
-                waiting = Prewarmed(work_dir, node_env, modules, wait_s)
+                waiting = Prewarmed(work_dir, node_env, modules, wait_s, f"{role}:{index}")
             except OSError as exc:
                 shutil.rmtree(work_dir, ignore_errors=True)
                 log.info("could not prewarm an entry process: %s", exc)

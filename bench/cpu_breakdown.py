@@ -1,0 +1,84 @@
+"""Where a job's CPU goes: CPU seconds per kind of process, sampled from the process tree.
+
+``CpuSampler()`` watches this process and its descendants while a job runs (every
+``interval_s``, keeping each process's last cumulative user+system time, so processes
+that end early count too) and sums them by kind: the JVM (Flink's sources, network and
+operators in Java), PyFlink's Python workers (Python UDFs and DataStream functions in
+process mode), flink-dl's rank processes, and the client (this process: in loopback mode
+also the Python operators).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+
+import psutil
+
+KINDS = ("JVM (Flink, Java operators)", "Flink Python workers", "rank processes",
+         "client (Python operators in loopback)")
+
+
+def kind_of(proc: psutil.Process, root: int) -> str:
+    if proc.pid == root:
+        return KINDS[3]
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return "other"
+    if "java" in proc.name() or " -classpath " in cmdline or "org.apache.flink" in cmdline:
+        return KINDS[0]
+    if "flink_dl.cluster.node_main" in cmdline:
+        return KINDS[2]
+    if "pyflink" in cmdline or "beam" in cmdline:
+        return KINDS[1]
+    return "other"
+
+
+class CpuSampler:
+    """Context manager: ``seconds`` (kind -> CPU s) and ``wall_s`` once it exits."""
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        self.interval_s = interval_s
+        self.root = psutil.Process()
+        self._last: dict[int, tuple[str, float]] = {}
+        self._start: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._first = False
+        self.seconds: dict[str, float] = {}
+        self.wall_s = 0.0
+
+    def _sample(self) -> None:
+        for proc in [self.root, *self.root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                used = times.user + times.system
+            except psutil.Error:
+                continue
+            if proc.pid not in self._last:  # what ran before the sampler started is not ours
+                self._start[proc.pid] = used if self._first else 0.0
+            kind = self._last.get(proc.pid, (None, 0.0))[0] or kind_of(proc, self.root.pid)
+            self._last[proc.pid] = (kind, used)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> CpuSampler:
+        self._started = time.monotonic()
+        self._first = True
+        self._sample()
+        self._first = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self.wall_s = time.monotonic() - self._started
+        for pid, (kind, used) in self._last.items():
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + used - self._start.get(pid, 0.0)

@@ -58,14 +58,14 @@ def _wait_pooled(job_id: str, count: int, timeout_s: float = 60.0) -> None:
 def test_prewarmed_processes_nobody_takes_are_discarded_or_expire() -> None:
     nodes = [("worker", 0), ("worker", 1)]
     job = f"prewarm-{uuid.uuid4().hex[:8]}"
-    prewarm.start(job, nodes, dict(os.environ), modules=())
+    prewarm.start(job, nodes, {}, modules=())
     _wait_pooled(job, 2)
     assert len(wait_clean(job, timeout_s=0)["processes"]) == 2  # waiting, in work dirs
     prewarm.discard(job)                                       # what the AM's end does
     assert not wait_clean(job, timeout_s=10)
 
     expiring = f"prewarm-{uuid.uuid4().hex[:8]}"
-    prewarm.start(expiring, nodes, dict(os.environ), modules=(), wait_s=1.0)
+    prewarm.start(expiring, nodes, {}, modules=(), wait_s=1.0)
     _wait_pooled(expiring, 2)
     deadline = time.monotonic() + 30
     while any(prewarm._pools[(expiring, *n)].proc.poll() is None for n in nodes):

@@ -178,6 +178,17 @@ class EntryProcess:
         return f"entry process exited with code {returncode} and no result"
 
 
+def entry_env(config_env: Mapping[str, str], job_id: str, attempt: int, role: str,
+              index: int) -> dict[str, str]:
+    """The environment of a node's entry process: this process's, the cluster's ``env``,
+    the node's identity (``FLINK_DL_*``, which the janitor matches) and this process's
+    import path."""
+    return {**os.environ, **config_env, "FLINK_DL_JOB_ID": job_id,
+            "FLINK_DL_ATTEMPT": str(attempt), "FLINK_DL_ROLE": role,
+            "FLINK_DL_INDEX": str(index),
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))}
+
+
 def python_executable() -> str:
     """The interpreter for node processes (``FLINK_DL_NODE_PYTHON`` overrides).
 

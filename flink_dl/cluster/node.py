@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import socket
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from flink_dl.cluster.am import AMAddress
 from flink_dl.cluster.am_client import AMConnection, connect_am, find_am, rendezvous_store
 from flink_dl.cluster.api import RendezvousStore
 from flink_dl.cluster.context import ENTRY_FILE, PROGRESS_FILE, NodeContext
-from flink_dl.cluster.entry_process import EntryProcess
+from flink_dl.cluster.entry_process import EntryProcess, entry_env
 from flink_dl.cluster.leftovers import WORK_DIR_PREFIX, sweep_node_attempts
 from flink_dl.cluster.net import LOOPBACK, is_wildcard, node_host, reserve_port
 from flink_dl.cluster.watch import NodeWatch
@@ -313,15 +312,8 @@ class NodeRunner:
         ctx.save(work_dir)
         (work_dir / PROGRESS_FILE).write_text("0\n")
         (work_dir / ENTRY_FILE).write_bytes(self.entry_bytes)
-        env = dict(os.environ)
-        env.update(self.config.env)
-        env.update({
-            "FLINK_DL_JOB_ID": self.config.job_id,
-            "FLINK_DL_ATTEMPT": str(self.attempt),
-            "FLINK_DL_ROLE": self.role,
-            "FLINK_DL_INDEX": str(self.index),
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)),
-        })
+        env = entry_env(self.config.env, self.config.job_id, self.attempt, self.role,
+                        self.index)
         fds = [reserved.fileno(), *(fd for ring in (self.input, self.output)
                                     if ring is not None for fd in ring.handle.fds())]
         prewarmed, self._prewarmed = self._prewarmed, None

@@ -108,17 +108,16 @@ def enabled(nodes: int) -> bool:
     return len(os.sched_getaffinity(0)) >= nodes + 4
 
 
-def start(job_id: str, nodes: Sequence[tuple[str, int]], env: Mapping[str, str],
+def start(job_id: str, nodes: Sequence[tuple[str, int]], config_env: Mapping[str, str],
           modules: Sequence[str], wait_s: float = DEFAULT_WAIT_S) -> None:
     """Spawn a prewarmed entry process for each ``(role, index)`` of attempt 0 of
-    ``job_id`` (in the background)."""
-    from flink_dl.cluster.leftovers import work_dir_prefix
+    ``job_id`` (in the background), with the cluster's ``env`` (``config_env``)."""
+    from flink_dl.cluster.entry_process import entry_env
 
     def run() -> None:
         for role, index in nodes:
-            work_dir = Path(tempfile.mkdtemp(prefix=work_dir_prefix(job_id, 0, role, index)))
-            node_env = {**env, "FLINK_DL_JOB_ID": job_id, "FLINK_DL_ATTEMPT": "0",
-                        "FLINK_DL_ROLE": role, "FLINK_DL_INDEX": str(index)}
+            work_dir = new_work_dir(job_id, 0, role, index)
+            node_env = entry_env(config_env, job_id, 0, role, index)
             try:
                 waiting = Prewarmed(work_dir, node_env, modules, wait_s, f"{role}:{index}")
             except OSError as exc:
@@ -167,12 +166,17 @@ def take(job_id: str, role: str, index: int) -> Prewarmed | None:
 def node_work_dir(job_id: str, attempt: int, role: str,
                   index: int) -> tuple[Path, Prewarmed | None]:
     """A node's work dir: its prewarmed process's (attempt 0, when one waits), else new."""
-    from flink_dl.cluster.leftovers import work_dir_prefix
-
     waiting = take(job_id, role, index) if attempt == 0 else None
     if waiting is not None:
         return waiting.work_dir, waiting
-    return Path(tempfile.mkdtemp(prefix=work_dir_prefix(job_id, attempt, role, index))), None
+    return new_work_dir(job_id, attempt, role, index), None
+
+
+def new_work_dir(job_id: str, attempt: int, role: str, index: int) -> Path:
+    """A fresh private work dir, named as the janitor and the restart sweep expect."""
+    from flink_dl.cluster.leftovers import work_dir_prefix
+
+    return Path(tempfile.mkdtemp(prefix=work_dir_prefix(job_id, attempt, role, index)))
 
 
 def discard_one(waiting: Prewarmed) -> None:

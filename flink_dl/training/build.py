@@ -104,9 +104,6 @@ def build(env: StreamExecutionEnvironment, input: Table | DataStream | None,
 def _prewarm(env: StreamExecutionEnvironment, config: TrainingConfig, cluster: Any) -> None:
     """On the embedded mini-cluster in loopback mode, start the ranks' processes and their
     framework imports now, while Flink deploys the job (``flink_dl.cluster.prewarm``)."""
-    import os
-    import sys
-
     from flink_dl.cluster import prewarm
     from flink_dl.cluster.net import LOOPBACK
     from flink_dl.flink.builder import resolve_bind_host
@@ -115,6 +112,4 @@ def _prewarm(env: StreamExecutionEnvironment, config: TrainingConfig, cluster: A
     if not config.prewarm_modules or not prewarm.enabled(len(nodes)) \
             or resolve_bind_host(env) != LOOPBACK:
         return
-    node_env = {**os.environ, **cluster.env,
-                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))}
-    prewarm.start(cluster.job_id, nodes, node_env, config.prewarm_modules)
+    prewarm.start(cluster.job_id, nodes, cluster.env, config.prewarm_modules)

@@ -22,6 +22,7 @@ from bench import (
     pipeline,
     recovery,
     soak,
+    tf_training,
     training,
 )
 
@@ -48,15 +49,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=["startup", "multihost", "channel", "ingest",
-                                           "memory", "w1", "w3", "recovery", "drift",
-                                           "latency", "soak", "pipeline", "demo"],
+                                           "memory", "w1", "w1tf", "w3", "recovery",
+                                           "drift", "latency", "soak", "pipeline", "demo"],
                         action="append", help="run only these benchmarks (default: all)")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--soak-seconds", type=float, default=600.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    only = set(args.only or ["startup", "multihost", "channel", "ingest", "memory", "w1", "w3",
-                             "recovery", "drift", "latency", "soak", "pipeline", "demo"])
+    only = set(args.only or ["startup", "multihost", "channel", "ingest", "memory", "w1", "w1tf",
+                             "w3", "recovery", "drift", "latency", "soak", "pipeline", "demo"])
     if "startup" in only:
         print_table("ML cluster start-up, 6 nodes, local mini-cluster (median of "
                     f"{args.repeats}; baseline = same topology of no-op Python operators)",
@@ -88,6 +89,12 @@ def main() -> None:
         print_table(f"W1: CSV -> DDP training, {args.rows:,} rows x 16 float32 + label, MLP "
                     "16-64-64-1, batch 1024 per worker, 2 workers, 1 epoch", w1)
         print_table("W1, flink-dl run: CPU seconds per kind of process (2 cores)", cpu)
+    if "w1tf" in only:
+        w1tf, cpu = tf_training.tf_w1_table(args.rows)
+        print_table(f"W1-TF: CSV -> Keras under MultiWorkerMirroredStrategy, {args.rows:,} rows, "
+                    "MLP 16-64-64-1, batch 1024 per worker, 2 workers, 1 epoch (goal >= 0.7 "
+                    "of plain tf.distribute)", w1tf)
+        print_table("W1-TF, flink-dl run: CPU seconds per kind of process (2 cores)", cpu)
     if "drift" in only:
         print_table("Real-time loop across a concept drift at 60 s (2,000 rows/s of event time; "
                     "baseline = the static batch model on the same rows, same run)",

@@ -48,6 +48,10 @@ class CpuSampler:
         self._first = False
         self.seconds: dict[str, float] = {}
         self.wall_s = 0.0
+        #: CPU seconds the machine spent busy outside this process tree while it ran, and
+        #: those the hypervisor took (steal): a noisy run shows here
+        self.elsewhere_s = 0.0
+        self.steal_s = 0.0
 
     def _sample(self) -> None:
         for proc in [self.root, *self.root.children(recursive=True)]:
@@ -67,6 +71,7 @@ class CpuSampler:
 
     def __enter__(self) -> CpuSampler:
         self._started = time.monotonic()
+        self._machine = psutil.cpu_times()
         self._first = True
         self._sample()
         self._first = False
@@ -82,3 +87,19 @@ class CpuSampler:
         self.wall_s = time.monotonic() - self._started
         for pid, (kind, used) in self._last.items():
             self.seconds[kind] = self.seconds.get(kind, 0.0) + used - self._start.get(pid, 0.0)
+        now, then = psutil.cpu_times(), self._machine
+        busy = sum(getattr(now, f) - getattr(then, f)
+                   for f in ("user", "nice", "system", "irq", "softirq"))
+        self.elsewhere_s = max(0.0, busy - sum(self.seconds.values()))
+        self.steal_s = getattr(now, "steal", 0.0) - getattr(then, "steal", 0.0)
+
+
+def settle(quiet_percent: float = 15.0, timeout_s: float = 30.0) -> float:
+    """Wait until the machine is quiet (the last run's processes have exited: a TensorFlow
+    process takes seconds to tear down) so that the next run is measured alone; returns
+    the seconds waited (gives up after ``timeout_s``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if psutil.cpu_percent(interval=1.0) < quiet_percent:
+            break
+    return time.monotonic() - started

@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 import pyarrow.csv as pacsv
 
-from bench.workloads import CONVERT, FEATURES
+from bench.workloads import BATCH, CONVERT, FEATURES
+
+WORKERS = 2
+#: Keras under MultiWorkerMirroredStrategy takes a dataset's batch as the global batch and
+#: gives each worker its share of it, so 1024 rows per worker per step (PyTorch W1's batch)
+#: is a dataset batch of 2048.
+GLOBAL_BATCH = BATCH * WORKERS
 
 #: One op thread per worker (two inter-op: a collective waits on one), as the PyTorch W1
 #: runs one torch thread per rank; read by TensorFlow at start-up, so set in the environment.
@@ -28,7 +34,7 @@ def read_numpy(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_w1(tf: Any, strategy: Any, dataset: Any) -> int:
-    """One epoch of the W1 MLP (16-64-64-1, MSE, SGD) under ``strategy``; the batches run."""
+    """One epoch of the W1 MLP (16-64-64-1, MSE, SGD) under ``strategy``; the steps run."""
     with strategy.scope():
         tf.keras.utils.set_random_seed(0)
         model = tf.keras.Sequential([

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.cpu_breakdown import CpuSampler
+from bench.cpu_breakdown import CpuSampler, settle
 from bench.workloads import BATCH, FEATURES, csv_files, csv_table_ddl, w1_model
 
 WORKERS = 2
@@ -108,7 +108,9 @@ def run_limit(rows: int) -> dict[str, float]:
 def w1_table(rows: int = 1_000_000) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """The W1 table, and the flink-dl run's CPU breakdown."""
     csv_files(rows)  # generate once, outside the timings
+    settle()
     limit = run_limit(rows)
+    settle()
     ours = run_flink_dl(rows)
     ray = RAY_REFERENCE
     return [

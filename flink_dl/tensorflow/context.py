@@ -187,6 +187,10 @@ class TFContext(TrainingContext):
         Elements are ``(x, y)`` with ``features=``/``label=`` (``x`` float32 of shape
         ``(rows, len(features))``), ``x`` with ``features=`` only, else a dict of columns.
 
+        Keras under ``MultiWorkerMirroredStrategy`` takes ``batch_size`` as the global
+        batch (``tf.distribute``'s rule) and splits each batch across the workers: a step
+        trains ``batch_size / num_workers`` rows on each.
+
         Args:
             equal_steps: give every worker the same number of batches per epoch (the
                 smallest share's), which ``MultiWorkerMirroredStrategy`` needs: a worker

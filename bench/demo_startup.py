@@ -94,13 +94,15 @@ def run_once(workers: int = 2) -> dict[str, float]:
             "execute -> job finished (1 epoch)": finished - submitted}
 
 
-def _cold_run(prewarm: str) -> dict[str, float]:
+def _cold_run(prewarm: str, mode: str = "loopback") -> dict[str, float]:
     """``run_once`` in a fresh interpreter (what a user running the demo gets: a new JVM,
-    a new mini-cluster), with ``FLINK_DL_PREWARM=prewarm``."""
+    a new mini-cluster), with ``FLINK_DL_PREWARM=prewarm`` and PyFlink's Python workers in
+    ``mode`` (``loopback``: threads of the client, the local default; ``process``)."""
     code = "import json; from bench.demo_startup import run_once; print(json.dumps(run_once()))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=600, check=False,
-                          env={**os.environ, "FLINK_DL_PREWARM": prewarm})
+                          env={**os.environ, "FLINK_DL_PREWARM": prewarm,
+                               "_python_worker_execution_mode": mode})
     if done.returncode != 0:
         raise RuntimeError(f"demo start-up run failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -108,16 +110,21 @@ def _cold_run(prewarm: str) -> dict[str, float]:
 
 def main(repeats: int = 3) -> list[dict[str, object]]:
     """Median over ``repeats`` cold runs, rank processes spawned when their nodes start
-    (this machine's default) and prewarmed while Flink deploys (``FLINK_DL_PREWARM=1``)."""
-    plain, warm = [], []
-    for _ in range(repeats):  # interleaved: both settings see the same machine load
+    (this machine's default) and prewarmed while Flink deploys (``FLINK_DL_PREWARM=1``),
+    and, to price process mode as a local default, spawned with PyFlink's Python workers
+    as processes."""
+    plain, warm, process = [], [], []
+    for _ in range(repeats):  # interleaved: every setting sees the same machine load
         plain.append(_cold_run("0"))
         warm.append(_cold_run("1"))
+        process.append(_cold_run("0", mode="process"))
     rows: list[dict[str, object]] = []
     for name in plain[0]:
         spawned = statistics.median(r[name] for r in plain)
         prewarmed = statistics.median(r[name] for r in warm)
+        in_process_mode = statistics.median(r[name] for r in process)
         rows.append({"milestone": name, "spawned at node start s": spawned,
                      "prewarmed s": prewarmed,
-                     "prewarmed / spawned": prewarmed / spawned if prewarmed > 0 else None})
+                     "prewarmed / spawned": prewarmed / spawned if prewarmed > 0 else None,
+                     "process mode, spawned s": in_process_mode})
     return rows

@@ -104,10 +104,23 @@ def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
         table = [{"run": "plain PyTorch, 1 process, in-memory batches (baseline)",
                   "rows/s": baseline, "vs baseline": 1.0, "in-model rows/s": baseline,
                   "job rows/s": None, "wall s": None}]
-        for parallelism, source in ((1, "csv"), (2, "csv"), (1, "datagen"), (2, "datagen")):
-            ours = flink_dl_predict(rows, model_path, parallelism, source)
+        default_mode = os.environ.get("_python_worker_execution_mode")
+        for parallelism, source, mode in ((1, "csv", None), (2, "csv", None),
+                                          (1, "datagen", None), (2, "datagen", None),
+                                          (1, "datagen", "process"), (2, "datagen", "process")):
+            # the embedded default (loopback unless the caller set a mode), then process mode
+            if mode:
+                os.environ["_python_worker_execution_mode"] = mode
+            try:
+                ours = flink_dl_predict(rows, model_path, parallelism, source)
+            finally:
+                if default_mode is None:
+                    os.environ.pop("_python_worker_execution_mode", None)
+                else:
+                    os.environ["_python_worker_execution_mode"] = default_mode
             table.append({
-                "run": f"flink-dl predict, parallelism {parallelism}, Flink {source} source",
+                "run": f"flink-dl predict, parallelism {parallelism}, Flink {source} source, "
+                       f"{mode or default_mode or 'loopback'}",
                 "rows/s": ours["operator_rows_per_s"],
                 "vs baseline": ours["operator_rows_per_s"] / baseline,
                 "in-model rows/s": ours["model_rows_per_s"],

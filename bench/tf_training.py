@@ -26,7 +26,8 @@ from pathlib import Path
 
 from bench.cpu_breakdown import CpuSampler, settle
 from bench.tf_workloads import GLOBAL_BATCH, THREAD_ENV, WORKERS
-from bench.workloads import FEATURES, csv_files, csv_table_ddl
+from bench.training import cpu_table, run_w1_job
+from bench.workloads import FEATURES, csv_files
 
 
 def tf_w1_entry(ctx) -> None:
@@ -43,22 +44,10 @@ def tf_w1_entry(ctx) -> None:
 
 
 def run_flink_dl(rows: int) -> dict[str, float]:
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StreamTableEnvironment
-
     from flink_dl.tensorflow import TFConfig, train
 
-    os.environ["_python_worker_execution_mode"] = "process"
-    env = StreamExecutionEnvironment.get_execution_environment()
-    env.set_parallelism(WORKERS)
-    t_env = StreamTableEnvironment.create(env)
-    t_env.execute_sql(csv_table_ddl("w1tf", rows))
-    events = train(env, t_env.from_path("w1tf"), TFConfig(
-        workers=WORKERS, entry=tf_w1_entry, env=THREAD_ENV, name="w1-tf"))
-    started = time.monotonic()
-    with CpuSampler() as cpu, events.execute_and_collect("w1-tf") as results:
-        reports = [json.loads(r.metrics) for r in results if r.kind == "metrics"]
-    wall = time.monotonic() - started
+    reports, wall, cpu = run_w1_job(rows, "w1-tf", lambda env, table: train(env, table, TFConfig(
+        workers=WORKERS, entry=tf_w1_entry, env=THREAD_ENV, name="w1-tf")))
     return _rates(reports, wall) | {"cpu_s": cpu.seconds} | _noise(cpu)
 
 
@@ -107,8 +96,6 @@ def tf_w1_table(rows: int = 1_000_000, repeats: int = 3
                 ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """The W1-TF table (each side's median run of ``repeats``, interleaved), and the CPU
     breakdown of flink-dl's median run."""
-    from bench.training import cpu_table
-
     csv_files(rows)  # generate once, outside the timings
     limits, ours = [], []
     for _ in range(repeats):

@@ -20,7 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.cpu_breakdown import CpuSampler, settle
 from bench.workloads import BATCH, FEATURES, csv_files, csv_table_ddl, w1_model
@@ -53,23 +55,31 @@ def w1_entry(ctx) -> None:
     ctx.report(rows=rows, seconds=time.perf_counter() - started)
 
 
-def run_flink_dl(rows: int) -> dict[str, float]:
+def run_w1_job(rows: int, name: str, build: Callable[[Any, Any], Any]
+               ) -> tuple[list[dict], float, CpuSampler]:
+    """W1's CSV table through ``build(env, table)`` (a plugin's ``train``, returning its
+    events stream) in process mode, parallelism 2: the entries' metrics reports, the job's
+    wall seconds and the CPU sampled over it."""
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
-
-    from flink_dl.pytorch import TorchConfig, train
 
     os.environ["_python_worker_execution_mode"] = "process"
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(WORKERS)
     t_env = StreamTableEnvironment.create(env)
-    t_env.execute_sql(csv_table_ddl("w1", rows))
-    events = train(env, t_env.from_path("w1"), TorchConfig(
-        world_size=WORKERS, entry=w1_entry, env={"OMP_NUM_THREADS": "1"}, name="w1"))
+    t_env.execute_sql(csv_table_ddl(name.replace("-", "_"), rows))
+    events = build(env, t_env.from_path(name.replace("-", "_")))
     started = time.monotonic()
-    with CpuSampler() as cpu, events.execute_and_collect("w1") as results:
+    with CpuSampler() as cpu, events.execute_and_collect(name) as results:
         reports = [json.loads(r.metrics) for r in results if r.kind == "metrics"]
-    wall = time.monotonic() - started
+    return reports, time.monotonic() - started, cpu
+
+
+def run_flink_dl(rows: int) -> dict[str, float]:
+    from flink_dl.pytorch import TorchConfig, train
+
+    reports, wall, cpu = run_w1_job(rows, "w1", lambda env, table: train(env, table, TorchConfig(
+        world_size=WORKERS, entry=w1_entry, env={"OMP_NUM_THREADS": "1"}, name="w1")))
     total = sum(r["rows"] for r in reports)
     assert total == rows, f"trained on {total} rows, expected {rows}"
     return {"samples_per_s": total / max(r["seconds"] for r in reports), "wall_s": wall,

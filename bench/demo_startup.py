@@ -94,6 +94,15 @@ def run_once(workers: int = 2) -> dict[str, float]:
             "execute -> job finished (1 epoch)": finished - submitted}
 
 
+def _fresh_client_env() -> dict[str, str]:
+    """This environment without what an earlier loopback job in this process left in it
+    (PyFlink's loopback workers update ``os.environ``; a child that inherits
+    ``PYFLINK_GATEWAY_DISABLED`` refuses to start its own JVM)."""
+    from flink_dl.flink.standalone import _LEAKED_WORKER_ENV as LOOPBACK_LEFTOVERS
+
+    return {k: v for k, v in os.environ.items() if k not in LOOPBACK_LEFTOVERS}
+
+
 def _cold_run(prewarm: str, mode: str = "loopback") -> dict[str, float]:
     """``run_once`` in a fresh interpreter (what a user running the demo gets: a new JVM,
     a new mini-cluster), with ``FLINK_DL_PREWARM=prewarm`` and PyFlink's Python workers in
@@ -101,7 +110,7 @@ def _cold_run(prewarm: str, mode: str = "loopback") -> dict[str, float]:
     code = "import json; from bench.demo_startup import run_once; print(json.dumps(run_once()))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=600, check=False,
-                          env={**os.environ, "FLINK_DL_PREWARM": prewarm,
+                          env={**_fresh_client_env(), "FLINK_DL_PREWARM": prewarm,
                                "_python_worker_execution_mode": mode})
     if done.returncode != 0:
         raise RuntimeError(f"demo start-up run failed:\n{done.stderr[-4000:]}")

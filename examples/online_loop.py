@@ -97,6 +97,14 @@ def csv_source(t_env: StreamTableEnvironment, name: str, directory: Path, column
     return t_env.from_path(name)
 
 
+def _job_ended(client: Any) -> bool:
+    """Whether the job has reached a terminal state (also when its mini-cluster is gone)."""
+    try:
+        return bool(client.get_job_status().result().is_globally_terminal_state())
+    except Exception:  # no status: the job and its mini-cluster are gone
+        return True
+
+
 class AppendRows(MapFunction):
     """Appends each row to a CSV file (how this script watches a stream it does not end)."""
 
@@ -183,13 +191,18 @@ def run_loop(work: Path, batch: PipelineModel, s: Settings) -> dict[str, Any]:
     threading.Thread(target=feed, daemon=True).start()
     deadline = started + s.duration_s / s.speedup + 240
     try:
-        while _lines(served_file) < total and time.monotonic() < deadline:
+        while _lines(served_file) < total and time.monotonic() < deadline \
+                and not _job_ended(client):
             time.sleep(0.5)
         wall = time.monotonic() - started
+        if _job_ended(client):  # an unbounded job only ends by failing: say why
+            client.get_job_execution_result().result()
+            raise RuntimeError("the online loop's job ended before serving every request")
         time.sleep(3)
     finally:
         stop.set()
-        client.cancel()
+        if not _job_ended(client):
+            client.cancel()
         flink_dl.cleanup(env)
     served = pd.read_csv(served_file, names=["id", "probability", "version"])
     windows = pd.read_csv(metrics_file, names=metric_names) if metrics_file.exists() \

@@ -53,26 +53,26 @@ def run_flink_dl(rows: int) -> dict[str, float]:
 
 def run_limit(rows: int) -> dict[str, float]:
     files = [str(p) for p in csv_files(rows)]
-    ports = []
-    for _ in range(WORKERS):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.append(str(sock.getsockname()[1]))
+    sockets = [socket.socket() for _ in range(WORKERS)]
+    for sock in sockets:  # all bound at once: distinct free ports
+        sock.bind(("127.0.0.1", 0))
+    ports = [str(sock.getsockname()[1]) for sock in sockets]
+    for sock in sockets:
+        sock.close()
     with tempfile.TemporaryDirectory() as tmp:
-        sampler = CpuSampler().__enter__()
-        started = time.monotonic()
-        procs = [subprocess.Popen(
-            [sys.executable, "-m", "bench.tf_w1_limit", str(rank), ",".join(ports),
-             f"{tmp}/worker{rank}.json", *files[rank::WORKERS]],
-            env={**os.environ, **THREAD_ENV}) for rank in range(WORKERS)]
-        try:
-            for proc in procs:
-                if proc.wait(timeout=600):
-                    raise RuntimeError(f"limit worker exited with {proc.returncode}")
-        finally:
-            for proc in procs:
-                proc.kill()
-            sampler.__exit__(None, None, None)
+        with CpuSampler() as sampler:
+            started = time.monotonic()
+            procs = [subprocess.Popen(
+                [sys.executable, "-m", "bench.tf_w1_limit", str(rank), ",".join(ports),
+                 f"{tmp}/worker{rank}.json", *files[rank::WORKERS]],
+                env={**os.environ, **THREAD_ENV}) for rank in range(WORKERS)]
+            try:
+                for proc in procs:
+                    if proc.wait(timeout=600):
+                        raise RuntimeError(f"limit worker exited with {proc.returncode}")
+            finally:
+                for proc in procs:
+                    proc.kill()
         wall = time.monotonic() - started
         reports = [json.loads(Path(f"{tmp}/worker{r}.json").read_text())
                    for r in range(WORKERS)]

@@ -190,18 +190,19 @@ def run_loop(work: Path, batch: PipelineModel, s: Settings) -> dict[str, Any]:
     client = env.execute_async("flink-dl online loop")
     threading.Thread(target=feed, daemon=True).start()
     deadline = started + s.duration_s / s.speedup + 240
+    ended = False
     try:
         while _lines(served_file) < total and time.monotonic() < deadline \
-                and not _job_ended(client):
+                and not (ended := _job_ended(client)):
             time.sleep(0.5)
         wall = time.monotonic() - started
-        if _job_ended(client):  # an unbounded job only ends by failing: say why
+        if ended:  # an unbounded job only ends by failing: say why
             client.get_job_execution_result().result()
             raise RuntimeError("the online loop's job ended before serving every request")
         time.sleep(3)
     finally:
         stop.set()
-        if not _job_ended(client):
+        if not ended:
             client.cancel()
         flink_dl.cleanup(env)
     served = pd.read_csv(served_file, names=["id", "probability", "version"])

@@ -15,9 +15,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.cpu_breakdown import CpuSampler
 
 STAMP_DIR = "stamp_dir"
 
@@ -78,10 +81,23 @@ def run_once(workers: int = 2) -> dict[str, float]:
                              model_dir=str(Path(tmp, "models")),
                              properties={STAMP_DIR: str(stamps)}, name="digits")
         events = torch_train(env, table, config)
+        sampler = CpuSampler(interval_s=0.1)
+        firsts = [stamps / f"first{r}" for r in range(workers)]
+
+        def stop_at_first_batches() -> None:  # the CPU window: execute -> first batches
+            deadline = time.monotonic() + 300
+            while not all(f.exists() for f in firsts) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            sampler.__exit__(None, None, None)
+
         submitted = time.time()
+        sampler.__enter__()
+        watcher = threading.Thread(target=stop_at_first_batches, daemon=True)
+        watcher.start()
         with events.execute_and_collect("digits-startup") as results:
             rows = [row.as_dict() for row in results]
         finished = time.time()
+        watcher.join(timeout=60)
         assert any(r["kind"] == "model" for r in rows), "the job published no model"
         ranks = [json.loads(stamps.joinpath(f"rank{r}.json").read_text())
                  for r in range(workers)]
@@ -91,7 +107,23 @@ def run_once(workers: int = 2) -> dict[str, float]:
             "execute -> entries started (torch imported, process group up)":
                 max(r["entry_started"] for r in ranks) - submitted,
             "execute -> first batch on every rank": max(first) - submitted,
-            "execute -> job finished (1 epoch)": finished - submitted}
+            "execute -> job finished (1 epoch)": finished - submitted,
+            **_cpu_figures(sampler)}
+
+
+CPU_PREFIX = "CPU s, execute -> first batch: "
+
+
+def _cpu_figures(sampler: CpuSampler) -> dict[str, float]:
+    """CPU seconds per kind of process in the window, and how busy the machine was."""
+    cores = len(os.sched_getaffinity(0))
+    ours = {CPU_PREFIX + kind: seconds for kind, seconds in sampler.seconds.items()}
+    total = sum(sampler.seconds.values())
+    return {**ours, CPU_PREFIX + "all of the job": total,
+            CPU_PREFIX + "elsewhere on the machine": sampler.elsewhere_s,
+            f"machine busy, execute -> first batch (of {cores} cores)":
+                (total + sampler.elsewhere_s) / (sampler.wall_s * cores)
+                if sampler.wall_s else 0.0}
 
 
 def _fresh_client_env() -> dict[str, str]:
@@ -103,37 +135,42 @@ def _fresh_client_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in LOOPBACK_LEFTOVERS}
 
 
-def _cold_run(prewarm: str, mode: str = "loopback") -> dict[str, float]:
+def _cold_run(prewarm: str, mode: str = "loopback", archive: str = "auto") -> dict[str, float]:
     """``run_once`` in a fresh interpreter (what a user running the demo gets: a new JVM,
-    a new mini-cluster), with ``FLINK_DL_PREWARM=prewarm`` and PyFlink's Python workers in
-    ``mode`` (``loopback``: threads of the client, the local default; ``process``)."""
+    a new mini-cluster), with ``FLINK_DL_PREWARM=prewarm``, PyFlink's Python workers in
+    ``mode`` (``loopback``: threads of the client, the local default; ``process``) and
+    ``FLINK_DL_JVM_ARCHIVE=archive`` (``0``: the gateway JVM loads every class from jars)."""
     code = "import json; from bench.demo_startup import run_once; print(json.dumps(run_once()))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=600, check=False,
                           env={**_fresh_client_env(), "FLINK_DL_PREWARM": prewarm,
-                               "_python_worker_execution_mode": mode})
+                               "_python_worker_execution_mode": mode,
+                               "FLINK_DL_JVM_ARCHIVE": archive})
     if done.returncode != 0:
         raise RuntimeError(f"demo start-up run failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(repeats: int = 3) -> list[dict[str, object]]:
-    """Median over ``repeats`` cold runs, rank processes spawned when their nodes start
-    (this machine's default) and prewarmed while Flink deploys (``FLINK_DL_PREWARM=1``),
-    and, to price process mode as a local default, spawned with PyFlink's Python workers
-    as processes."""
-    plain, warm, process = [], [], []
+    """Median over ``repeats`` cold runs of each setting, interleaved: rank processes
+    spawned when their nodes start (this machine's default), prewarmed while Flink deploys
+    (``FLINK_DL_PREWARM=1``), spawned with PyFlink's Python workers as processes (to price
+    process mode as a local default), and spawned without the JVM class archive."""
+    from flink_dl.flink.jvm_archive import build_archive
+
+    build_archive()  # a no-op when it exists: the default setting maps it
+    settings = {"spawned at node start s": ("0", "loopback", "auto"),
+                "prewarmed s": ("1", "loopback", "auto"),
+                "process mode, spawned s": ("0", "process", "auto"),
+                "no JVM archive, spawned s": ("0", "loopback", "0")}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
     for _ in range(repeats):  # interleaved: every setting sees the same machine load
-        plain.append(_cold_run("0"))
-        warm.append(_cold_run("1"))
-        process.append(_cold_run("0", mode="process"))
+        for name, (prewarm, mode, archive) in settings.items():
+            runs[name].append(_cold_run(prewarm, mode, archive))
     rows: list[dict[str, object]] = []
-    for name in plain[0]:
-        spawned = statistics.median(r[name] for r in plain)
-        prewarmed = statistics.median(r[name] for r in warm)
-        in_process_mode = statistics.median(r[name] for r in process)
-        rows.append({"milestone": name, "spawned at node start s": spawned,
-                     "prewarmed s": prewarmed,
-                     "prewarmed / spawned": prewarmed / spawned if prewarmed > 0 else None,
-                     "process mode, spawned s": in_process_mode})
+    for figure in runs["spawned at node start s"][0]:
+        row: dict[str, object] = {"milestone": figure}
+        for name, results in runs.items():
+            row[name] = statistics.median(r.get(figure, 0.0) for r in results)
+        rows.append(row)
     return rows

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flink_dl.flink.jvm_archive import use_archive_for_gateway as _use_archive_for_gateway
 from flink_dl.lazy import lazy_exports
 
 __version__ = "0.1.0"
@@ -47,6 +48,10 @@ __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
 
 
 __getattr__, __dir__ = lazy_exports("flink_dl", _EXPORTS, globals())
+
+# Before the user's script starts PyFlink's gateway JVM: map the class archive if one was
+# built (`flink-dl jvm-archive`), which cuts the JVM's start-up (FLINK_DL_JVM_ARCHIVE=0: off).
+_use_archive_for_gateway()
 
 
 if TYPE_CHECKING:

@@ -21,3 +21,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 command -v java >/dev/null 2>&1 || { echo "[flink-dl] Java 17 is required (java not on PATH)" >&2; exit 1; }
+# The JVM class archive (a one-off, ~40 s; a no-op when it exists): PyFlink's gateway JVM
+# maps Flink's classes from it instead of loading them from the jars, which cuts start-up.
+.venv/bin/flink-dl jvm-archive >/dev/null 2>&1 || echo "[flink-dl] warning: the JVM class archive was not built (Flink starts slower); see: .venv/bin/flink-dl jvm-archive" >&2

@@ -1,6 +1,7 @@
 """``flink-dl`` command line: ``cluster-demo`` (an ML cluster on the embedded Flink),
 ``models DIR`` (a model directory's versions), ``cleanup JOB_ID`` (what a job left on this
-host). The PyTorch demo is ``examples/digits.py``, the README's demo command."""
+host), ``jvm-archive`` (a class archive that makes Flink start faster). The PyTorch demo
+is ``examples/digits.py``, the README's demo command."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 import sys
 import time
 
-from flink_dl.cli import cleanup_cmd, models_cmd
+from flink_dl.cli import cleanup_cmd, jvm_archive_cmd, models_cmd
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.set_defaults(func=demo)
     models_cmd.add_parser(sub)
     cleanup_cmd.add_parser(sub)
+    jvm_archive_cmd.add_parser(sub)
     args = parser.parse_args(argv)
     from flink_dl.log import configure_logging
 

@@ -1,0 +1,250 @@
+"""A class-data-sharing (CDS) archive for the JVM that PyFlink starts, for faster start-up.
+
+PyFlink runs the embedded mini-cluster inside its gateway JVM, which loads and verifies
+some 20,000 classes (Flink's runtime, the table planner, Beam's harness) on every run. A
+dynamic CDS archive (JEP 350) holds those classes already parsed and verified: the JVM
+maps it instead of loading them from the jars.
+
+- ``flink-dl jvm-archive`` (also run by ``scripts/bootstrap.sh``) builds the archive once:
+  it runs a few small Flink jobs with ``-XX:ArchiveClassesAtExit``, about 30 s.
+- ``import flink_dl`` then adds ``-XX:SharedArchiveFile=...`` to ``JVM_ARGS`` (PyFlink reads
+  it when it launches the gateway) if an archive for this Java and this PyFlink exists.
+  Set ``FLINK_DL_JVM_ARCHIVE=0`` to turn it off.
+
+The archive is keyed by the Java binary and the Flink jars, so another Java or PyFlink
+simply has no archive yet. The JVM checks the classpath itself and silently runs without
+the archive on a mismatch (``-Xshare:auto``). A truncated archive crashes the JVM (SIGBUS),
+so an archive is written under a temporary name, renamed when complete, and used only
+when its size matches its manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flink_dl.errors import FlinkDLError
+
+log = logging.getLogger(__name__)
+
+SWITCH_ENV = "FLINK_DL_JVM_ARCHIVE"
+"""``0``/``off`` turns the archive off; anything else (default ``auto``) uses it when present."""
+CACHE_DIR_ENV = "FLINK_DL_CACHE_DIR"
+"""Where the archive lives; default ``$XDG_CACHE_HOME/flink-dl`` or ``~/.cache/flink-dl``."""
+BUILD_TIMEOUT_ENV = "FLINK_DL_JVM_ARCHIVE_BUILD_TIMEOUT_S"
+DEFAULT_BUILD_TIMEOUT_S = 600.0
+_SILENT_CDS = ("-Xshare:auto", "-Xlog:cds=off", "-Xlog:cds+dynamic=off")
+
+
+class JvmArchiveError(FlinkDLError):
+    """Building the JVM class archive failed (the message says which step)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveInfo:
+    """A built archive: where it is, its size, and how long the build took."""
+
+    path: Path
+    size_bytes: int
+    build_seconds: float
+    key: str
+
+
+def cache_dir() -> Path:
+    """The directory that holds flink-dl's JVM archives."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]) / "jvm"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "flink-dl" / "jvm"
+
+
+def _java_binary() -> Path | None:
+    """The ``java`` PyFlink will start: ``$JAVA_HOME/bin/java``, else the one on ``PATH``."""
+    if os.environ.get("JAVA_HOME"):
+        candidate = Path(os.environ["JAVA_HOME"]) / "bin" / "java"
+        return candidate.resolve() if candidate.exists() else None
+    found = shutil.which("java")
+    return Path(found).resolve() if found else None
+
+
+def _flink_home() -> Path | None:
+    if os.environ.get("FLINK_HOME"):
+        return Path(os.environ["FLINK_HOME"])
+    spec = importlib.util.find_spec("pyflink")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def archive_key() -> str | None:
+    """A hash of the Java binary and the Flink jars; ``None`` without Java or PyFlink."""
+    java, home = _java_binary(), _flink_home()
+    if java is None or home is None:
+        return None
+    digest = hashlib.sha256()
+    java_stat = java.stat()
+    digest.update(f"{java}:{java_stat.st_size}:{java_stat.st_mtime_ns}\n".encode())
+    for folder in ("lib", "opt"):
+        for jar in sorted((home / folder).glob("*.jar")):
+            jar_stat = jar.stat()
+            digest.update(f"{jar}:{jar_stat.st_size}:{jar_stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def _paths(key: str) -> tuple[Path, Path]:
+    folder = cache_dir()
+    return folder / f"{key}.jsa", folder / f"{key}.json"
+
+
+def find_archive() -> Path | None:
+    """The complete archive for this Java and PyFlink, or ``None``."""
+    key = archive_key()
+    if key is None:
+        return None
+    archive, manifest = _paths(key)
+    try:
+        expected = json.loads(manifest.read_text())["size_bytes"]
+        return archive if archive.stat().st_size == expected else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _switched_off() -> bool:
+    return os.environ.get(SWITCH_ENV, "auto").strip().lower() in ("0", "off", "false", "no")
+
+
+def jvm_args_with_archive(jvm_args: str, archive: Path) -> str:
+    """``jvm_args`` plus the flags that map ``archive``; unchanged if it already names one."""
+    if "SharedArchiveFile" in jvm_args or "ArchiveClassesAtExit" in jvm_args:
+        return jvm_args
+    return " ".join([*jvm_args.split(), f"-XX:SharedArchiveFile={archive}", *_SILENT_CDS])
+
+
+def use_archive_for_gateway() -> Path | None:
+    """Point the next PyFlink gateway JVM at the archive (via ``JVM_ARGS``) if one exists.
+
+    Has no effect on a gateway that is already running. Returns the archive used."""
+    if _switched_off():
+        return None
+    archive = find_archive()
+    if archive is None:
+        log.debug("no JVM class archive for this Java/PyFlink: `flink-dl jvm-archive` "
+                  "makes Flink start faster")
+        return None
+    os.environ["JVM_ARGS"] = jvm_args_with_archive(os.environ.get("JVM_ARGS", ""), archive)
+    return archive
+
+
+def _build_timeout_s() -> float:
+    raw = os.environ.get(BUILD_TIMEOUT_ENV)
+    try:
+        return float(raw) if raw else DEFAULT_BUILD_TIMEOUT_S
+    except ValueError as err:
+        raise JvmArchiveError(f"{BUILD_TIMEOUT_ENV}={raw!r} is not a number of seconds") from err
+
+
+def build_archive(rebuild: bool = False, timeout_s: float | None = None) -> ArchiveInfo:
+    """Build the archive for this Java and PyFlink (a no-op if one exists, unless ``rebuild``).
+
+    Runs :func:`run_warmup_jobs` in a fresh interpreter whose gateway JVM dumps the classes
+    it loaded at exit. Raises :class:`JvmArchiveError` if that fails or exceeds ``timeout_s``
+    (default ``FLINK_DL_JVM_ARCHIVE_BUILD_TIMEOUT_S`` or 600 s)."""
+    key = archive_key()
+    if key is None:
+        raise JvmArchiveError("cannot build a JVM archive: no `java` (JAVA_HOME or PATH) "
+                              "or no PyFlink installed")
+    archive, manifest = _paths(key)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    timeout = _build_timeout_s() if timeout_s is None else timeout_s
+    with open(archive.parent / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build finishes first, then we reuse it
+        if not rebuild and find_archive() == archive:
+            meta = json.loads(manifest.read_text())
+            return ArchiveInfo(archive, meta["size_bytes"], meta["build_seconds"], key)
+        partial = archive.with_name(f"{key}.{os.getpid()}.partial")
+        env = {k: v for k, v in os.environ.items() if k != "_python_worker_execution_mode"}
+        base_args = " ".join(a for a in env.get("JVM_ARGS", "").split()
+                             if "SharedArchiveFile" not in a and not a.startswith("-Xlog:cds")
+                             and a != "-Xshare:auto")
+        env["JVM_ARGS"] = f"{base_args} -XX:ArchiveClassesAtExit={partial} " \
+                          "-Xlog:cds=off -Xlog:cds+dynamic=off".strip()
+        env[SWITCH_ENV] = "0"
+        log.info("building the JVM class archive (a one-off, about 30 s) into %s", archive)
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c",
+                 "from flink_dl.flink.jvm_archive import run_warmup_jobs; run_warmup_jobs()"],
+                env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as err:
+            partial.unlink(missing_ok=True)
+            raise JvmArchiveError(f"the JVM archive build exceeded {timeout:.0f} s "
+                                  f"({BUILD_TIMEOUT_ENV})") from err
+        seconds = time.monotonic() - started
+        if done.returncode != 0 or not partial.exists() or partial.stat().st_size == 0:
+            partial.unlink(missing_ok=True)
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+            raise JvmArchiveError(f"the JVM archive build failed (rc={done.returncode}, "
+                                  f"archive written: {partial.exists()}):\n{tail}")
+        size = partial.stat().st_size
+        os.replace(partial, archive)
+        staged = manifest.with_suffix(".json.partial")
+        staged.write_text(json.dumps({"size_bytes": size, "build_seconds": round(seconds, 1),
+                                      "built_at": time.time(), "java": str(_java_binary()),
+                                      "flink_home": str(_flink_home())}))
+        os.replace(staged, manifest)
+    log.info("JVM class archive built: %.0f MB in %.0f s", size / 1e6, seconds)
+    return ArchiveInfo(archive, size, seconds, key)
+
+
+def run_warmup_jobs() -> None:
+    """Small jobs that load the classes flink-dl's jobs use: SQL with a pandas UDF, Arrow
+    to and from pandas, a keyed DataStream, and a one-node ML cluster."""
+    import pandas as pd
+    from pyflink.common import Types
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import DataTypes, StreamTableEnvironment
+    from pyflink.table.udf import udf
+
+    import flink_dl
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(2)
+    t_env = StreamTableEnvironment.create(env)
+    twice = udf(lambda x: x * 2.0, result_type=DataTypes.DOUBLE(), func_type="pandas")
+    t_env.create_temporary_function("twice", twice)
+    t_env.create_temporary_view("t", t_env.from_pandas(
+        pd.DataFrame({"k": [1, 2, 1, 2], "x": [1.0, 2.0, 3.0, 4.0]})))
+    sums = t_env.sql_query("SELECT k, SUM(twice(x)) AS s FROM t GROUP BY k").to_pandas()
+    if sorted(sums["s"].tolist()) != [8.0, 12.0]:
+        raise JvmArchiveError(f"warm-up SQL job gave {sums.to_dict('records')}")
+    t_env.execute_sql("CREATE TEMPORARY TABLE gen (x DOUBLE) WITH ('connector'='datagen', "
+                      "'number-of-rows'='1000')")
+    t_env.execute_sql("CREATE TEMPORARY TABLE sink (y DOUBLE) WITH ('connector'='blackhole')")
+    t_env.execute_sql("INSERT INTO sink SELECT twice(x) FROM gen").wait()
+    stream = env.from_collection([(1, "a"), (2, "b"), (1, "c")],
+                                 type_info=Types.TUPLE([Types.INT(), Types.STRING()]))
+    with stream.key_by(lambda r: r[0]).map(lambda r: r[1], output_type=Types.STRING()) \
+            .execute_and_collect() as rows:
+        if sorted(rows) != ["a", "b", "c"]:
+            raise JvmArchiveError("warm-up DataStream job lost rows")
+    config = flink_dl.ClusterConfig(roles={"worker": 1}, entry=_warmup_entry,
+                                    name="jvm-archive-warmup")
+    with flink_dl.add_cluster(env, config).execute_and_collect("jvm archive warm-up") as out:
+        records = [json.loads(r) for r in out]
+    if not any(r.get("kind") == "am" and r.get("state") == "FINISHED" for r in records):
+        raise JvmArchiveError(f"warm-up ML cluster did not finish: {records}")
+
+
+def _warmup_entry(ctx: object) -> dict[str, int]:
+    return {"ok": 1}

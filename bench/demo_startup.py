@@ -102,7 +102,12 @@ def run_once(workers: int = 2) -> dict[str, float]:
         ranks = [json.loads(stamps.joinpath(f"rank{r}.json").read_text())
                  for r in range(workers)]
         first = [float(stamps.joinpath(f"first{r}").read_text()) for r in range(workers)]
-    return {"execute -> entry processes created (< 0: before execute)": max(r["process_created"]
+    import psutil
+
+    started = psutil.Process().create_time()
+    return {"interpreter start -> execute (imports, JVM, job built)": submitted - started,
+            "interpreter start -> first batch on every rank": max(first) - started,
+            "execute -> entry processes created (< 0: before execute)": max(r["process_created"]
                                                       for r in ranks) - submitted,
             "execute -> entries started (torch imported, process group up)":
                 max(r["entry_started"] for r in ranks) - submitted,
@@ -135,17 +140,20 @@ def _fresh_client_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in LOOPBACK_LEFTOVERS}
 
 
-def _cold_run(prewarm: str, mode: str = "loopback", archive: str = "auto") -> dict[str, float]:
+def _cold_run(prewarm: str, mode: str = "loopback", archive: str = "auto",
+              launcher: str = "1") -> dict[str, float]:
     """``run_once`` in a fresh interpreter (what a user running the demo gets: a new JVM,
     a new mini-cluster), with ``FLINK_DL_PREWARM=prewarm``, PyFlink's Python workers in
     ``mode`` (``loopback``: threads of the client, the local default; ``process``) and
-    ``FLINK_DL_JVM_ARCHIVE=archive`` (``0``: the gateway JVM loads every class from jars)."""
+    ``FLINK_DL_JVM_ARCHIVE=archive`` (``0``: the gateway JVM loads every class from jars)
+    and ``FLINK_DL_LIGHT_LAUNCHER=launcher`` (``0``: PyFlink's Beam launcher per slot)."""
     code = "import json; from bench.demo_startup import run_once; print(json.dumps(run_once()))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=600, check=False,
                           env={**_fresh_client_env(), "FLINK_DL_PREWARM": prewarm,
                                "_python_worker_execution_mode": mode,
-                               "FLINK_DL_JVM_ARCHIVE": archive})
+                               "FLINK_DL_JVM_ARCHIVE": archive,
+                               "FLINK_DL_LIGHT_LAUNCHER": launcher})
     if done.returncode != 0:
         raise RuntimeError(f"demo start-up run failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -155,18 +163,21 @@ def main(repeats: int = 3) -> list[dict[str, object]]:
     """Median over ``repeats`` cold runs of each setting, interleaved: rank processes
     spawned when their nodes start (this machine's default), prewarmed while Flink deploys
     (``FLINK_DL_PREWARM=1``), spawned with PyFlink's Python workers as processes (to price
-    process mode as a local default), and spawned without the JVM class archive."""
+    process mode as a local default), and spawned without the JVM class archive, without
+    the light loopback launcher, and without either (the start-up before both)."""
     from flink_dl.flink.jvm_archive import build_archive
 
     build_archive()  # a no-op when it exists: the default setting maps it
-    settings = {"spawned at node start s": ("0", "loopback", "auto"),
-                "prewarmed s": ("1", "loopback", "auto"),
-                "process mode, spawned s": ("0", "process", "auto"),
-                "no JVM archive, spawned s": ("0", "loopback", "0")}
+    settings = {"spawned at node start s": ("0", "loopback", "auto", "1"),
+                "prewarmed s": ("1", "loopback", "auto", "1"),
+                "process mode, spawned s": ("0", "process", "auto", "1"),
+                "no JVM archive s": ("0", "loopback", "0", "1"),
+                "Beam launcher s": ("0", "loopback", "auto", "0"),
+                "neither (before) s": ("0", "loopback", "0", "0")}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
     for _ in range(repeats):  # interleaved: every setting sees the same machine load
-        for name, (prewarm, mode, archive) in settings.items():
-            runs[name].append(_cold_run(prewarm, mode, archive))
+        for name, (prewarm, mode, archive, launcher) in settings.items():
+            runs[name].append(_cold_run(prewarm, mode, archive, launcher))
     rows: list[dict[str, object]] = []
     for figure in runs["spawned at node start s"][0]:
         row: dict[str, object] = {"milestone": figure}

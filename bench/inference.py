@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.cpu_breakdown import KINDS, CpuSampler
 from bench.workloads import FEATURES, INFER_BATCH, csv_table_ddl, read_all, w3_model
 from flink_dl.pytorch import TorchModelHandler
 
@@ -83,15 +84,20 @@ def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
                                num_threads=1, log_dir=log_dir)
         scored = predict(t_env.from_path("w3"), handler)
         started = time.monotonic()
-        scored.select(scored.prediction).execute_insert("w3_sink").wait()
+        with CpuSampler() as cpu:
+            scored.select(scored.prediction).execute_insert("w3_sink").wait()
         wall = time.monotonic() - started
         stats = [json.loads(p.read_text()) for p in Path(log_dir).glob("*.json")]
     total = sum(s["rows"] for s in stats)
     assert total == rows, f"predicted {total} rows, expected {rows}"
     span = max(s["last"] for s in stats) - min(s["first"] for s in stats)
     busy = sum(s["busy"] for s in stats)
+    cores = len(os.sched_getaffinity(0))
     return {"operator_rows_per_s": total / span, "model_rows_per_s": total / busy,
-            "job_rows_per_s": total / wall, "wall_s": wall}
+            "job_rows_per_s": total / wall, "wall_s": wall, "model_s": busy,
+            "job_cpu_s": sum(cpu.seconds.values()),
+            "jvm_cpu_s": cpu.seconds.get(KINDS[0], 0.0),
+            "machine_busy": (sum(cpu.seconds.values()) + cpu.elsewhere_s) / (cpu.wall_s * cores)}
 
 
 def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
@@ -103,7 +109,8 @@ def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
         baseline = plain_torch(x, model_path)
         table = [{"run": "plain PyTorch, 1 process, in-memory batches (baseline)",
                   "rows/s": baseline, "vs baseline": 1.0, "in-model rows/s": baseline,
-                  "job rows/s": None, "wall s": None}]
+                  "job rows/s": None, "wall s": None, "model s": len(x) / baseline,
+                  "job CPU s": None, "JVM CPU s": None, "machine busy": None}]
         default_mode = os.environ.get("_python_worker_execution_mode")
         for parallelism, source, mode in ((1, "csv", None), (2, "csv", None),
                                           (1, "datagen", None), (2, "datagen", None),
@@ -124,5 +131,7 @@ def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
                 "rows/s": ours["operator_rows_per_s"],
                 "vs baseline": ours["operator_rows_per_s"] / baseline,
                 "in-model rows/s": ours["model_rows_per_s"],
-                "job rows/s": ours["job_rows_per_s"], "wall s": ours["wall_s"]})
+                "job rows/s": ours["job_rows_per_s"], "wall s": ours["wall_s"],
+                "model s": ours["model_s"], "job CPU s": ours["job_cpu_s"],
+                "JVM CPU s": ours["jvm_cpu_s"], "machine busy": ours["machine_busy"]})
     return table

@@ -21,9 +21,21 @@ def describe_node(ctx: NodeContext) -> dict:
             server.listen()
             stopped = ctx.wait_for_stop(timeout=300)
         return {**seen, "stopped_by_am": stopped}
-    # A worker dials the ps at the address from the cluster spec: no hand-written IPs.
+    # A worker dials the ps at the address from the cluster spec: no hand-written IPs. The
+    # ps's port is reserved (bound) from the start, but it listens only once its process
+    # runs: until then a dial is refused, so retry, as a framework's client would.
     host, port = ctx.cluster_spec["ps"][0].rsplit(":", 1)
     started = time.monotonic()
-    with socket.create_connection((host, int(port)), timeout=10):
-        pass
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=10):
+                break
+        except ConnectionRefusedError:
+            if time.monotonic() - started > PS_DIAL_TIMEOUT_S:
+                raise
+            time.sleep(0.05)
     return {**seen, "reached_ps_in_ms": round(1000 * (time.monotonic() - started), 2)}
+
+
+#: How long a demo worker keeps dialling a ps that does not listen yet.
+PS_DIAL_TIMEOUT_S = 60.0

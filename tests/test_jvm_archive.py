@@ -101,3 +101,16 @@ def test_bad_build_timeout_names_the_key(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(jvm_archive.BUILD_TIMEOUT_ENV, "soon")
     with pytest.raises(jvm_archive.JvmArchiveError, match=jvm_archive.BUILD_TIMEOUT_ENV):
         jvm_archive.build_archive(rebuild=True)
+
+
+def test_archives_of_removed_installations_are_pruned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(jvm_archive.CACHE_DIR_ENV, str(tmp_path))
+    folder = tmp_path / "jvm"
+    folder.mkdir()
+    for key, home in (("gone", tmp_path / "deleted-venv"), ("kept", tmp_path)):
+        (folder / f"{key}.jsa").write_bytes(b"x")
+        (folder / f"{key}.json").write_text(json.dumps({"size_bytes": 1,
+                                                       "flink_home": str(home)}))
+    assert jvm_archive.prune_stale_archives() == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["kept.jsa", "kept.json"]

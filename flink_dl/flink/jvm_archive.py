@@ -203,8 +203,27 @@ def build_archive(rebuild: bool = False, timeout_s: float | None = None) -> Arch
                                       "built_at": time.time(), "java": str(_java_binary()),
                                       "flink_home": str(_flink_home())}))
         os.replace(staged, manifest)
-    log.info("JVM class archive built: %.0f MB in %.0f s", size / 1e6, seconds)
+    removed = prune_stale_archives()
+    log.info("JVM class archive built: %.0f MB in %.0f s%s", size / 1e6, seconds,
+             f" (removed {removed} stale one(s))" if removed else "")
     return ArchiveInfo(archive, size, seconds, key)
+
+
+def prune_stale_archives() -> int:
+    """Remove archives whose Flink installation is gone (a deleted virtualenv); returns how
+    many. Archives of other installations that still exist are kept."""
+    removed = 0
+    for manifest in cache_dir().glob("*.json"):
+        try:
+            home = json.loads(manifest.read_text()).get("flink_home")
+        except (OSError, ValueError):
+            continue
+        if home and not Path(home).exists():
+            manifest.with_suffix(".jsa").unlink(missing_ok=True)
+            manifest.with_suffix(".lock").unlink(missing_ok=True)
+            manifest.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def run_warmup_jobs() -> None:

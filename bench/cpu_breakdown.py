@@ -62,7 +62,9 @@ class CpuSampler:
                 continue
             if proc.pid not in self._last:  # what ran before the sampler started is not ours
                 self._start[proc.pid] = used if self._first else 0.0
-            kind = self._last.get(proc.pid, (None, 0.0))[0] or kind_of(proc, self.root.pid)
+            kind = self._last.get(proc.pid, (None, 0.0))[0]
+            if kind in (None, "other"):  # a child seen between fork and exec looks like us
+                kind = kind_of(proc, self.root.pid)
             self._last[proc.pid] = (kind, used)
 
     def _run(self) -> None:

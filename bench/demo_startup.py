@@ -135,9 +135,9 @@ def _fresh_client_env() -> dict[str, str]:
     """This environment without what an earlier loopback job in this process left in it
     (PyFlink's loopback workers update ``os.environ``; a child that inherits
     ``PYFLINK_GATEWAY_DISABLED`` refuses to start its own JVM)."""
-    from flink_dl.flink.standalone import _LEAKED_WORKER_ENV as LOOPBACK_LEFTOVERS
+    from flink_dl.flink.client_env import without_loopback_leftovers
 
-    return {k: v for k, v in os.environ.items() if k not in LOOPBACK_LEFTOVERS}
+    return without_loopback_leftovers()
 
 
 def _cold_run(prewarm: str, mode: str = "loopback", archive: str = "auto",

@@ -65,6 +65,7 @@ from typing import Any
 
 import yaml
 
+from flink_dl.flink.client_env import LOOPBACK_LEFTOVERS
 from flink_dl.flink.standalone import flink_home, set_conf_key
 from tests.multihost import TestHost, TestHosts, _pid_alive
 
@@ -81,12 +82,8 @@ HEARTBEAT_TIMEOUT_MS = 10000
 # Environment that must not reach the cluster's processes: a loopback job of this process
 # leaves PyFlink worker parameters behind (see StandaloneCluster.env), a TMPDIR would lead
 # every host to one shared temp dir, HOSTNAME would name the hosts' log files after ours.
-_DROP_ENV = (
-    "PYTHON_LOOPBACK_SERVER_ADDRESS", "PYFLINK_GATEWAY_DISABLED", "_PYFLINK_CONN_INFO_PATH",
-    "_PYTHON_WORKER_MEMORY_LIMIT", "BOOT_LOG_DIR", "SEMI_PERSISTENT_DIRECTORY", "python",
-    "FLINK_LIB_DIR", "FLINK_PLUGINS_DIR", "FLINK_OPT_DIR", "FLINK_BIN_DIR", "FLINK_CONF_DIR",
-    "_python_worker_execution_mode", "TMPDIR", "HOSTNAME", "FLINK_ENV_JAVA_OPTS",
-)
+_DROP_ENV = (*LOOPBACK_LEFTOVERS, "FLINK_CONF_DIR", "_python_worker_execution_mode", "TMPDIR",
+             "HOSTNAME", "FLINK_ENV_JAVA_OPTS")
 
 _GET = r"""
 import sys, urllib.error, urllib.request

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from flink_dl.flink import jvm_archive
+from flink_dl.flink.client_env import without_loopback_leftovers
 
 SCRIPT = """
 import sys
@@ -29,7 +30,7 @@ print("SUM", frame["x"].sum())
 def _run_small_job(tmp_path: Path, name: str, **extra_env: str) -> tuple[str, list[str]]:
     """Run SCRIPT in a fresh interpreter with class-load logging; (stdout, class-load lines)."""
     class_log = tmp_path / f"{name}.log"
-    env = {**os.environ, **extra_env,
+    env = {**without_loopback_leftovers(), **extra_env,
            "JVM_ARGS": f"-Xlog:class+load=info:file={class_log}"}
     env.pop("_python_worker_execution_mode", None)
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
@@ -38,7 +39,10 @@ def _run_small_job(tmp_path: Path, name: str, **extra_env: str) -> tuple[str, li
     return done.stdout, class_log.read_text().splitlines()
 
 
-def test_gateway_maps_the_built_archive_and_runs_without_it_when_off(tmp_path: Path) -> None:
+def test_gateway_maps_the_built_archive_and_runs_without_it_when_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # as after a loopback job in this process: its leftovers must not reach the children
+    monkeypatch.setenv("PYFLINK_GATEWAY_DISABLED", "1")
     info = jvm_archive.build_archive()  # a no-op when bootstrap already built it
     assert info.path == jvm_archive.find_archive()
     assert info.size_bytes > 50_000_000  # Flink's runtime and planner classes, not a stub

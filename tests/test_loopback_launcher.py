@@ -15,6 +15,7 @@ from apache_beam.portability.api import beam_fn_api_pb2
 from pyflink.common import Configuration
 
 from flink_dl.flink import loopback_boot, loopback_launcher
+from flink_dl.flink.client_env import without_loopback_leftovers
 
 JOBS = """
 import json, os, sys, threading, time
@@ -65,7 +66,7 @@ print("RESULT", json.dumps({"state": am["state"],
 
 
 def _run_jobs(**extra_env: str) -> dict:
-    env = {**os.environ, **extra_env}
+    env = {**without_loopback_leftovers(), **extra_env}
     env.pop("_python_worker_execution_mode", None)
     done = subprocess.run([sys.executable, "-c", JOBS], env=env, capture_output=True,
                           text=True, timeout=400, check=False,
@@ -75,7 +76,10 @@ def _run_jobs(**extra_env: str) -> dict:
     return json.loads(line.removeprefix("RESULT "))
 
 
-def test_loopback_jobs_start_their_workers_without_beam_processes() -> None:
+def test_loopback_jobs_start_their_workers_without_beam_processes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # as after a loopback job in this process: its leftovers must not reach the children
+    monkeypatch.setenv("PYFLINK_GATEWAY_DISABLED", "1")
     light = _run_jobs()
     assert light["state"] == "FINISHED" and light["nodes"] == ["FINISHED", "FINISHED"]
     assert light["rows"] == 1000 and light["sum"] == 2.0 * sum(range(1000))

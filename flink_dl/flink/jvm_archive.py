@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from flink_dl.errors import FlinkDLError
+from flink_dl.flink.client_env import without_loopback_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,8 @@ def build_archive(rebuild: bool = False, timeout_s: float | None = None) -> Arch
             meta = json.loads(manifest.read_text())
             return ArchiveInfo(archive, meta["size_bytes"], meta["build_seconds"], key)
         partial = archive.with_name(f"{key}.{os.getpid()}.partial")
-        env = {k: v for k, v in os.environ.items() if k != "_python_worker_execution_mode"}
+        env = without_loopback_leftovers()
+        env.pop("_python_worker_execution_mode", None)
         base_args = " ".join(a for a in env.get("JVM_ARGS", "").split()
                              if "SharedArchiveFile" not in a and not a.startswith("-Xlog:cds")
                              and a != "-Xshare:auto")

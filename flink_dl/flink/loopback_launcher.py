@@ -9,10 +9,10 @@ delays everything else.
 
 ``apply(j_config)`` points ``python.executable`` of a local loopback job at a generated
 shell script: for ``-m pyflink.fn_execution.beam.beam_boot`` with
-``PYTHON_LOOPBACK_SERVER_ADDRESS`` set it runs :mod:`flink_dl.flink.loopback_boot` (the same
-call, with gRPC only: about 0.15 s); anything else it hands to the real interpreter
-unchanged. Only a job whose ``python.executable`` is unset or this interpreter is changed;
-``FLINK_DL_LIGHT_LAUNCHER=0`` turns it off.
+``PYTHON_LOOPBACK_SERVER_ADDRESS`` set it runs :mod:`flink_dl.flink.loopback_boot` by file
+path (the same call, with gRPC only: about 0.15 s); anything else it hands to the real
+interpreter unchanged. Only a job whose ``python.executable`` is unset or this interpreter
+is changed; ``FLINK_DL_LIGHT_LAUNCHER=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _SCRIPT = """#!/bin/sh
 # flink-dl: PyFlink's Python worker launcher (flink_dl/flink/loopback_launcher.py).
 if [ "$1" = "-m" ] && [ "$2" = "{boot}" ] && [ -n "$PYTHON_LOOPBACK_SERVER_ADDRESS" ]; then
   shift 2
-  exec {python} -m flink_dl.flink.loopback_boot "$@"
+  exec {python} -P {boot_script} "$@"
 fi
 exec {python} "$@"
 """
@@ -43,7 +43,13 @@ exec {python} "$@"
 
 def launcher_for(python: str) -> Path:
     """The launcher script that wraps ``python`` (written once, owner-only)."""
-    text = _SCRIPT.format(boot=BEAM_BOOT, python=shlex.quote(python))
+    from flink_dl.flink import loopback_boot
+
+    # run by path (-P: its folder stays off sys.path): it imports only the standard library
+    # and grpc, not flink_dl, which the worker's PYTHONPATH may lack when the client found
+    # it through its own sys.path
+    text = _SCRIPT.format(boot=BEAM_BOOT, python=shlex.quote(python),
+                          boot_script=shlex.quote(str(Path(loopback_boot.__file__).resolve())))
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / f"flink-dl-launcher-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)

@@ -27,6 +27,7 @@ import psutil
 import yaml
 
 from flink_dl.errors import ClusterTimeoutError, FlinkDLError
+from flink_dl.flink.client_env import without_loopback_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-_LEAKED_WORKER_ENV = (
-    "PYTHON_LOOPBACK_SERVER_ADDRESS", "PYFLINK_GATEWAY_DISABLED", "_PYFLINK_CONN_INFO_PATH",
-    "_PYTHON_WORKER_MEMORY_LIMIT", "BOOT_LOG_DIR", "SEMI_PERSISTENT_DIRECTORY", "python",
-    "FLINK_LIB_DIR", "FLINK_PLUGINS_DIR", "FLINK_OPT_DIR", "FLINK_BIN_DIR",
-)
 
 
 class StandaloneCluster:
@@ -113,9 +107,7 @@ class StandaloneCluster:
         # environment (PyFlink's loopback pool calls os.environ.update); a TaskManager that
         # inherited PYTHON_LOOPBACK_SERVER_ADDRESS would run its Python operators as threads
         # of this process instead of worker processes of its own.
-        for key in _LEAKED_WORKER_ENV:
-            env.pop(key, None)
-        return env
+        return without_loopback_leftovers(env)
 
     def _write_conf(self) -> None:
         shutil.copytree(self.home / "conf", self.conf_dir)

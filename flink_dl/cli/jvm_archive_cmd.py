@@ -22,7 +22,7 @@ def jvm_archive(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("jvm-archive", help="build the JVM class archive that makes the "
-                            "embedded Flink start faster (a one-off, about 30 s)")
+                            "embedded Flink start faster (a one-off, about 40 s)")
     parser.add_argument("--rebuild", action="store_true", help="build it even if it exists")
     parser.add_argument("--status", action="store_true",
                         help="only say whether an archive exists (exit 1 if not)")

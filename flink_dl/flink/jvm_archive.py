@@ -6,7 +6,7 @@ dynamic CDS archive (JEP 350) holds those classes already parsed and verified: t
 maps it instead of loading them from the jars.
 
 - ``flink-dl jvm-archive`` (also run by ``scripts/bootstrap.sh``) builds the archive once:
-  it runs a few small Flink jobs with ``-XX:ArchiveClassesAtExit``, about 30 s.
+  it runs a few small Flink jobs with ``-XX:ArchiveClassesAtExit``, about 40 s.
 - ``import flink_dl`` then adds ``-XX:SharedArchiveFile=...`` to ``JVM_ARGS`` (PyFlink reads
   it when it launches the gateway) if an archive for this Java and this PyFlink exists.
   Set ``FLINK_DL_JVM_ARCHIVE=0`` to turn it off.
@@ -181,7 +181,7 @@ def build_archive(rebuild: bool = False, timeout_s: float | None = None) -> Arch
         env["JVM_ARGS"] = f"{base_args} -XX:ArchiveClassesAtExit={partial} " \
                           "-Xlog:cds=off -Xlog:cds+dynamic=off".strip()
         env[SWITCH_ENV] = "0"
-        log.info("building the JVM class archive (a one-off, about 30 s) into %s", archive)
+        log.info("building the JVM class archive (a one-off, about 40 s) into %s", archive)
         started = time.monotonic()
         try:
             done = subprocess.run(

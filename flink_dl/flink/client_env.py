@@ -25,3 +25,9 @@ def without_loopback_leftovers(environ: Mapping[str, str] | None = None) -> dict
     """A copy of ``environ`` (default ``os.environ``) without :data:`LOOPBACK_LEFTOVERS`."""
     source = os.environ if environ is None else environ
     return {k: v for k, v in source.items() if k not in LOOPBACK_LEFTOVERS}
+
+
+def switched_off(name: str) -> bool:
+    """Whether the environment variable ``name`` turns a flink-dl feature off (``0``,
+    ``off``, ``false`` or ``no``; unset means on)."""
+    return os.environ.get(name, "").strip().lower() in ("0", "off", "false", "no")

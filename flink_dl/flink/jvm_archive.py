@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from flink_dl.errors import FlinkDLError
-from flink_dl.flink.client_env import without_loopback_leftovers
+from flink_dl.flink.client_env import switched_off, without_loopback_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ CACHE_DIR_ENV = "FLINK_DL_CACHE_DIR"
 """Where the archive lives; default ``$XDG_CACHE_HOME/flink-dl`` or ``~/.cache/flink-dl``."""
 BUILD_TIMEOUT_ENV = "FLINK_DL_JVM_ARCHIVE_BUILD_TIMEOUT_S"
 DEFAULT_BUILD_TIMEOUT_S = 600.0
-_SILENT_CDS = ("-Xshare:auto", "-Xlog:cds=off", "-Xlog:cds+dynamic=off")
+_QUIET_CDS_LOG = ("-Xlog:cds=off", "-Xlog:cds+dynamic=off")
+_SILENT_CDS = ("-Xshare:auto", *_QUIET_CDS_LOG)
 
 
 class JvmArchiveError(FlinkDLError):
@@ -113,15 +114,15 @@ def find_archive() -> Path | None:
     if key is None:
         return None
     archive, manifest = _paths(key)
+    return archive if _complete(archive, manifest) else None
+
+
+def _complete(archive: Path, manifest: Path) -> bool:
+    """Whether ``archive`` is whole: its size is the one its manifest recorded."""
     try:
-        expected = json.loads(manifest.read_text())["size_bytes"]
-        return archive if archive.stat().st_size == expected else None
+        return archive.stat().st_size == json.loads(manifest.read_text())["size_bytes"]
     except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _switched_off() -> bool:
-    return os.environ.get(SWITCH_ENV, "auto").strip().lower() in ("0", "off", "false", "no")
+        return False
 
 
 def jvm_args_with_archive(jvm_args: str, archive: Path) -> str:
@@ -135,7 +136,7 @@ def use_archive_for_gateway() -> Path | None:
     """Point the next PyFlink gateway JVM at the archive (via ``JVM_ARGS``) if one exists.
 
     Has no effect on a gateway that is already running. Returns the archive used."""
-    if _switched_off():
+    if switched_off(SWITCH_ENV):
         return None
     archive = find_archive()
     if archive is None:
@@ -169,7 +170,7 @@ def build_archive(rebuild: bool = False, timeout_s: float | None = None) -> Arch
     timeout = _build_timeout_s() if timeout_s is None else timeout_s
     with open(archive.parent / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build finishes first, then we reuse it
-        if not rebuild and find_archive() == archive:
+        if not rebuild and _complete(archive, manifest):
             meta = json.loads(manifest.read_text())
             return ArchiveInfo(archive, meta["size_bytes"], meta["build_seconds"], key)
         partial = archive.with_name(f"{key}.{os.getpid()}.partial")
@@ -178,8 +179,8 @@ def build_archive(rebuild: bool = False, timeout_s: float | None = None) -> Arch
         base_args = " ".join(a for a in env.get("JVM_ARGS", "").split()
                              if "SharedArchiveFile" not in a and not a.startswith("-Xlog:cds")
                              and a != "-Xshare:auto")
-        env["JVM_ARGS"] = f"{base_args} -XX:ArchiveClassesAtExit={partial} " \
-                          "-Xlog:cds=off -Xlog:cds+dynamic=off".strip()
+        env["JVM_ARGS"] = " ".join([*base_args.split(), f"-XX:ArchiveClassesAtExit={partial}",
+                                    *_QUIET_CDS_LOG])
         env[SWITCH_ENV] = "0"
         log.info("building the JVM class archive (a one-off, about 40 s) into %s", archive)
         started = time.monotonic()

@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from flink_dl.flink.client_env import switched_off
+
 log = logging.getLogger(__name__)
 
 SWITCH_ENV = "FLINK_DL_LIGHT_LAUNCHER"
@@ -65,12 +67,11 @@ def launcher_for(python: str) -> Path:
 
 
 def _loopback_job(j_config: Any) -> bool:
-    if os.environ.get(SWITCH_ENV, "1").strip().lower() in ("0", "off", "false", "no"):
+    from pyflink.util.java_utils import is_local_deployment  # PyFlink's own test for loopback
+
+    if switched_off(SWITCH_ENV) or os.environ.get("_python_worker_execution_mode") == "process":
         return False
-    if os.environ.get("_python_worker_execution_mode") == "process":
-        return False
-    target = j_config.toMap().get("execution.target")
-    return target in ("local", "minicluster")
+    return bool(is_local_deployment(j_config))
 
 
 def apply(j_config: Any) -> bool:
@@ -79,7 +80,7 @@ def apply(j_config: Any) -> bool:
     launcher was set."""
     if not _loopback_job(j_config):
         return False
-    current = j_config.toMap().get(PYTHON_EXECUTABLE)
+    current = j_config.getString(PYTHON_EXECUTABLE, None)
     if current not in (None, sys.executable) or not sys.executable:
         return False
     try:

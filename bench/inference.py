@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,8 +28,16 @@ from bench.workloads import FEATURES, INFER_BATCH, csv_table_ddl, read_all, w3_m
 from flink_dl.pytorch import TorchModelHandler
 
 
+def _thread_schedstat() -> tuple[float, float]:
+    """This thread's seconds on a CPU and waiting on a run queue (ready, no core free)."""
+    path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+    on_cpu, run_queue = Path(path).read_text().split()[:2]
+    return int(on_cpu) / 1e9, int(run_queue) / 1e9
+
+
 class TimedHandler(TorchModelHandler):
-    """Records, per process, when its first batch started and its last one ended."""
+    """Records, per process, when its first batch started and its last one ended, and how
+    much of the time in the model its thread ran on a CPU or waited for one."""
 
     def __init__(self, *args: Any, log_dir: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -36,11 +45,16 @@ class TimedHandler(TorchModelHandler):
 
     def run(self, model: Any, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         started = time.time()
+        on_cpu, run_queue = _thread_schedstat()
         out = super().run(model, columns)
-        stats = self.__dict__.setdefault("_stats", {"first": started, "rows": 0, "busy": 0.0})
+        on_cpu_after, run_queue_after = _thread_schedstat()
+        stats = self.__dict__.setdefault("_stats", {"first": started, "rows": 0, "busy": 0.0,
+                                                    "on_cpu": 0.0, "run_queue": 0.0})
         stats["rows"] += len(next(iter(columns.values())))
         stats["last"] = time.time()
         stats["busy"] += stats["last"] - started
+        stats["on_cpu"] += on_cpu_after - on_cpu
+        stats["run_queue"] += run_queue_after - run_queue
         # rewrite one open file in place: opening a file per batch cost ~10 % of the span
         log_file = self.__dict__.get("_log_file")
         if log_file is None:
@@ -108,6 +122,8 @@ def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
     cores = len(os.sched_getaffinity(0))
     return {"operator_rows_per_s": total / span, "model_rows_per_s": total / busy,
             "job_rows_per_s": total / wall, "wall_s": wall, "model_s": busy,
+            "model_cpu_s": sum(s["on_cpu"] for s in stats),
+            "model_wait_s": sum(s["run_queue"] for s in stats),
             "job_cpu_s": sum(cpu.seconds.values()),
             "jvm_cpu_s": cpu.seconds.get(KINDS[0], 0.0),
             "machine_busy": (sum(cpu.seconds.values()) + cpu.elsewhere_s) / (cpu.wall_s * cores)}
@@ -123,6 +139,7 @@ def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
         table = [{"run": "plain PyTorch, 1 process, in-memory batches (baseline)",
                   "rows/s": baseline, "vs baseline": 1.0, "in-model rows/s": baseline,
                   "job rows/s": None, "wall s": None, "model s": len(x) / baseline,
+                  "model on-CPU s": None, "model CPU-wait s": None,
                   "job CPU s": None, "JVM CPU s": None, "machine busy": None}]
         default_mode = os.environ.get("_python_worker_execution_mode")
         for parallelism, source, mode, batch_mode in (
@@ -149,6 +166,7 @@ def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
                 "vs baseline": ours["operator_rows_per_s"] / baseline,
                 "in-model rows/s": ours["model_rows_per_s"],
                 "job rows/s": ours["job_rows_per_s"], "wall s": ours["wall_s"],
-                "model s": ours["model_s"], "job CPU s": ours["job_cpu_s"],
+                "model s": ours["model_s"], "model on-CPU s": ours["model_cpu_s"],
+                "model CPU-wait s": ours["model_wait_s"], "job CPU s": ours["job_cpu_s"],
                 "JVM CPU s": ours["jvm_cpu_s"], "machine busy": ours["machine_busy"]})
     return table

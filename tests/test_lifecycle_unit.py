@@ -249,6 +249,10 @@ def test_ml_cluster_handle_keeps_the_clusters_of_its_environment() -> None:
     assert cluster.outcomes is not None
     assert clusters_of(env) == [cluster] and cluster_configs_of(env) == [config]
     assert clusters_of(other) == []
+    # another Python wrapper of the same Java environment (as a pipeline's model stage
+    # makes from a Table) sees the same clusters, so execute/cleanup find them all
+    same = StreamExecutionEnvironment(env._j_stream_execution_environment)
+    assert clusters_of(same) == [cluster] and flink_dl.ml_cluster(same, config) is cluster
     with pytest.raises(ConfigError, match="has its AM already"):
         flink_dl.add_am_role(env, config)
     with pytest.raises(ConfigError, match=r"role='worker'.*added already"):

@@ -16,11 +16,12 @@ from pyflink.table import StreamTableEnvironment
 
 import flink_dl
 from examples.online_loop import AppendRows, _lines, csv_source, write_csv
-from flink_dl.flink.builder import discarding_sink
+from flink_dl.flink.builder import cluster_configs_of, discarding_sink
 from flink_dl.models.store import ModelStore
 from flink_dl.online import FTRLLogisticRegression, join_labels
 from flink_dl.pipeline import Pipeline, PipelineModel, StandardScaler
 from flink_dl.pipeline import predict as serve
+from tests.leftovers import wait_clean
 
 X = ["x1", "x2", "x3"]
 START = pd.Timestamp("2026-01-01 00:00:00")
@@ -104,6 +105,16 @@ def test_online_loop_learns_the_drift_and_serving_swaps_versions(tmp_path) -> No
         stop.set()
         client.cancel()
         flink_dl.cleanup(env)
+    # the learner's ML cluster is built on its own wrapper of the environment (from the
+    # labelled table): cleanup(env) must find it too, or its node waits on for its input
+    # (its node process, work dir and rendezvous files; the input ring's memory stays mapped
+    # by the cancelled feed operator's thread in this client until the process exits: in
+    # loopback mode PyFlink gives a cancelled Python operator no close)
+    jobs = [config.job_id for config in cluster_configs_of(env)]
+    assert len(jobs) == 1, jobs
+    left = wait_clean(jobs[0])
+    assert not left.get("processes") and not left.get("temp_dirs") \
+        and not left.get("rendezvous"), left
 
     got = pd.read_csv(served_file, names=["id", "probability", "version"])
     assert len(got) == 3200

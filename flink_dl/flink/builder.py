@@ -25,6 +25,8 @@ import dataclasses
 import logging
 import os
 import sys
+import threading
+from typing import Any
 
 import pyarrow as pa
 from pyflink.common import Configuration, Duration, WatermarkStrategy
@@ -59,9 +61,12 @@ from flink_dl.flink.operators import (
 log = logging.getLogger(__name__)
 
 _SERIALIZED_ENTRY = "flink_dl:serialized_entry"
-#: The attribute of a ``StreamExecutionEnvironment`` that holds its ML clusters
-#: (job id -> ``MLCluster``), so ``execute``/``cleanup`` find them.
-_CLUSTERS_ATTR = "_flink_dl_clusters"
+#: The ML clusters of each Java ``StreamExecutionEnvironment`` (job id -> ``MLCluster``), so
+#: that ``execute``/``cleanup`` find them from any Python wrapper of that environment: a
+#: pipeline's model stage builds its cluster on a wrapper made from the Table's environment,
+#: not on the user's. Keyed by the Java object's identity hash, checked with ``equals``.
+_CLUSTERS: dict[int, list[tuple[Any, dict[str, MLCluster]]]] = {}
+_CLUSTERS_LOCK = threading.Lock()
 #: Milliseconds after which the AM's address stream counts as idle for watermarks.
 ADDRESS_IDLE_MS = 500
 #: Broadcast state of the fed roles' address input (PyFlink's broadcast connect needs
@@ -70,8 +75,26 @@ _ADDRESS_STATE = MapStateDescriptor("flink-dl-am-address", Types.STRING(), Types
 
 
 def clusters_of(env: StreamExecutionEnvironment) -> list[MLCluster]:
-    """The ML clusters added to ``env`` so far, in order."""
-    return list(getattr(env, _CLUSTERS_ATTR, {}).values())
+    """The ML clusters added to ``env`` (any Python wrapper of its Java environment) so far,
+    in order."""
+    return list(_clusters_of_java_env(env, create=False).values())
+
+
+def _clusters_of_java_env(env: StreamExecutionEnvironment,
+                          create: bool) -> dict[str, MLCluster]:
+    from pyflink.java_gateway import get_gateway
+
+    j_env = env._j_stream_execution_environment
+    key = get_gateway().jvm.System.identityHashCode(j_env)
+    with _CLUSTERS_LOCK:
+        for j_known, clusters in _CLUSTERS.get(key, []):
+            if j_known.equals(j_env):
+                return clusters
+        if not create:
+            return {}
+        clusters = {}
+        _CLUSTERS.setdefault(key, []).append((j_env, clusters))
+        return clusters
 
 
 def cluster_configs_of(env: StreamExecutionEnvironment) -> list[ClusterConfig]:
@@ -82,7 +105,7 @@ def cluster_configs_of(env: StreamExecutionEnvironment) -> list[ClusterConfig]:
 def ml_cluster(env: StreamExecutionEnvironment, config: ClusterConfig) -> MLCluster:
     """The ``MLCluster`` handle of ``config`` in ``env`` (created on first use)."""
     _check_types(env, config)
-    clusters: dict[str, MLCluster] = env.__dict__.setdefault(_CLUSTERS_ATTR, {})
+    clusters = _clusters_of_java_env(env, create=True)
     cluster = clusters.get(config.job_id)
     if cluster is None:
         cluster = clusters[config.job_id] = MLCluster(env, config)

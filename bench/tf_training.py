@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.cpu_breakdown import CpuSampler, settle
+from bench.cpu_breakdown import CpuSampler
 from bench.tf_workloads import GLOBAL_BATCH, THREAD_ENV, WORKERS
-from bench.training import cpu_table, run_w1_job
+from bench.training import cpu_table, interleaved_runs, median_run, run_w1_job
 from bench.workloads import FEATURES, csv_files
 
 
@@ -97,13 +97,8 @@ def tf_w1_table(rows: int = 1_000_000, repeats: int = 3
     """The W1-TF table (each side's median run of ``repeats``, interleaved), and the CPU
     breakdown of flink-dl's median run."""
     csv_files(rows)  # generate once, outside the timings
-    limits, ours = [], []
-    for _ in range(repeats):
-        settle()
-        limits.append(run_limit(rows))
-        settle()
-        ours.append(run_flink_dl(rows))
-    limit, mine = _median_run(limits), _median_run(ours)
+    limits, ours = interleaved_runs(repeats, lambda: run_limit(rows), lambda: run_flink_dl(rows))
+    limit, mine = median_run(limits), median_run(ours)
     return [
         {"run": "plain tf.distribute, 2 procs, pyarrow CSV (limit)", "steps": limit["steps"],
          "samples/s": limit["samples_per_s"], "each run": _each(limits),
@@ -115,10 +110,6 @@ def tf_w1_table(rows: int = 1_000_000, repeats: int = 3
          "noise CPU s": _noise_of(ours),
          "vs limit": mine["samples_per_s"] / limit["samples_per_s"]},
     ], cpu_table(mine)
-
-
-def _median_run(runs: list[dict]) -> dict:
-    return sorted(runs, key=lambda r: r["samples_per_s"])[len(runs) // 2]
 
 
 def _noise_of(runs: list[dict]) -> str:

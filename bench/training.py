@@ -120,14 +120,10 @@ def w1_table(rows: int = 1_000_000, repeats: int = 1
     """The W1 table (median of ``repeats`` interleaved limit / flink-dl runs: single runs
     move ±30 % on this VM), and the CPU breakdown of the median flink-dl run."""
     csv_files(rows)  # generate once, outside the timings
-    limits, ours_runs = [], []
-    for _ in range(repeats):
-        settle()
-        limits.append(run_limit(rows))
-        settle()
-        ours_runs.append(run_flink_dl(rows))
-    limit = _median_run(limits)
-    ours = _median_run(ours_runs)
+    limits, ours_runs = interleaved_runs(repeats, lambda: run_limit(rows),
+                                         lambda: run_flink_dl(rows))
+    limit = median_run(limits)
+    ours = median_run(ours_runs)
     ray = RAY_REFERENCE
 
     def each(runs: list[dict]) -> str:
@@ -146,6 +142,18 @@ def w1_table(rows: int = 1_000_000, repeats: int = 1
     ], cpu_table(ours)
 
 
-def _median_run(runs: list[dict]) -> dict:
+def interleaved_runs(repeats: int, limit: Callable[[], dict], ours: Callable[[], dict]
+                     ) -> tuple[list[dict], list[dict]]:
+    """``repeats`` runs of each side, alternating, each on a quiet machine."""
+    limits, ours_runs = [], []
+    for _ in range(repeats):
+        settle()
+        limits.append(limit())
+        settle()
+        ours_runs.append(ours())
+    return limits, ours_runs
+
+
+def median_run(runs: list[dict]) -> dict:
     """The run with the median samples/s (the lower middle one for an even count)."""
     return sorted(runs, key=lambda r: r["samples_per_s"])[(len(runs) - 1) // 2]

@@ -65,6 +65,7 @@ _SERIALIZED_ENTRY = "flink_dl:serialized_entry"
 #: that ``execute``/``cleanup`` find them from any Python wrapper of that environment: a
 #: pipeline's model stage builds its cluster on a wrapper made from the Table's environment,
 #: not on the user's. Keyed by the Java object's identity hash, checked with ``equals``.
+#: Entries live as long as this client process (one per environment that built a cluster).
 _CLUSTERS: dict[int, list[tuple[Any, dict[str, MLCluster]]]] = {}
 _CLUSTERS_LOCK = threading.Lock()
 #: Milliseconds after which the AM's address stream counts as idle for watermarks.
@@ -82,8 +83,6 @@ def clusters_of(env: StreamExecutionEnvironment) -> list[MLCluster]:
 
 def _clusters_of_java_env(env: StreamExecutionEnvironment,
                           create: bool) -> dict[str, MLCluster]:
-    from pyflink.java_gateway import get_gateway
-
     j_env = env._j_stream_execution_environment
     key = get_gateway().jvm.System.identityHashCode(j_env)
     with _CLUSTERS_LOCK:

@@ -31,6 +31,7 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 from flink_dl.channel.codecs import get_codec
 from flink_dl.channel.exactly_once import MARK_BYTES, encode_marked
 from flink_dl.errors import ConfigError
+from flink_dl.flink import worker_tuning
 from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM, keys_for_subtasks
 
 PACKED_FIELD = "flink_dl_packed"
@@ -109,6 +110,7 @@ class PackBatches(ScalarFunction):
         self.next_node = 0
 
     def open(self, function_context: FunctionContext) -> None:
+        worker_tuning.apply()
         self.schema = pa.ipc.read_schema(pa.py_buffer(self.schema_bytes))
         self.codec = get_codec(self.codec_name)
         self.next_node = function_context.get_index_of_this_subtask() % len(self.node_keys)

@@ -30,6 +30,7 @@ from flink_dl.cluster.am import AMAddress, AppMaster
 from flink_dl.cluster.node import ChannelSpec, NodeRunner
 from flink_dl.config import DATAFLOW_RENDEZVOUS, ClusterConfig
 from flink_dl.errors import ClusterFailedError, ClusterNodeFailedError, ClusterTimeoutError
+from flink_dl.flink import worker_tuning
 from flink_dl.flink.task_info import attempt_number, subtask_index
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class AMFunction(KeyedProcessFunction):
         self.am: HostedAM | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        worker_tuning.apply()
         self.attempt = attempt_number(runtime_context)
         log.info("AM operator of job %s opened (attempt %d)", self.config.job_id, self.attempt)
 
@@ -112,6 +114,7 @@ class NodeFunction(FlatMapFunction):
         self.attempt = 0
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        worker_tuning.apply()
         self.index = subtask_index(runtime_context)
         self.attempt = attempt_number(runtime_context)
 
@@ -177,6 +180,7 @@ class _FedNode:
         self.runner: NodeRunner | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        worker_tuning.apply()
         self.index = subtask_index(runtime_context)
         self.attempt = attempt_number(runtime_context)
         self.timer_set = False

@@ -19,7 +19,7 @@ from pyflink.table.types import DataType
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from flink_dl.errors import ConfigError
-from flink_dl.flink import loopback_launcher
+from flink_dl.flink import loopback_launcher, worker_tuning
 from flink_dl.flink.feed import arrow_schema_of
 from flink_dl.inference.api import ModelHandler, appended_schema
 from flink_dl.inference.runner import ModelRunner
@@ -74,6 +74,7 @@ class PredictUDF(ScalarFunction):
         self.runner: ModelRunner | None = None
 
     def open(self, function_context: FunctionContext) -> None:
+        worker_tuning.apply()
         self.runner = ModelRunner(self.handler, self.poll_interval_s, self.model_wait_s)
         self.runner.open()
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from pyflink.table.udf import FunctionContext, ScalarFunction
 
+from flink_dl.flink import worker_tuning
+
 #: The gauges, in the order ``QualityGauges.eval`` takes their values.
 GAUGES = ("model_version", "window_rows", "accuracy_ppm", "log_loss_ppm", "auc_ppm",
           "drift_psi_ppm", "drift_ks_ppm")
@@ -29,6 +31,7 @@ class QualityGauges(ScalarFunction):
     """Scalar UDF: records one monitor row in the gauges, returns its version unchanged."""
 
     def open(self, function_context: FunctionContext) -> None:
+        worker_tuning.apply()
         self.values = dict.fromkeys(GAUGES, 0)
         group = function_context.get_metric_group().add_group(METRIC_GROUP)
         for name in GAUGES:

@@ -26,6 +26,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.table import Table
 
 from flink_dl.errors import ConfigError, MissingColumnError
+from flink_dl.flink import worker_tuning
 from flink_dl.online.labels import duration_seconds, event_time_column
 from flink_dl.pipeline.api import register
 from flink_dl.pipeline.sql import as_double, columns_of, interval_literal, is_missing, quote
@@ -170,6 +171,7 @@ class PublishScaler(KeyedProcessFunction):
         self.prior = prior
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        worker_tuning.apply()
         from pyflink.datastream.state import ValueStateDescriptor
 
         self.state = runtime_context.get_state(

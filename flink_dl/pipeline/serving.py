@@ -33,6 +33,7 @@ from pyflink.table.expressions import col
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from flink_dl.errors import ConfigError
+from flink_dl.flink import worker_tuning
 from flink_dl.inference.api import ModelHandler
 from flink_dl.models.store import ModelStore
 from flink_dl.pipeline.api import Model
@@ -189,6 +190,7 @@ class ParameterUDF(ScalarFunction):
         self.poll_interval_s = poll_interval_s
 
     def open(self, function_context: FunctionContext) -> None:
+        worker_tuning.apply()
         self._store = ModelStore(self.pipeline_dir)
         key = (self.pipeline_dir, hashlib.sha256("\n".join(self.texts).encode()).hexdigest())
         with _SERVING_LOCK:

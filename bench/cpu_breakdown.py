@@ -5,17 +5,21 @@
 that end early count too) and sums them by kind: the JVM (Flink's sources, network and
 operators in Java), PyFlink's Python workers (Python UDFs and DataStream functions in
 process mode), flink-dl's rank processes, and the client (this process: in loopback mode
-also the Python operators).
+also the Python operators). ``jit_s`` is the part of the JVM's time spent in its JIT
+compiler threads (C1/C2), which compile each job's generated code and, in a young JVM,
+Flink's own: a per-job cost that shares the cores with the job.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from types import TracebackType
 
 import psutil
 
+_TICKS = os.sysconf("SC_CLK_TCK")
 KINDS = ("JVM (Flink, Java operators)", "Flink Python workers", "rank processes",
          "client (Python operators in loopback)")
 
@@ -52,6 +56,31 @@ class CpuSampler:
         #: those the hypervisor took (steal): a noisy run shows here
         self.elsewhere_s = 0.0
         self.steal_s = 0.0
+        #: of the JVM's seconds, those of its JIT compiler threads
+        self.jit_s = 0.0
+        self._jit_last: dict[tuple[int, int], float] = {}
+        self._jit_start: dict[tuple[int, int], float] = {}
+
+    def _sample_jit(self, pid: int) -> None:
+        """The JVM ``pid``'s JIT compiler threads' cumulative CPU seconds, per thread."""
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+                    if "CompilerThre" not in comm.read():
+                        continue
+                with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            used = (int(fields[11]) + int(fields[12])) / _TICKS
+            key = (pid, int(tid))
+            if key not in self._jit_last:
+                self._jit_start[key] = used if self._first else 0.0
+            self._jit_last[key] = used
 
     def _sample(self) -> None:
         for proc in [self.root, *self.root.children(recursive=True)]:
@@ -66,6 +95,8 @@ class CpuSampler:
             if kind in (None, "other"):  # a child seen between fork and exec looks like us
                 kind = kind_of(proc, self.root.pid)
             self._last[proc.pid] = (kind, used)
+            if kind == KINDS[0]:
+                self._sample_jit(proc.pid)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -89,6 +120,8 @@ class CpuSampler:
         self.wall_s = time.monotonic() - self._started
         for pid, (kind, used) in self._last.items():
             self.seconds[kind] = self.seconds.get(kind, 0.0) + used - self._start.get(pid, 0.0)
+        self.jit_s = sum(used - self._jit_start.get(key, 0.0)
+                         for key, used in self._jit_last.items())
         now, then = psutil.cpu_times(), self._machine
         busy = sum(getattr(now, f) - getattr(then, f)
                    for f in ("user", "nice", "system", "irq", "softirq"))

@@ -118,3 +118,36 @@ def test_cancelled_job_leaves_nothing_behind(flink_env, tmp_path: Path) -> None:
     assert len(pids) == 2, "both entries were running when the job was cancelled"
     assert wait_clean(config.job_id) == {}
     assert not [pid for pid in pids if pid_alive(pid)]
+
+
+def test_cancelled_fed_job_leaves_no_shared_memory(flink_env, tmp_path: Path) -> None:
+    """A node fed by an endless source, cancelled by the user: ``cleanup(env)`` leaves no
+    process, work dir or shared memory, also in loopback mode, where the cancelled feed
+    operator is a thread of this process that PyFlink never closes."""
+    from pyflink.table import StreamTableEnvironment
+
+    from tests.leftovers import leftovers
+
+    flink_env.set_parallelism(1)
+    t_env = StreamTableEnvironment.create(flink_env)
+    t_env.execute_sql("CREATE TEMPORARY TABLE endless (id BIGINT, v DOUBLE) WITH "
+                      "('connector'='datagen', 'rows-per-second'='20000')")
+    config = flink_dl.ClusterConfig(roles={"worker": 1}, entry=entries.slow_reader)
+    flink_dl.add_am_role(flink_env, config)
+    flink_dl.add_role(flink_env, config, "worker", t_env.from_path("endless"))
+    client = flink_env.execute_async("cancel-fed")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the node runs and its input ring exists
+            left = leftovers(config.job_id)
+            if left["processes"] and left["shm"]:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the fed node never ran: {leftovers(config.job_id)}")
+        time.sleep(2)  # data flowing
+    finally:
+        client.cancel().result()
+    result = flink_dl.cleanup(flink_env)
+    assert result["killed"] == 1
+    assert wait_clean(config.job_id) == {}

@@ -26,7 +26,7 @@ def test_sweep_removes_only_the_jobs_own_work_dirs(tmp_path: Path) -> None:
               _work_dir(f"{job}_x", 0, "worker", 0)]
     try:
         result = sweep([job], rendezvous_dir=str(tmp_path))
-        assert result == {"killed": 0, "removed": 2}
+        assert result == {"killed": 0, "removed": 2, "released": 0}
         assert not any(d.exists() for d in mine)
         assert all(d.exists() for d in others)
     finally:

@@ -132,6 +132,7 @@ class Ring:
         self.capacity = int(self._hdr.capacity)
         self._data = memoryview(self._mm)[HEADER_BYTES:HEADER_BYTES + self.capacity]
         self._pending_release = 0
+        self._fds_closed = False
 
     # --------------------------------------------------------------- creation
     @classmethod
@@ -305,14 +306,42 @@ class Ring:
         """Unmap; close the descriptors (the memory is freed when no process maps it)."""
         if self._mm.closed:
             return
+        if not self._unmap():
+            log.debug("ring still has views in use; the mapping goes with them")
+        if close_fds:
+            self._close_fds()
+
+    def close_when_unused(self, timeout_s: float) -> bool:
+        """Close a ring that another thread may still be using (a cancelled operator's, in
+        loopback mode): new use fails at once; the memory is unmapped as soon as that
+        thread has dropped its views, and only then are the descriptors closed (closed
+        earlier, their numbers could be reused while it still waits on them). False when
+        still in use after ``timeout_s`` (then nothing but the header is given up)."""
+        deadline = time.monotonic() + timeout_s
+        while not self._unmap():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        self._close_fds()
+        return True
+
+    def _unmap(self) -> bool:
+        """Drop the header and data views and unmap; False while views are still in use."""
+        if self._mm.closed:
+            return True
         self._pending_release = 0
-        del self._hdr
+        self.__dict__.pop("_hdr", None)  # every entry point fails from now on
         try:
             self._data.release()
             self._mm.close()
         except BufferError:
-            log.debug("ring still has views in use; the mapping goes with them")
-        if close_fds:
-            for fd in self.handle.fds():
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            return False
+        return True
+
+    def _close_fds(self) -> None:
+        if self._fds_closed:
+            return
+        self._fds_closed = True
+        for fd in self.handle.fds():
+            with contextlib.suppress(OSError):
+                os.close(fd)

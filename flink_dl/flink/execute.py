@@ -73,11 +73,13 @@ def execute(
 def cleanup(env: StreamExecutionEnvironment) -> dict[str, int]:
     """Sweep what the ML clusters of ``env`` left on this host after a job you cancelled
     yourself (e.g. after ``env.execute_async(...)`` and ``client.cancel()``): node process
-    groups, work dirs and rendezvous files. ``execute`` does this on its own."""
+    groups, work dirs and rendezvous files, and in loopback mode the shared memory of the
+    node operators (threads of this process, which PyFlink never closes on a cancel).
+    ``execute`` does this on its own."""
     from flink_dl.flink.builder import cluster_configs_of
     from flink_dl.flink.janitor import sweep
 
-    totals = {"killed": 0, "removed": 0}
+    totals = {"killed": 0, "removed": 0, "released": 0}
     for config in cluster_configs_of(env):
         for key, value in sweep([config.job_id], config.rendezvous_dir).items():
             totals[key] += value

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from flink_dl.cluster.leftovers import ANY_NODE, remove_nodes, sweep_node_attempts
+from flink_dl.cluster.node import release_abandoned_channels
 from flink_dl.cluster.rendezvous import default_rendezvous_root
 
 log = logging.getLogger(__name__)
@@ -23,18 +24,20 @@ __all__ = ["sweep", "sweep_node_attempts"]
 
 
 def sweep(job_ids: Iterable[str], rendezvous_dir: str | None = None) -> dict[str, int]:
-    """Kill node process groups, remove work dirs and rendezvous scopes of ``job_ids``."""
-    killed = removed = 0
+    """Kill node process groups, remove work dirs and rendezvous scopes of ``job_ids``, and
+    close the channels that this process's (loopback) node operators of them still map."""
+    killed = removed = released = 0
     for job_id in job_ids:
         groups, dirs = remove_nodes(job_id, ANY_NODE)
         killed += groups
         removed += dirs
+        released += release_abandoned_channels(job_id)
         root = Path(rendezvous_dir) if rendezvous_dir else default_rendezvous_root()
         scope = root / job_id
         if scope.exists():
             shutil.rmtree(scope, ignore_errors=True)
             removed += 1
-    if killed or removed:
+    if killed or removed or released:
         log.warning("cleaned up after the job: %d node process group(s) killed, %d dir(s) "
-                    "removed", killed, removed)
-    return {"killed": killed, "removed": removed}
+                    "removed, %d channel(s) released", killed, removed, released)
+    return {"killed": killed, "removed": removed, "released": released}

@@ -148,6 +148,5 @@ def test_cancelled_fed_job_leaves_no_shared_memory(flink_env, tmp_path: Path) ->
         time.sleep(2)  # data flowing
     finally:
         client.cancel().result()
-    result = flink_dl.cleanup(flink_env)
-    assert result["killed"] == 1
+    flink_dl.cleanup(flink_env)  # (in process mode the entry may have gone with its worker)
     assert wait_clean(config.job_id) == {}

@@ -13,14 +13,12 @@ import os
 import shutil
 import socket
 import threading
-import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flink_dl.channel.ring import Ring
-from flink_dl.cluster import prewarm
+from flink_dl.cluster import prewarm, runners
 from flink_dl.cluster.am import AMAddress
 from flink_dl.cluster.am_client import AMConnection, connect_am, find_am, rendezvous_store
 from flink_dl.cluster.api import RendezvousStore
@@ -75,40 +73,6 @@ class ChannelSpec:
     state_keep: int = 5  # exactly-once: node state files kept
 
 
-#: This process's node runners (a node operator's, in loopback mode the client's too).
-_RUNNERS: weakref.WeakSet[NodeRunner] = weakref.WeakSet()
-_RUNNERS_LOCK = threading.Lock()
-
-
-def release_abandoned_channels(job_id: str, timeout_s: float = 5.0) -> int:
-    """Close the channels of this process's nodes of ``job_id`` whose entry processes have
-    ended (waiting up to ``timeout_s`` for entries just killed); returns how many rings were
-    closed. After a cancel in loopback mode PyFlink never
-    closes the node operators (they are threads of this process), so their shared memory
-    would stay mapped here until the process exits; the janitor calls this once it has
-    stopped the entries."""
-    with _RUNNERS_LOCK:
-        runners = [r for r in _RUNNERS if r.config.job_id == job_id]
-    closed = 0
-    deadline = time.monotonic() + timeout_s
-    for runner in runners:
-        while runner.entry_alive and time.monotonic() < deadline:  # just killed: reaping
-            time.sleep(0.05)
-        if runner.entry_alive:
-            continue  # a live node is not abandoned
-        for name in ("input", "output"):
-            ring = getattr(runner, name)
-            if ring is None:
-                continue
-            if ring.close_when_unused(timeout_s):
-                closed += 1
-                setattr(runner, name, None)
-            else:
-                log.warning("node %s: its %s channel is still in use after %.0fs; it stays "
-                            "mapped until its operator ends", runner.name, name, timeout_s)
-    return closed
-
-
 class NodeRunner:
     """Runs one ML node; see the module docstring.
 
@@ -154,8 +118,7 @@ class NodeRunner:
         self._reserved: socket.socket | None = None
         self._work_dir: Path | None = None
         self._prewarmed: prewarm.Prewarmed | None = None
-        with _RUNNERS_LOCK:
-            _RUNNERS.add(self)
+        runners.register(self)
 
     @property
     def entry_alive(self) -> bool:

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from flink_dl.cluster.leftovers import ANY_NODE, remove_nodes, sweep_node_attempts
-from flink_dl.cluster.node import release_abandoned_channels
 from flink_dl.cluster.rendezvous import default_rendezvous_root
+from flink_dl.cluster.runners import release_abandoned_channels
 
 log = logging.getLogger(__name__)
 

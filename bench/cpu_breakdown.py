@@ -60,6 +60,7 @@ class CpuSampler:
         self.jit_s = 0.0
         self._jit_last: dict[tuple[int, int], float] = {}
         self._jit_start: dict[tuple[int, int], float] = {}
+        self._is_compiler: dict[tuple[int, int], bool] = {}  # a thread's name read once
 
     def _sample_jit(self, pid: int) -> None:
         """The JVM ``pid``'s JIT compiler threads' cumulative CPU seconds, per thread."""
@@ -68,16 +69,18 @@ class CpuSampler:
         except OSError:
             return
         for tid in tids:
+            key = (pid, int(tid))
             try:
-                with open(f"/proc/{pid}/task/{tid}/comm") as comm:
-                    if "CompilerThre" not in comm.read():
-                        continue
+                if key not in self._is_compiler:
+                    with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+                        self._is_compiler[key] = "CompilerThre" in comm.read()
+                if not self._is_compiler[key]:
+                    continue
                 with open(f"/proc/{pid}/task/{tid}/stat") as stat:
                     fields = stat.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
             used = (int(fields[11]) + int(fields[12])) / _TICKS
-            key = (pid, int(tid))
             if key not in self._jit_last:
                 self._jit_start[key] = used if self._first else 0.0
             self._jit_last[key] = used

@@ -91,9 +91,8 @@ def cpu_table(result: dict) -> list[dict[str, object]]:
     total = sum(result["cpu_s"].values())
     rows = [{"process": kind, "CPU s": seconds, "share": seconds / total}
             for kind, seconds in sorted(result["cpu_s"].items(), key=lambda kv: -kv[1])]
-    if "jit_s" in result:  # a part of the JVM's row, not an extra one
-        rows.append({"process": "of the JVM: its JIT compiler threads", "CPU s": result["jit_s"],
-                     "share": result["jit_s"] / total})
+    rows.append({"process": "of the JVM: its JIT compiler threads",  # part of the JVM row
+                 "CPU s": result["jit_s"], "share": result["jit_s"] / total})
     return rows
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import flink_dl
 from tests import entries
-from tests.leftovers import pid_alive, wait_clean
+from tests.leftovers import leftovers, pid_alive, wait_clean
 
 
 def _read_seen(out: Path) -> dict[str, dict]:
@@ -125,8 +125,6 @@ def test_cancelled_fed_job_leaves_no_shared_memory(flink_env, tmp_path: Path) ->
     process, work dir or shared memory, also in loopback mode, where the cancelled feed
     operator is a thread of this process that PyFlink never closes."""
     from pyflink.table import StreamTableEnvironment
-
-    from tests.leftovers import leftovers
 
     flink_env.set_parallelism(1)
     t_env = StreamTableEnvironment.create(flink_env)

@@ -45,7 +45,7 @@ from flink_dl.cluster.node import ChannelSpec
 from flink_dl.cluster.registry import rules_reference
 from flink_dl.config import DATAFLOW_RENDEZVOUS, ClusterConfig, RestartPolicy
 from flink_dl.errors import ConfigError
-from flink_dl.flink import loopback_launcher
+from flink_dl.flink import loopback_launcher, worker_isolation
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.flink.feed import feed, output_type_info
 from flink_dl.flink.job_id import pin_job_id
@@ -362,6 +362,7 @@ def _default_python_executable(env: StreamExecutionEnvironment) -> None:
     A local loopback job gets the light worker launcher (:mod:`flink_dl.flink.loopback_launcher`).
     """
     j_conf = env._j_stream_execution_environment.getConfiguration()
+    worker_isolation.apply(j_conf)
     if loopback_launcher.apply(j_conf):
         return
     if not j_conf.toMap().containsKey("python.executable") and sys.executable:

@@ -66,12 +66,18 @@ def launcher_for(python: str) -> Path:
     return script
 
 
-def _loopback_job(j_config: Any) -> bool:
-    from pyflink.util.java_utils import is_local_deployment  # PyFlink's own test for loopback
+def runs_in_loopback(j_config: Any) -> bool:
+    """Whether the job of ``j_config`` (a Java ``Configuration``) runs its Python workers as
+    threads of this client: a local job not switched to process mode (PyFlink's own test)."""
+    from pyflink.util.java_utils import is_local_deployment
 
-    if switched_off(SWITCH_ENV) or os.environ.get("_python_worker_execution_mode") == "process":
+    if os.environ.get("_python_worker_execution_mode") == "process":
         return False
     return bool(is_local_deployment(j_config))
+
+
+def _loopback_job(j_config: Any) -> bool:
+    return not switched_off(SWITCH_ENV) and runs_in_loopback(j_config)
 
 
 def apply(j_config: Any) -> bool:

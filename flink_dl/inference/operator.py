@@ -19,7 +19,7 @@ from pyflink.table.types import DataType
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from flink_dl.errors import ConfigError
-from flink_dl.flink import loopback_launcher, worker_tuning
+from flink_dl.flink import loopback_launcher, worker_isolation, worker_tuning
 from flink_dl.flink.feed import arrow_schema_of
 from flink_dl.inference.api import ModelHandler, appended_schema
 from flink_dl.inference.runner import ModelRunner
@@ -124,6 +124,7 @@ def predict(input: Table | DataStream, handler: ModelHandler, *,
     """
     table, t_env = _as_table(input)
     loopback_launcher.apply_to_table_env(t_env)
+    worker_isolation.apply_to_table_env(t_env)
     schema = arrow_schema_of(table)
     out_schema = appended_schema(handler, schema, "predict")
     if max_latency_ms is not None:

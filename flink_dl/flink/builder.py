@@ -151,6 +151,7 @@ class MLCluster:
         pin_job_id(env, config.job_id)
         _default_python_executable(env)
         apply_restart_policy(env, config)
+        worker_isolation.apply(env._j_stream_execution_environment.getConfiguration())
 
     @property
     def job_id(self) -> str:
@@ -362,7 +363,6 @@ def _default_python_executable(env: StreamExecutionEnvironment) -> None:
     A local loopback job gets the light worker launcher (:mod:`flink_dl.flink.loopback_launcher`).
     """
     j_conf = env._j_stream_execution_environment.getConfiguration()
-    worker_isolation.apply(j_conf)
     if loopback_launcher.apply(j_conf):
         return
     if not j_conf.toMap().containsKey("python.executable") and sys.executable:

@@ -34,10 +34,12 @@ def execute(
     ``ClusterFailedError``), with Flink's error as ``__cause__``; else Flink's error.
     After a failure or a cancel, node processes, work dirs and rendezvous files that the
     job's ML clusters left on this host are swept (``flink.janitor``)."""
+    from flink_dl.flink import worker_isolation
     from flink_dl.flink.builder import cluster_configs_of
     from flink_dl.flink.janitor import sweep
 
     clusters = cluster_configs_of(env)
+    worker_isolation.apply(env._j_stream_execution_environment.getConfiguration())
     started = time.monotonic()
     client = env.execute_async(job_name)
     job_id = str(client.get_job_id())

@@ -19,9 +19,13 @@ count to race on. The cost is one more Python process per extra Python operator 
 slot (measured in docs/architecture.md); it also lets those operators use separate CPUs.
 
 :func:`apply` sets it for process-mode jobs (every job on a real cluster, and local jobs in
-process mode) whose configuration does not set the key itself; the ML-cluster builder and
-``predict`` call it. ``tests/test_worker_isolation.py`` checks which jobs get it and counts
-a real job's workers. A local loopback job is
+process mode) that are to recover from failures (a restart strategy, or Flink's default one
+under checkpointing) and whose configuration does not set the key itself; the ML-cluster
+builder, ``predict`` and :func:`flink_dl.execute` call it. A job that does not restart
+keeps the shared worker: it fails on a dead worker in any case, and the extra workers
+would cost it start-up time and CPU (W1: +6 CPU s, +3 s wall on 2 cores).
+``tests/test_worker_isolation.py`` checks which jobs get it and counts a real job's
+workers. A local loopback job is
 left alone: its workers are threads of the client and cannot die on their own, and a
 worker per operator would add start-up time there. ``FLINK_DL_SHARED_PYTHON_WORKER=1``
 keeps PyFlink's shared worker.
@@ -39,20 +43,33 @@ log = logging.getLogger(__name__)
 
 MANAGED_MEMORY = "python.fn-execution.memory.managed"
 SWITCH_ENV = "FLINK_DL_SHARED_PYTHON_WORKER"
+RESTART_STRATEGY = "restart-strategy.type"
+CHECKPOINT_INTERVAL = "execution.checkpointing.interval"
+NO_RESTART = frozenset({"none", "off", "disable"})
 
 
 def _shared_worker_requested() -> bool:
     return os.environ.get(SWITCH_ENV, "").strip().lower() in ("1", "on", "true", "yes")
 
 
+def restarts(j_config: Any) -> bool:
+    """Whether Flink restarts the job of ``j_config`` after a failure: a restart strategy
+    other than none, or none set and checkpointing on (Flink then restarts by default)."""
+    options = j_config.toMap()
+    kind = options.get(RESTART_STRATEGY)
+    if kind is None:
+        return options.get(CHECKPOINT_INTERVAL) is not None
+    return str(kind).strip().lower() not in NO_RESTART
+
+
 def apply(j_config: Any) -> bool:
-    """Give each Python operator of this process-mode job its own worker (see module doc);
-    ``j_config`` is the Java ``Configuration`` of the job's environment. Returns whether
-    the setting was made."""
+    """Give each Python operator of this restartable process-mode job its own worker (see
+    module doc); ``j_config`` is the Java ``Configuration`` of the job's environment.
+    Returns whether the setting was made."""
     if _shared_worker_requested() or runs_in_loopback(j_config):
         return False
-    if j_config.toMap().containsKey(MANAGED_MEMORY):
-        return False  # the user's own choice
+    if j_config.toMap().containsKey(MANAGED_MEMORY) or not restarts(j_config):
+        return False  # the user's own choice, or nothing to recover
     j_config.setString(MANAGED_MEMORY, "false")
     log.debug("%s=false: one Python worker per Python operator", MANAGED_MEMORY)
     return True

@@ -55,6 +55,11 @@ class InputEpochError(FlinkDLError, RuntimeError):
     """A loop read the node's input in a way its epochs do not allow (the message says how)."""
 
 
+class SlotsUnavailableError(FlinkDLError):
+    """Flink could not get the task slots a job (or its restart) needs; the message says
+    where to look."""
+
+
 class ClusterNodeFailedError(NodeFailedError, ClusterFailedError):
     """The AM's error when the ML cluster failed because a node failed: the message starts
     with that node's report (role, index, its entry's traceback, its stderr tail), then the

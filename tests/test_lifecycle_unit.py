@@ -5,6 +5,7 @@ handle and the core's import boundaries."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import textwrap
@@ -96,6 +97,25 @@ def test_cluster_error_when_no_node_error_and_none_for_foreign_errors() -> None:
     assert flink_dl_error(_Py4JLikeError("mymodule.NodeFailedError: not ours")) is None
     own = NodeFailedError("x")
     assert flink_dl_error(own) is own
+
+
+def test_no_slots_says_what_it_means_and_where_the_log_is() -> None:
+    """CI's mini-cluster lost its TaskManager to a FATAL error; every restart then failed
+    with this, which alone tells a user nothing."""
+    from flink_dl.errors import SlotsUnavailableError
+
+    java = ("org.apache.flink.runtime.client.JobExecutionException: Job execution failed.\n"
+            "\tat org.apache.flink.runtime.jobmaster.JobResult.toJobExecutionResult(x)\n"
+            "Caused by: org.apache.flink.runtime.jobmanager.scheduler."
+            "NoResourceAvailableException: Could not acquire the minimum required resources.")
+    cause = _Py4JLikeError(java)
+    error = flink_dl_error(cause)
+    assert isinstance(error, SlotsUnavailableError) and error.__cause__ is cause
+    assert "TaskManager stopped" in str(error) and "parallelism" in str(error)
+    assert str(error).rstrip(")").endswith(os.path.join("pyflink", "log"))
+    # a node's own error, when the job carries one, still comes first
+    assert isinstance(flink_dl_error(_Py4JLikeError(_JAVA_TEXT + "\n" + java)),
+                      NodeFailedError)
 
 
 def test_am_error_reaching_the_client_first_still_leads_with_the_node_report() -> None:

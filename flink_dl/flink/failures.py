@@ -19,7 +19,7 @@ import importlib
 import re
 from collections.abc import Iterator
 
-from flink_dl.errors import FlinkDLError, InvalidValueError
+from flink_dl.errors import FlinkDLError, InvalidValueError, SlotsUnavailableError
 
 #: A Python exception line of a flink-dl error, as tracebacks print it.
 _HEADER = re.compile(r"^(flink_dl(?:\.\w+)*)\.([A-Z]\w*): ", re.MULTILINE)
@@ -55,7 +55,7 @@ def flink_dl_error(exc: BaseException) -> FlinkDLError | None:
         if rank == 0:
             break
     if not found:
-        return None
+        return _slots_unavailable(text, exc)
     _, cls, message = min(found, key=lambda item: item[0])
     try:
         error = cls(message)
@@ -63,6 +63,31 @@ def flink_dl_error(exc: BaseException) -> FlinkDLError | None:
         error = FlinkDLError(f"{cls.__name__}: {message}")
     error.__cause__ = exc
     return error
+
+
+def _slots_unavailable(text: str, exc: BaseException) -> FlinkDLError | None:
+    """A job that failed for want of task slots: say what that means, and where to look."""
+    if "NoResourceAvailableException" not in text:
+        return None
+    error = SlotsUnavailableError(
+        "the job could not get the task slots it needs (Flink: NoResourceAvailableException). "
+        "On a cluster: it has fewer free slots than the job's parallelism (add TaskManagers "
+        "or slots, or lower the parallelism). On the embedded mini-cluster, whose slots "
+        "match the job: its TaskManager stopped, e.g. after a FATAL error in a task, and "
+        f"every restart then fails like this; Flink's log says why ({_local_flink_log_dir()})")
+    error.__cause__ = exc
+    return error
+
+
+def _local_flink_log_dir() -> str:
+    """Where the embedded mini-cluster (PyFlink's gateway JVM) writes its log."""
+    import os
+
+    try:
+        import pyflink
+    except ImportError:  # pragma: no cover - pyflink is a dependency
+        return "PyFlink's log directory"
+    return os.path.join(os.path.dirname(os.path.abspath(pyflink.__file__)), "log")
 
 
 @contextlib.contextmanager

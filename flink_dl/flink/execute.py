@@ -31,7 +31,9 @@ def execute(
     """Run the job and wait for it; cancel it and raise ``ClusterTimeoutError`` after
     ``timeout_s``. A failed job raises flink-dl's own exception when it carries one
     (``NodeFailedError`` naming the node, with its entry's traceback and stderr tail, or
-    ``ClusterFailedError``), with Flink's error as ``__cause__``; else Flink's error.
+    ``ClusterFailedError``; ``SlotsUnavailableError`` when the job got no task slots),
+    with Flink's error as ``__cause__``; else Flink's error. A local process-mode job that
+    restarts gets a Python worker per Python operator (``flink.worker_isolation``).
     After a failure or a cancel, node processes, work dirs and rendezvous files that the
     job's ML clusters left on this host are swept (``flink.janitor``)."""
     from flink_dl.flink import worker_isolation

@@ -1,5 +1,5 @@
-"""One Python worker process per Python operator, so that a dying worker cannot take the
-TaskManager down with it.
+"""A Python worker process per Python operator in local process-mode jobs that restart, so
+that a dying worker cannot stop the mini-cluster's only TaskManager.
 
 By default PyFlink lets every Python operator of a slot share one Python worker process
 (``python.fn-execution.memory.managed=true``: the worker is a managed-memory resource of
@@ -13,22 +13,25 @@ On the embedded mini-cluster nothing replaces it, so every restart fails with
 ``NoResourceAvailableException`` until the restart attempts are spent (seen in CI, and
 reproduced on a 2-core machine under CPU load).
 
-With ``python.fn-execution.memory.managed=false`` each Python operator starts its own
-worker, and its bundles and its clean-up run on its own task thread: there is no shared
-count to race on. The cost is one more Python process per extra Python operator in a
-slot (measured in docs/architecture.md); it also lets those operators use separate CPUs.
+With ``python.fn-execution.memory.managed=false`` each Python operator (each chain of
+Python operators that PyFlink fuses) starts its own Beam bundle factory and worker, used
+and closed only by its own task thread: there is no shared count to race on.
 
-:func:`apply` sets it for process-mode jobs (every job on a real cluster, and local jobs in
-process mode) that are to recover from failures (a restart strategy, or Flink's default one
-under checkpointing) and whose configuration does not set the key itself; the ML-cluster
-builder, ``predict`` and :func:`flink_dl.execute` call it. A job that does not restart
-keeps the shared worker: it fails on a dead worker in any case, and the extra workers
-would cost it start-up time and CPU (W1: +6 CPU s, +3 s wall on 2 cores).
-``tests/test_worker_isolation.py`` checks which jobs get it and counts a real job's
-workers. A local loopback job is
-left alone: its workers are threads of the client and cannot die on their own, and a
-worker per operator would add start-up time there. ``FLINK_DL_SHARED_PYTHON_WORKER=1``
-keeps PyFlink's shared worker.
+:func:`apply` sets it for a job that
+- runs on the local mini-cluster in process mode (in loopback mode the workers are
+  threads of the client and cannot die on their own),
+- is to recover from failures (a restart strategy, or checkpointing with Flink's default
+  strategy; a job that does not restart fails on a dead worker in any case), and
+- does not set the key itself.
+
+The ML-cluster builder, ``predict`` and :func:`flink_dl.execute` call it, so configure
+restarts or checkpointing before building the job. Costs, measured on 2 cores: a one-slot
+job with four Python operators runs 4 workers instead of 1 (~5.7 s instead of ~4.6 s);
+W1 would spend +6 CPU s and ~3 s more. The workers also run without the memory limit
+that managed memory gives them. That is why jobs on real clusters are left alone: there
+a stopped TaskManager is replaced (Kubernetes, YARN) and memory limits matter; set the key
+to ``false`` yourself where a cluster does not replace TaskManagers.
+``FLINK_DL_SHARED_PYTHON_WORKER=1`` keeps PyFlink's shared worker everywhere.
 """
 
 from __future__ import annotations
@@ -43,8 +46,7 @@ log = logging.getLogger(__name__)
 
 MANAGED_MEMORY = "python.fn-execution.memory.managed"
 SWITCH_ENV = "FLINK_DL_SHARED_PYTHON_WORKER"
-RESTART_STRATEGY = "restart-strategy.type"
-CHECKPOINT_INTERVAL = "execution.checkpointing.interval"
+#: ``restart-strategy.type`` values that mean "never restart" (Flink's RestartStrategyType).
 NO_RESTART = frozenset({"none", "off", "disable"})
 
 
@@ -52,31 +54,47 @@ def _shared_worker_requested() -> bool:
     return os.environ.get(SWITCH_ENV, "").strip().lower() in ("1", "on", "true", "yes")
 
 
-def restarts(j_config: Any) -> bool:
-    """Whether Flink restarts the job of ``j_config`` after a failure: a restart strategy
-    other than none, or none set and checkpointing on (Flink then restarts by default)."""
-    options = j_config.toMap()
-    kind = options.get(RESTART_STRATEGY)
-    if kind is None:
-        return options.get(CHECKPOINT_INTERVAL) is not None
-    return str(kind).strip().lower() not in NO_RESTART
+def restarts(*j_configs: Any) -> bool:
+    """Whether Flink restarts a job configured by ``j_configs`` (Java ``Configuration``s,
+    the first that sets an option wins) after a failure: a restart strategy other than
+    none, or none set and checkpointing on (Flink's default strategy then restarts).
+    Options are read as Flink reads them, old key names included."""
+    from pyflink.java_gateway import get_gateway
+
+    options = get_gateway().jvm.org.apache.flink.configuration
+    for j_config in j_configs:
+        kind = j_config.getOptional(options.RestartStrategyOptions.RESTART_STRATEGY)
+        if kind.isPresent():
+            return str(kind.get()).strip().lower() not in NO_RESTART
+    return any(j_config.getOptional(options.CheckpointingOptions.CHECKPOINTING_INTERVAL)
+               .isPresent() for j_config in j_configs)
 
 
-def apply(j_config: Any) -> bool:
-    """Give each Python operator of this restartable process-mode job its own worker (see
-    module doc); ``j_config`` is the Java ``Configuration`` of the job's environment.
-    Returns whether the setting was made."""
-    if _shared_worker_requested() or runs_in_loopback(j_config):
+def apply(j_config: Any, *more_j_configs: Any) -> bool:
+    """Give each Python operator of this job its own worker if the job is local, in process
+    mode and restarts (see module doc). ``j_config`` is the Java ``Configuration`` of the
+    job's environment (the one changed); ``more_j_configs`` are read first (e.g. a table
+    environment's own). Returns whether the setting was made."""
+    configs = (*more_j_configs, j_config)
+    if _shared_worker_requested() or runs_in_loopback(j_config) or not _local(j_config):
         return False
-    if j_config.toMap().containsKey(MANAGED_MEMORY) or not restarts(j_config):
+    if any(c.containsKey(MANAGED_MEMORY) for c in configs) or not restarts(*configs):
         return False  # the user's own choice, or nothing to recover
     j_config.setString(MANAGED_MEMORY, "false")
-    log.debug("%s=false: one Python worker per Python operator", MANAGED_MEMORY)
+    log.debug("%s=false: a Python worker per Python operator", MANAGED_MEMORY)
     return True
 
 
 def apply_to_table_env(t_env: Any) -> bool:
-    """:func:`apply` for the environment under a ``TableEnvironment``."""
+    """:func:`apply` for the environment under a ``TableEnvironment`` (its table config,
+    which Flink lays over the environment's when the job runs, is read first)."""
     from pyflink.util.java_utils import get_j_env_configuration
 
-    return apply(get_j_env_configuration(t_env._get_j_env()))
+    table_config = t_env.get_config()._j_table_config.getConfiguration()
+    return apply(get_j_env_configuration(t_env._get_j_env()), table_config)
+
+
+def _local(j_config: Any) -> bool:
+    from pyflink.util.java_utils import is_local_deployment
+
+    return bool(is_local_deployment(j_config))

@@ -83,10 +83,8 @@ def _local_flink_log_dir() -> str:
     """Where the embedded mini-cluster (PyFlink's gateway JVM) writes its log."""
     import os
 
-    try:
-        import pyflink
-    except ImportError:  # pragma: no cover - pyflink is a dependency
-        return "PyFlink's log directory"
+    import pyflink
+
     return os.path.join(os.path.dirname(os.path.abspath(pyflink.__file__)), "log")
 
 

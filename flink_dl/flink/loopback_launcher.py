@@ -66,14 +66,21 @@ def launcher_for(python: str) -> Path:
     return script
 
 
-def runs_in_loopback(j_config: Any) -> bool:
-    """Whether the job of ``j_config`` (a Java ``Configuration``) runs its Python workers as
-    threads of this client: a local job not switched to process mode (PyFlink's own test)."""
+def local_python_mode(j_config: Any) -> str | None:
+    """How the job of ``j_config`` (a Java ``Configuration``) runs its Python workers on the
+    local mini-cluster: ``"loopback"`` (threads of this client, PyFlink's local default) or
+    ``"process"``; ``None`` for a job that does not run locally (PyFlink's own tests)."""
     from pyflink.util.java_utils import is_local_deployment
 
-    if os.environ.get("_python_worker_execution_mode") == "process":
-        return False
-    return bool(is_local_deployment(j_config))
+    if not is_local_deployment(j_config):
+        return None
+    return "process" if os.environ.get("_python_worker_execution_mode") == "process" \
+        else "loopback"
+
+
+def runs_in_loopback(j_config: Any) -> bool:
+    """Whether the job of ``j_config`` runs its Python workers as threads of this client."""
+    return local_python_mode(j_config) == "loopback"
 
 
 def _loopback_job(j_config: Any) -> bool:

@@ -37,10 +37,10 @@ to ``false`` yourself where a cluster does not replace TaskManagers.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
-from flink_dl.flink.loopback_launcher import runs_in_loopback
+from flink_dl.flink.client_env import switched_on
+from flink_dl.flink.loopback_launcher import local_python_mode
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,6 @@ MANAGED_MEMORY = "python.fn-execution.memory.managed"
 SWITCH_ENV = "FLINK_DL_SHARED_PYTHON_WORKER"
 #: ``restart-strategy.type`` values that mean "never restart" (Flink's RestartStrategyType).
 NO_RESTART = frozenset({"none", "off", "disable"})
-
-
-def _shared_worker_requested() -> bool:
-    return os.environ.get(SWITCH_ENV, "").strip().lower() in ("1", "on", "true", "yes")
 
 
 def restarts(*j_configs: Any) -> bool:
@@ -76,7 +72,7 @@ def apply(j_config: Any, *more_j_configs: Any) -> bool:
     job's environment (the one changed); ``more_j_configs`` are read first (e.g. a table
     environment's own). Returns whether the setting was made."""
     configs = (*more_j_configs, j_config)
-    if _shared_worker_requested() or runs_in_loopback(j_config) or not _local(j_config):
+    if switched_on(SWITCH_ENV) or local_python_mode(j_config) != "process":
         return False
     if any(c.containsKey(MANAGED_MEMORY) for c in configs) or not restarts(*configs):
         return False  # the user's own choice, or nothing to recover
@@ -92,9 +88,3 @@ def apply_to_table_env(t_env: Any) -> bool:
 
     table_config = t_env.get_config()._j_table_config.getConfiguration()
     return apply(get_j_env_configuration(t_env._get_j_env()), table_config)
-
-
-def _local(j_config: Any) -> bool:
-    from pyflink.util.java_utils import is_local_deployment
-
-    return bool(is_local_deployment(j_config))

@@ -20,6 +20,8 @@ import logging
 import os
 import threading
 
+from flink_dl.flink.client_env import switched_on
+
 log = logging.getLogger(__name__)
 
 #: Set to ``1`` to keep Beam's sampling thread (and its wait at every bundle end).
@@ -31,7 +33,7 @@ def apply() -> bool:
     """Run Beam's state sampler without its thread in this process (idempotent); False
     when turned off by ``FLINK_DL_SAMPLER_THREAD=1`` or when this Beam release's sampler
     does not have the expected shape (then nothing is changed)."""
-    if os.environ.get(KEEP_THREAD_ENV, "0") == "1":
+    if switched_on(KEEP_THREAD_ENV):
         return False
     try:
         from apache_beam.runners.worker import statesampler

@@ -6,13 +6,15 @@ holds the model, parallelism 1 and 2) -> discarding sink, in the embedded defaul
 (loopback), in process mode, and in batch runtime mode (where ``predict`` uses long
 bundles). Reported: the operator's rate (first batch in -> last batch out, inside the UDF
 processes) and the whole job's rate. The baseline is the best of 3 passes (it moves ±10 %
-between passes on this VM; the best is the conservative limit).
+between passes on this VM; the best is the conservative limit). Last, Flink's source alone
+feeding a blackhole (``bench.source_ceiling``): a rate no operator after it can pass.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import tempfile
 import threading
 import time
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from bench.cpu_breakdown import KINDS, CpuSampler
+from bench.source_ceiling import source_ceiling
 from bench.workloads import FEATURES, INFER_BATCH, csv_table_ddl, read_all, w3_model
 from flink_dl.pytorch import TorchModelHandler
 
@@ -46,15 +49,19 @@ class TimedHandler(TorchModelHandler):
     def run(self, model: Any, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         started = time.time()
         on_cpu, run_queue = _thread_schedstat()
+        faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
         out = super().run(model, columns)
+        faults_after = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
         on_cpu_after, run_queue_after = _thread_schedstat()
         stats = self.__dict__.setdefault("_stats", {"first": started, "rows": 0, "busy": 0.0,
-                                                    "on_cpu": 0.0, "run_queue": 0.0})
+                                                    "on_cpu": 0.0, "run_queue": 0.0,
+                                                    "faults": 0})
         stats["rows"] += len(next(iter(columns.values())))
         stats["last"] = time.time()
         stats["busy"] += stats["last"] - started
         stats["on_cpu"] += on_cpu_after - on_cpu
         stats["run_queue"] += run_queue_after - run_queue
+        stats["faults"] += faults_after - faults
         # rewrite one open file in place: opening a file per batch cost ~10 % of the span
         log_file = self.__dict__.get("_log_file")
         if log_file is None:
@@ -123,6 +130,7 @@ def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
     return {"operator_rows_per_s": total / span, "model_rows_per_s": total / busy,
             "job_rows_per_s": total / wall, "wall_s": wall, "model_s": busy,
             "model_cpu_s": sum(s["on_cpu"] for s in stats),
+            "model_faults": sum(s["faults"] for s in stats),
             "model_wait_s": sum(s["run_queue"] for s in stats),
             "job_cpu_s": sum(cpu.seconds.values()),
             "jvm_cpu_s": cpu.seconds.get(KINDS[0], 0.0), "jit_cpu_s": cpu.jit_s,
@@ -139,7 +147,7 @@ def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
         table = [{"run": "plain PyTorch, 1 process, in-memory batches (baseline)",
                   "rows/s": baseline, "vs baseline": 1.0, "in-model rows/s": baseline,
                   "job rows/s": None, "wall s": None, "model s": len(x) / baseline,
-                  "model on-CPU s": None, "model CPU-wait s": None,
+                  "model on-CPU s": None, "model CPU-wait s": None, "model page faults": None,
                   "job CPU s": None, "JVM CPU s": None, "JVM JIT CPU s": None,
                   "machine busy": None}]
         default_mode = os.environ.get("_python_worker_execution_mode")
@@ -168,7 +176,19 @@ def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
                 "in-model rows/s": ours["model_rows_per_s"],
                 "job rows/s": ours["job_rows_per_s"], "wall s": ours["wall_s"],
                 "model s": ours["model_s"], "model on-CPU s": ours["model_cpu_s"],
-                "model CPU-wait s": ours["model_wait_s"], "job CPU s": ours["job_cpu_s"],
+                "model CPU-wait s": ours["model_wait_s"],
+                "model page faults": ours["model_faults"], "job CPU s": ours["job_cpu_s"],
                 "JVM CPU s": ours["jvm_cpu_s"], "JVM JIT CPU s": ours["jit_cpu_s"],
                 "machine busy": ours["machine_busy"]})
+        for parallelism, source in ((1, "datagen"), (2, "datagen"), (1, "csv"), (2, "csv")):
+            # the source alone, nothing downstream: no operator after it can go faster
+            alone = source_ceiling(source, rows, parallelism)
+            table.append({
+                "run": f"Flink {source} source alone -> blackhole, no predict, parallelism "
+                       f"{parallelism} (the source's ceiling, steady rate)",
+                "rows/s": alone["rows_per_s"], "vs baseline": alone["rows_per_s"] / baseline,
+                "in-model rows/s": None, "job rows/s": rows / alone["wall_s"],
+                "wall s": alone["wall_s"], "model s": None, "model on-CPU s": None,
+                "model CPU-wait s": None, "model page faults": None, "job CPU s": None,
+                "JVM CPU s": alone["jvm_cpu_s"], "JVM JIT CPU s": None, "machine busy": None})
     return table

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from flink_dl import malloc_tuning
 from flink_dl.inference.api import VERSION_COLUMN, ModelHandler
 from flink_dl.models.store import ModelStore, ModelVersion
 
@@ -35,6 +36,7 @@ class ModelRunner:
         self.reloads = 0
 
     def open(self) -> None:
+        malloc_tuning.apply()  # the batch loop reuses freed memory instead of faulting it in
         self.handler.setup()
         model_dir = self.handler.model_dir()
         if model_dir is None:

@@ -100,8 +100,9 @@ class CpuSampler:
             faults = _minor_faults(proc.pid)
             if proc.pid not in self._last:  # what ran before the sampler started is not ours
                 self._start[proc.pid] = used if self._first else 0.0
-                self._faults_start[proc.pid] = faults if self._first else 0
-            self._faults_last[proc.pid] = faults
+                self._faults_start[proc.pid] = (faults or 0) if self._first else 0
+            if faults is not None:  # None: gone between the two reads, keep the last count
+                self._faults_last[proc.pid] = faults
             kind = self._last.get(proc.pid, (None, 0.0))[0]
             if kind in (None, "other"):  # a child seen between fork and exec looks like us
                 kind = kind_of(proc, self.root.pid)
@@ -142,13 +143,13 @@ class CpuSampler:
         self.steal_s = getattr(now, "steal", 0.0) - getattr(then, "steal", 0.0)
 
 
-def _minor_faults(pid: int) -> int:
-    """The process's minor page faults so far (0 once it is gone)."""
+def _minor_faults(pid: int) -> int | None:
+    """The process's minor page faults so far (None once it is gone)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return int(stat.read().rsplit(")", 1)[1].split()[7])
     except (OSError, IndexError, ValueError):
-        return 0
+        return None
 
 
 def settle(quiet_percent: float = 15.0, timeout_s: float = 30.0) -> float:

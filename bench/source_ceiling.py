@@ -46,9 +46,17 @@ def _source_job(source: str, rows: int, parallelism: int) -> tuple[float, float]
 def source_ceiling(source: str, rows: int, parallelism: int) -> dict[str, float]:
     """``rows_per_s`` (steady: full job minus a 1,000-row job) and ``jvm_cpu_s`` (of the
     full job) for Flink's ``source`` ("csv" or "datagen") feeding a blackhole."""
-    if source == "csv":
-        csv_files(rows), csv_files(SMALL_ROWS)  # written once, outside the timings
-    small_wall, _ = _source_job(source, SMALL_ROWS, parallelism)
+    if rows < 10 * SMALL_ROWS:
+        raise ValueError(f"the source's ceiling needs at least {10 * SMALL_ROWS} rows, "
+                         f"got {rows}")
+    if source == "csv":  # written once, outside the timings
+        csv_files(rows)
+        csv_files(SMALL_ROWS)
+    # the small job twice: the first pays this job shape's one-time costs
+    small_wall = min(_source_job(source, SMALL_ROWS, parallelism)[0] for _ in range(2))
     wall, jvm_cpu = _source_job(source, rows, parallelism)
-    return {"rows_per_s": (rows - SMALL_ROWS) / max(wall - small_wall, 1e-3),
-            "wall_s": wall, "jvm_cpu_s": jvm_cpu}
+    if wall <= small_wall:
+        raise RuntimeError(f"{source} source: {rows} rows took {wall:.2f} s, no longer than "
+                           f"{SMALL_ROWS} rows ({small_wall:.2f} s); rerun on a quiet machine")
+    return {"rows_per_s": (rows - SMALL_ROWS) / (wall - small_wall), "wall_s": wall,
+            "jvm_cpu_s": jvm_cpu}

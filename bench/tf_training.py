@@ -48,7 +48,8 @@ def run_flink_dl(rows: int) -> dict[str, float]:
 
     reports, wall, cpu = run_w1_job(rows, "w1-tf", lambda env, table: train(env, table, TFConfig(
         workers=WORKERS, entry=tf_w1_entry, env=THREAD_ENV, name="w1-tf")))
-    return _rates(reports, wall) | {"cpu_s": cpu.seconds, "jit_s": cpu.jit_s} | _noise(cpu)
+    return _rates(reports, wall) | {"cpu_s": cpu.seconds, "jit_s": cpu.jit_s,
+                                    "faults": cpu.faults} | _noise(cpu)
 
 
 def run_limit(rows: int) -> dict[str, float]:

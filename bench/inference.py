@@ -26,8 +26,15 @@ import numpy as np
 import torch
 
 from bench.cpu_breakdown import KINDS, CpuSampler
-from bench.source_ceiling import SMALL_ROWS, source_ceiling
-from bench.workloads import FEATURES, INFER_BATCH, csv_table_ddl, read_all, w3_model
+from bench.source_ceiling import MIN_ROWS, source_ceiling
+from bench.workloads import (
+    FEATURES,
+    INFER_BATCH,
+    csv_table_ddl,
+    datagen_table_ddl,
+    read_all,
+    w3_model,
+)
 from flink_dl.pytorch import TorchModelHandler
 
 
@@ -108,10 +115,7 @@ def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
         if source == "csv":
             t_env.execute_sql(csv_table_ddl("w3", rows))
         else:  # the same shape generated inside the JVM: how fast the operator can be fed
-            columns = ", ".join(f"{f} FLOAT" for f in [*FEATURES, "label"])
-            t_env.execute_sql(f"CREATE TEMPORARY TABLE w3 ({columns}) WITH ("
-                              f"'connector'='datagen', 'number-of-rows'='{rows}', "
-                              "'rows-per-second'='1000000000')")
+            t_env.execute_sql(datagen_table_ddl("w3", rows))
         t_env.execute_sql("CREATE TEMPORARY TABLE w3_sink (prediction FLOAT) WITH "
                           "('connector'='blackhole')")
         handler = TimedHandler(model_path, FEATURES, factory=w3_model, batch_size=INFER_BATCH,
@@ -181,7 +185,7 @@ def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
                 "JVM CPU s": ours["jvm_cpu_s"], "JVM JIT CPU s": ours["jit_cpu_s"],
                 "machine busy": ours["machine_busy"]})
         ceilings = ((1, "datagen"), (2, "datagen"), (1, "csv"), (2, "csv")) \
-            if rows >= 10 * SMALL_ROWS else ()  # too few rows for a steady rate
+            if rows >= MIN_ROWS else ()  # too few rows for a steady rate
         for parallelism, source in ceilings:
             # the source alone, nothing downstream: no operator after it can go faster
             alone = source_ceiling(source, rows, parallelism)

@@ -12,17 +12,11 @@ from __future__ import annotations
 import time
 
 from bench.cpu_breakdown import KINDS, CpuSampler
-from bench.workloads import FEATURES, csv_files, csv_table_ddl
+from bench.workloads import FEATURES, csv_files, csv_table_ddl, datagen_table_ddl
 
 SMALL_ROWS = 1_000
-
-
-def _source_ddl(name: str, source: str, rows: int) -> str:
-    if source == "csv":
-        return csv_table_ddl(name, rows)
-    columns = ", ".join(f"{f} FLOAT" for f in [*FEATURES, "label"])
-    return (f"CREATE TEMPORARY TABLE {name} ({columns}) WITH ('connector'='datagen', "
-            f"'number-of-rows'='{rows}', 'rows-per-second'='1000000000')")
+#: Fewer rows than this give no steady rate above the start-up's noise.
+MIN_ROWS = 100 * SMALL_ROWS
 
 
 def _source_job(source: str, rows: int, parallelism: int) -> tuple[float, float]:
@@ -33,7 +27,8 @@ def _source_job(source: str, rows: int, parallelism: int) -> tuple[float, float]
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(parallelism)
     t_env = StreamTableEnvironment.create(env)
-    t_env.execute_sql(_source_ddl("ceiling_src", source, rows))
+    ddl = csv_table_ddl if source == "csv" else datagen_table_ddl
+    t_env.execute_sql(ddl("ceiling_src", rows))
     columns = ", ".join(f"{f} FLOAT" for f in [*FEATURES, "label"])
     t_env.execute_sql(f"CREATE TEMPORARY TABLE ceiling_sink ({columns}) WITH "
                       "('connector'='blackhole')")
@@ -46,9 +41,8 @@ def _source_job(source: str, rows: int, parallelism: int) -> tuple[float, float]
 def source_ceiling(source: str, rows: int, parallelism: int) -> dict[str, float]:
     """``rows_per_s`` (steady: full job minus a 1,000-row job) and ``jvm_cpu_s`` (of the
     full job) for Flink's ``source`` ("csv" or "datagen") feeding a blackhole."""
-    if rows < 10 * SMALL_ROWS:
-        raise ValueError(f"the source's ceiling needs at least {10 * SMALL_ROWS} rows, "
-                         f"got {rows}")
+    if rows < MIN_ROWS:
+        raise ValueError(f"the source's ceiling needs at least {MIN_ROWS} rows, got {rows}")
     if source == "csv":  # written once, outside the timings
         csv_files(rows)
         csv_files(SMALL_ROWS)

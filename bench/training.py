@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cpu_breakdown import CpuSampler, settle
-from bench.source_ceiling import SMALL_ROWS, source_ceiling
+from bench.source_ceiling import MIN_ROWS, source_ceiling
 from bench.workloads import BATCH, FEATURES, csv_files, csv_table_ddl, w1_model
 
 WORKERS = 2
@@ -133,7 +133,7 @@ def w1_table(rows: int = 1_000_000, repeats: int = 1
     ours = median_run(ours_runs)
     settle()
     # what Flink's CSV source gives by itself (too few rows give no steady rate)
-    alone = source_ceiling("csv", rows, WORKERS) if rows >= 10 * SMALL_ROWS else None
+    alone = source_ceiling("csv", rows, WORKERS) if rows >= MIN_ROWS else None
     ray = RAY_REFERENCE
 
     def each(runs: list[dict]) -> str:

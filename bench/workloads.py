@@ -66,6 +66,13 @@ def w3_model():
                                torch.nn.Linear(256, 1))
 
 
+def datagen_table_ddl(name: str, rows: int) -> str:
+    """W1's columns generated inside the JVM (Flink's datagen source, as fast as it goes)."""
+    columns = ", ".join(f"{f} FLOAT" for f in [*FEATURES, "label"])
+    return (f"CREATE TEMPORARY TABLE {name} ({columns}) WITH ('connector'='datagen', "
+            f"'number-of-rows'='{rows}', 'rows-per-second'='1000000000')")
+
+
 def csv_table_ddl(name: str, rows: int) -> str:
     columns = ", ".join(f"{f} FLOAT" for f in [*FEATURES, "label"])
     return (f"CREATE TEMPORARY TABLE {name} ({columns}) WITH ('connector'='filesystem', "

@@ -22,6 +22,8 @@ import logging
 import os
 import threading
 
+from flink_dl.switches import switched_off
+
 log = logging.getLogger(__name__)
 
 #: Set to ``0`` (or off/false/no) to keep glibc's malloc defaults.
@@ -65,8 +67,7 @@ def _user_chose_malloc() -> str | None:
 
 
 def _apply() -> bool:
-    # the core packages do not import the Flink adapter, so its switched_off() is not used
-    if os.environ.get(SWITCH_ENV, "").strip().lower() in ("0", "off", "false", "no"):
+    if switched_off(SWITCH_ENV):
         return False
     try:
         libc = os.confstr("CS_GNU_LIBC_VERSION")  # raises where the C library is not glibc

@@ -60,10 +60,13 @@ _LOOP = textwrap.dedent("""
 """)
 
 
+#: Every variable that changes what ``apply()`` does: the switch and a user's own settings.
+_MALLOC_SETTINGS = (malloc_tuning.SWITCH_ENV, *malloc_tuning.USER_SETTINGS_ENV,
+                    "GLIBC_TUNABLES", "LD_PRELOAD")
+
+
 def _second_pass(tmp_path: Path, switch: str | None) -> dict:
-    user_settings = {malloc_tuning.SWITCH_ENV, *malloc_tuning.USER_SETTINGS_ENV,
-                     "GLIBC_TUNABLES", "LD_PRELOAD"}
-    env = {k: v for k, v in os.environ.items() if k not in user_settings}
+    env = {k: v for k, v in os.environ.items() if k not in _MALLOC_SETTINGS}
     if switch is not None:
         env[malloc_tuning.SWITCH_ENV] = switch
     result = subprocess.run([sys.executable, "-c", _LOOP, str(tmp_path / "mlp.pt")],
@@ -86,8 +89,7 @@ def test_a_served_model_stops_faulting_its_batches_in(tmp_path: Path) -> None:
 
 def _no_user_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(malloc_tuning, "_applied", None)
-    for name in (malloc_tuning.SWITCH_ENV, *malloc_tuning.USER_SETTINGS_ENV, "GLIBC_TUNABLES",
-                 "LD_PRELOAD"):
+    for name in _MALLOC_SETTINGS:
         monkeypatch.delenv(name, raising=False)
 
 

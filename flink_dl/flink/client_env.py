@@ -26,14 +26,3 @@ def without_loopback_leftovers(environ: Mapping[str, str] | None = None) -> dict
     source = os.environ if environ is None else environ
     return {k: v for k, v in source.items() if k not in LOOPBACK_LEFTOVERS}
 
-
-def switched_on(name: str) -> bool:
-    """Whether the environment variable ``name`` turns a flink-dl option on (``1``, ``on``,
-    ``true`` or ``yes``; unset means off)."""
-    return os.environ.get(name, "").strip().lower() in ("1", "on", "true", "yes")
-
-
-def switched_off(name: str) -> bool:
-    """Whether the environment variable ``name`` turns a flink-dl feature off (``0``,
-    ``off``, ``false`` or ``no``; unset means on)."""
-    return os.environ.get(name, "").strip().lower() in ("0", "off", "false", "no")

@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 from flink_dl.errors import FlinkDLError
-from flink_dl.flink.client_env import switched_off, without_loopback_leftovers
+from flink_dl.flink.client_env import without_loopback_leftovers
+from flink_dl.switches import switched_off
 
 log = logging.getLogger(__name__)
 

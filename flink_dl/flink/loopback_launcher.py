@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from flink_dl.flink.client_env import switched_off
+from flink_dl.switches import switched_off
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flink_dl.flink.client_env import switched_on
 from flink_dl.flink.loopback_launcher import local_python_mode
+from flink_dl.switches import switched_on
 
 log = logging.getLogger(__name__)
 

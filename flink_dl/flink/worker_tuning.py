@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 
-from flink_dl.flink.client_env import switched_on
+from flink_dl.switches import switched_on
 
 log = logging.getLogger(__name__)
 

@@ -71,7 +71,8 @@ def _run_jobs(**extra_env: str) -> dict:
     done = subprocess.run([sys.executable, "-c", JOBS], env=env, capture_output=True,
                           text=True, timeout=400, check=False,
                           cwd=str(Path(__file__).resolve().parents[1]))
-    assert done.returncode == 0, done.stderr[-4000:]
+    # the head keeps the Java exception's message, the tail where the script stopped
+    assert done.returncode == 0, done.stderr[:3000] + "\n...\n" + done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
 

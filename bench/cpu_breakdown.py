@@ -13,10 +13,12 @@ page faults per kind (each one a trip into the kernel, ~2 us here, and a page ze
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import psutil
 
@@ -66,6 +68,9 @@ class CpuSampler:
         self._jit_last: dict[tuple[int, int], float] = {}
         self._jit_start: dict[tuple[int, int], float] = {}
         self._is_compiler: dict[tuple[int, int], bool] = {}  # a thread's name read once
+        #: one entry per sample: (time.time(), CPU s per kind so far, JIT s so far, the
+        #: whole machine's busy CPU s so far), for ``window``
+        self.timeline: list[tuple[float, dict[str, float], float, float]] = []
 
     def _sample_jit(self, pid: int) -> None:
         """The JVM ``pid``'s JIT compiler threads' cumulative CPU seconds, per thread."""
@@ -109,6 +114,34 @@ class CpuSampler:
             self._last[proc.pid] = (kind, used)
             if kind == KINDS[0]:
                 self._sample_jit(proc.pid)
+        so_far: dict[str, float] = {}
+        for pid, (kind, used) in self._last.items():
+            so_far[kind] = so_far.get(kind, 0.0) + used - self._start.get(pid, 0.0)
+        jit = sum(used - self._jit_start.get(key, 0.0) for key, used in self._jit_last.items())
+        self.timeline.append((time.time(), so_far, jit, _machine_busy_s()))
+
+    def window(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds between two ``time.time()`` instants of the sampled run (each
+        interpolated between the samples around it): per kind of process, ``"JIT"`` (the
+        JVM's compiler threads) and ``"machine"`` (every process on the machine)."""
+        if not self.timeline or end < start:
+            raise ValueError(f"no samples for the window {start:.3f}-{end:.3f}")
+
+        def at(instant: float) -> dict[str, float]:
+            times = [sample[0] for sample in self.timeline]
+            after = min(max(bisect.bisect_left(times, instant), 1), len(times) - 1)
+            before = after - 1
+            (t0, kinds0, jit0, busy0), (t1, kinds1, jit1, busy1) = \
+                self.timeline[max(before, 0)], self.timeline[after]
+            share = 0.0 if t1 <= t0 else min(max((instant - t0) / (t1 - t0), 0.0), 1.0)
+            point = {k: kinds0.get(k, 0.0) + share * (kinds1.get(k, 0.0) - kinds0.get(k, 0.0))
+                     for k in {*kinds0, *kinds1}}
+            point["JIT"] = jit0 + share * (jit1 - jit0)
+            point["machine"] = busy0 + share * (busy1 - busy0)
+            return point
+
+        first, last = at(start), at(end)
+        return {k: last[k] - first.get(k, 0.0) for k in last}
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -137,10 +170,15 @@ class CpuSampler:
         self.jit_s = sum(used - self._jit_start.get(key, 0.0)
                          for key, used in self._jit_last.items())
         now, then = psutil.cpu_times(), self._machine
-        busy = sum(getattr(now, f) - getattr(then, f)
-                   for f in ("user", "nice", "system", "irq", "softirq"))
+        busy = _machine_busy_s(now) - _machine_busy_s(then)
         self.elsewhere_s = max(0.0, busy - sum(self.seconds.values()))
         self.steal_s = getattr(now, "steal", 0.0) - getattr(then, "steal", 0.0)
+
+
+def _machine_busy_s(times: Any = None) -> float:
+    """The machine's busy CPU seconds since boot (every process, every core)."""
+    times = psutil.cpu_times() if times is None else times
+    return sum(getattr(times, f) for f in ("user", "nice", "system", "irq", "softirq"))
 
 
 def _minor_faults(pid: int) -> int | None:

@@ -6,8 +6,17 @@ holds the model, parallelism 1 and 2) -> discarding sink, in the embedded defaul
 (loopback), in process mode, and in batch runtime mode (where ``predict`` uses long
 bundles). Reported: the operator's rate (first batch in -> last batch out, inside the UDF
 processes) and the whole job's rate. The baseline is the best of 3 passes (it moves ±10 %
-between passes on this VM; the best is the conservative limit). Last, Flink's source alone
-feeding a blackhole (``bench.source_ceiling``): a rate no operator after it can pass.
+between passes on this VM; the best is the conservative limit).
+
+Then what bounds the operator, measured in this run. In each predict run: the Python
+worker's thread (it decodes a batch, runs the model, encodes the result, one after the
+other), whose CPU (the model's plus the rest of that thread's) no run can beat
+("worker-thread bound"); and what the machine did during the operator's span (first batch
+in -> last batch out): how busy both cores were and whose CPU filled them (the JVM, its
+JIT compiler, Python outside the model). Last, two runs without the model: ``predict``'s
+round trip with a model that returns its first feature (source, Arrow both ways, pandas,
+sink: its steady rate and CPU), and Flink's source alone feeding a blackhole
+(``bench.source_ceiling``).
 """
 
 from __future__ import annotations
@@ -26,12 +35,13 @@ import numpy as np
 import torch
 
 from bench.cpu_breakdown import KINDS, CpuSampler
-from bench.source_ceiling import MIN_ROWS, source_ceiling
+from bench.source_ceiling import MIN_ROWS, SMALL_ROWS, source_ceiling
 from bench.workloads import (
     FEATURES,
     INFER_BATCH,
     csv_table_ddl,
     datagen_table_ddl,
+    first_feature_model,
     read_all,
     w3_model,
 )
@@ -46,8 +56,9 @@ def _thread_schedstat() -> tuple[float, float]:
 
 
 class TimedHandler(TorchModelHandler):
-    """Records, per process, when its first batch started and its last one ended, and how
-    much of the time in the model its thread ran on a CPU or waited for one."""
+    """Records, per process, when its first batch started and its last one ended, how
+    much of the time in the model its thread ran on a CPU or waited for one, and the CPU
+    its thread spent between two batches (Arrow and pandas work of the Python worker)."""
 
     def __init__(self, *args: Any, log_dir: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -55,6 +66,9 @@ class TimedHandler(TorchModelHandler):
 
     def run(self, model: Any, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         started = time.time()
+        thread, thread_cpu = threading.get_ident(), time.thread_time()
+        between = thread_cpu - self.__dict__["_left_cpu"] \
+            if self.__dict__.get("_left_thread") == thread else 0.0
         on_cpu, run_queue = _thread_schedstat()
         faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
         out = super().run(model, columns)
@@ -62,13 +76,14 @@ class TimedHandler(TorchModelHandler):
         on_cpu_after, run_queue_after = _thread_schedstat()
         stats = self.__dict__.setdefault("_stats", {"first": started, "rows": 0, "busy": 0.0,
                                                     "on_cpu": 0.0, "run_queue": 0.0,
-                                                    "faults": 0})
+                                                    "faults": 0, "between_cpu": 0.0})
         stats["rows"] += len(next(iter(columns.values())))
         stats["last"] = time.time()
         stats["busy"] += stats["last"] - started
         stats["on_cpu"] += on_cpu_after - on_cpu
         stats["run_queue"] += run_queue_after - run_queue
         stats["faults"] += faults_after - faults
+        stats["between_cpu"] += between
         # rewrite one open file in place: opening a file per batch cost ~10 % of the span
         log_file = self.__dict__.get("_log_file")
         if log_file is None:
@@ -78,12 +93,16 @@ class TimedHandler(TorchModelHandler):
         log_file.write(json.dumps(stats))
         log_file.truncate()
         log_file.flush()
+        self.__dict__["_left_thread"] = thread
+        self.__dict__["_left_cpu"] = time.thread_time()
         return out
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("_stats", None)
         state.pop("_log_file", None)
+        state.pop("_left_thread", None)
+        state.pop("_left_cpu", None)
         return state
 
 
@@ -101,7 +120,8 @@ def plain_torch(x: np.ndarray, model_path: Path) -> float:
 
 
 def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
-                     source: str = "csv", batch_mode: bool = False) -> dict[str, float]:
+                     source: str = "csv", batch_mode: bool = False,
+                     factory: Any = w3_model) -> dict[str, float]:
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
@@ -118,22 +138,36 @@ def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
             t_env.execute_sql(datagen_table_ddl("w3", rows))
         t_env.execute_sql("CREATE TEMPORARY TABLE w3_sink (prediction FLOAT) WITH "
                           "('connector'='blackhole')")
-        handler = TimedHandler(model_path, FEATURES, factory=w3_model, batch_size=INFER_BATCH,
+        handler = TimedHandler(model_path, FEATURES, factory=factory, batch_size=INFER_BATCH,
                                num_threads=1, log_dir=log_dir)
         scored = predict(t_env.from_path("w3"), handler)
         started = time.monotonic()
-        with CpuSampler() as cpu:
+        with CpuSampler(interval_s=0.1) as cpu:  # 0.1 s: the span is a few seconds
             scored.select(scored.prediction).execute_insert("w3_sink").wait()
         wall = time.monotonic() - started
         stats = [json.loads(p.read_text()) for p in Path(log_dir).glob("*.json")]
     total = sum(s["rows"] for s in stats)
     assert total == rows, f"predicted {total} rows, expected {rows}"
-    span = max(s["last"] for s in stats) - min(s["first"] for s in stats)
+    first, last = min(s["first"] for s in stats), max(s["last"] for s in stats)
+    span = last - first
+    # what the machine did while the operator ran (first batch in -> last batch out)
+    in_span = cpu.window(first, last)
+    model_cpu = sum(s["on_cpu"] for s in stats)
     busy = sum(s["busy"] for s in stats)
     cores = len(os.sched_getaffinity(0))
-    return {"operator_rows_per_s": total / span, "model_rows_per_s": total / busy,
+    # the worker's thread of each subtask runs its batches one after another: decode, model,
+    # encode; no run passes the rate at which the busiest of them could go on its own
+    thread_cpu = [s["on_cpu"] + s["between_cpu"] for s in stats]
+    return {"operator_rows_per_s": total / span,
+            "worker_thread_cpu_s": sum(thread_cpu),
+            "thread_bound_rows_per_s": total / max(*thread_cpu, 1e-9),
+            "model_rows_per_s": total / busy,
             "job_rows_per_s": total / wall, "wall_s": wall, "model_s": busy,
-            "model_cpu_s": sum(s["on_cpu"] for s in stats),
+            "model_cpu_s": model_cpu,
+            "span_cores_busy": in_span["machine"] / (span * cores),
+            "span_jvm_cpu_s": in_span.get(KINDS[0], 0.0), "span_jit_cpu_s": in_span["JIT"],
+            "span_python_cpu_s": in_span.get(KINDS[1], 0.0) + in_span.get(KINDS[3], 0.0)
+            - model_cpu,
             "model_faults": sum(s["faults"] for s in stats),
             "model_wait_s": sum(s["run_queue"] for s in stats),
             "job_cpu_s": sum(cpu.seconds.values()),
@@ -141,19 +175,60 @@ def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
             "machine_busy": (sum(cpu.seconds.values()) + cpu.elsewhere_s) / (cpu.wall_s * cores)}
 
 
+def predict_round_trip(rows: int, parallelism: int, model_path: Path) -> dict[str, float]:
+    """``predict`` without a model's work (Flink's datagen source, the embedded default): a
+    model that returns its first feature. ``rows_per_s`` is the steady rate (the full job
+    minus a 1,000-row job, the small one run twice); ``cpu_s_per_row`` and
+    ``jvm_cpu_s_per_row`` the steady CPU (every process, and the JVM's part) outside the
+    handler's ``run``: the source, Arrow both ways, pandas, the sink."""
+    if rows < MIN_ROWS:
+        raise ValueError(f"the round trip needs at least {MIN_ROWS} rows, got {rows}")
+    small = min((flink_dl_predict(SMALL_ROWS, model_path, parallelism, "datagen",
+                                  factory=first_feature_model) for _ in range(2)),
+                key=lambda run: run["wall_s"])
+    full = flink_dl_predict(rows, model_path, parallelism, "datagen",
+                            factory=first_feature_model)
+    steady_rows, steady_wall = rows - SMALL_ROWS, full["wall_s"] - small["wall_s"]
+    if steady_wall <= 0:
+        raise RuntimeError(f"predict's round trip: {rows} rows took {full['wall_s']:.2f} s, no "
+                           f"longer than {SMALL_ROWS} rows; rerun on a quiet machine")
+
+    def outside_model(run: dict[str, float]) -> float:
+        return run["job_cpu_s"] - run["model_cpu_s"]
+
+    return {"rows_per_s": steady_rows / steady_wall, "wall_s": full["wall_s"],
+            "cpu_s_per_row": (outside_model(full) - outside_model(small)) / steady_rows,
+            "jvm_cpu_s_per_row": (full["jvm_cpu_s"] - small["jvm_cpu_s"]) / steady_rows}
+
+
+def _row(run: str, **figures: float | None) -> dict[str, object]:
+    """One table row: every column, ``None`` where ``figures`` has none."""
+    return {"run": run, **{column: figures.get(key) for column, key in _COLUMNS}}
+
+
+#: (column, key in ``_row``'s figures)
+_COLUMNS = (("rows/s", "rate"), ("vs baseline", "ratio"),
+            ("worker-thread bound vs baseline", "thread_bound"),
+            ("in-model rows/s", "model_rate"), ("job rows/s", "job_rate"), ("wall s", "wall"),
+            ("model s", "model"), ("model on-CPU s", "model_cpu"),
+            ("model CPU-wait s", "model_wait"), ("model page faults", "faults"),
+            ("worker thread CPU s", "thread_cpu"), ("job CPU s", "job_cpu"),
+            ("JVM CPU s", "jvm_cpu"), ("JVM JIT CPU s", "jit_cpu"), ("machine busy", "busy"),
+            ("span: cores busy", "span_busy"), ("span: JVM CPU s", "span_jvm"),
+            ("span: JIT CPU s", "span_jit"),
+            ("span: Python CPU s outside the model", "span_python"))
+
+
 def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
     x, _ = read_all(rows)
     with tempfile.TemporaryDirectory() as tmp:
-        model_path = Path(tmp) / "w3.pt"
+        model_path, no_model_path = Path(tmp) / "w3.pt", Path(tmp) / "first-feature.pt"
         torch.manual_seed(0)
         torch.save(w3_model().state_dict(), model_path)
+        torch.save(first_feature_model().state_dict(), no_model_path)
         baseline = max(plain_torch(x, model_path) for _ in range(3))
-        table = [{"run": "plain PyTorch, 1 process, in-memory batches (baseline)",
-                  "rows/s": baseline, "vs baseline": 1.0, "in-model rows/s": baseline,
-                  "job rows/s": None, "wall s": None, "model s": len(x) / baseline,
-                  "model on-CPU s": None, "model CPU-wait s": None, "model page faults": None,
-                  "job CPU s": None, "JVM CPU s": None, "JVM JIT CPU s": None,
-                  "machine busy": None}]
+        table = [_row("plain PyTorch, 1 process, in-memory batches (baseline)", rate=baseline,
+                      ratio=1.0, model_rate=baseline, model=len(x) / baseline)]
         default_mode = os.environ.get("_python_worker_execution_mode")
         for parallelism, source, mode, batch_mode in (
                 (1, "csv", None, False), (2, "csv", None, False),
@@ -171,30 +246,40 @@ def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
                     os.environ.pop("_python_worker_execution_mode", None)
                 else:
                     os.environ["_python_worker_execution_mode"] = default_mode
-            table.append({
-                "run": f"flink-dl predict, parallelism {parallelism}, Flink {source} source, "
-                       f"{mode or default_mode or 'loopback'}"
-                       f"{', batch mode' if batch_mode else ''}",
-                "rows/s": ours["operator_rows_per_s"],
-                "vs baseline": ours["operator_rows_per_s"] / baseline,
-                "in-model rows/s": ours["model_rows_per_s"],
-                "job rows/s": ours["job_rows_per_s"], "wall s": ours["wall_s"],
-                "model s": ours["model_s"], "model on-CPU s": ours["model_cpu_s"],
-                "model CPU-wait s": ours["model_wait_s"],
-                "model page faults": ours["model_faults"], "job CPU s": ours["job_cpu_s"],
-                "JVM CPU s": ours["jvm_cpu_s"], "JVM JIT CPU s": ours["jit_cpu_s"],
-                "machine busy": ours["machine_busy"]})
-        ceilings = ((1, "datagen"), (2, "datagen"), (1, "csv"), (2, "csv")) \
-            if rows >= MIN_ROWS else ()  # too few rows for a steady rate
-        for parallelism, source in ceilings:
+            row = _row(
+                f"flink-dl predict, parallelism {parallelism}, Flink {source} source, "
+                f"{mode or default_mode or 'loopback'}{', batch mode' if batch_mode else ''}",
+                rate=ours["operator_rows_per_s"],
+                ratio=ours["operator_rows_per_s"] / baseline,
+                model_rate=ours["model_rows_per_s"], job_rate=ours["job_rows_per_s"],
+                wall=ours["wall_s"], model=ours["model_s"], model_cpu=ours["model_cpu_s"],
+                model_wait=ours["model_wait_s"], faults=ours["model_faults"],
+                thread_cpu=ours["worker_thread_cpu_s"], job_cpu=ours["job_cpu_s"],
+                jvm_cpu=ours["jvm_cpu_s"], jit_cpu=ours["jit_cpu_s"],
+                busy=ours["machine_busy"],
+                thread_bound=ours["thread_bound_rows_per_s"] / baseline,
+                span_busy=ours["span_cores_busy"], span_jvm=ours["span_jvm_cpu_s"],
+                span_jit=ours["span_jit_cpu_s"], span_python=ours["span_python_cpu_s"])
+            table.append(row)
+        if rows < MIN_ROWS:  # too few rows for a steady rate
+            return table
+        for parallelism in (1, 2):
+            # predict without the model's work: what the rest costs per row, steadily
+            trip = predict_round_trip(rows, parallelism, no_model_path)
+            table.append(_row(
+                f"predict's round trip without a model (it returns its first feature), "
+                f"parallelism {parallelism}, Flink datagen source, "
+                f"{default_mode or 'loopback'} (steady rate; CPU outside the model, steady)",
+                rate=trip["rows_per_s"], ratio=trip["rows_per_s"] / baseline,
+                wall=trip["wall_s"], job_cpu=trip["cpu_s_per_row"] * rows,
+                jvm_cpu=trip["jvm_cpu_s_per_row"] * rows))
+        for parallelism, source in ((1, "datagen"), (2, "datagen"), (1, "csv"), (2, "csv")):
             # the source alone, nothing downstream: no operator after it can go faster
             alone = source_ceiling(source, rows, parallelism)
-            table.append({
-                "run": f"Flink {source} source alone -> blackhole, no predict, parallelism "
-                       f"{parallelism} (the source's ceiling, steady rate)",
-                "rows/s": alone["rows_per_s"], "vs baseline": alone["rows_per_s"] / baseline,
-                "in-model rows/s": None, "job rows/s": rows / alone["wall_s"],
-                "wall s": alone["wall_s"], "model s": None, "model on-CPU s": None,
-                "model CPU-wait s": None, "model page faults": None, "job CPU s": None,
-                "JVM CPU s": alone["jvm_cpu_s"], "JVM JIT CPU s": None, "machine busy": None})
+            table.append(_row(
+                f"Flink {source} source alone -> blackhole, no predict, parallelism "
+                f"{parallelism} (the source's ceiling, steady rate)",
+                rate=alone["rows_per_s"], ratio=alone["rows_per_s"] / baseline,
+                job_rate=rows / alone["wall_s"], wall=alone["wall_s"],
+                jvm_cpu=alone["jvm_cpu_s"]))
     return table

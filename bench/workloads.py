@@ -66,6 +66,18 @@ def w3_model():
                                torch.nn.Linear(256, 1))
 
 
+def first_feature_model():
+    """A model that does no work: its prediction is the first feature column. Run through
+    ``predict`` it measures everything but the model (W3's round trip)."""
+    import torch
+
+    class FirstFeature(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, 0]
+
+    return FirstFeature()
+
+
 def datagen_table_ddl(name: str, rows: int) -> str:
     """W1's columns generated inside the JVM (Flink's datagen source, as fast as it goes)."""
     columns = ", ".join(f"{f} FLOAT" for f in [*FEATURES, "label"])

@@ -67,13 +67,17 @@ class CpuSampler:
         self.jit_s = 0.0
         self._jit_last: dict[tuple[int, int], float] = {}
         self._jit_start: dict[tuple[int, int], float] = {}
-        self._is_compiler: dict[tuple[int, int], bool] = {}  # a thread's name read once
+        self._task_last: dict[tuple[int, int], float] = {}
+        self._task_start: dict[tuple[int, int], float] = {}
+        self._thread_class: dict[tuple[int, int], str | None] = {}  # from its name, once
         #: one entry per sample: (time.time(), CPU s per kind so far, JIT s so far, the
-        #: whole machine's busy CPU s so far), for ``window``
-        self.timeline: list[tuple[float, dict[str, float], float, float]] = []
+        #: whole machine's busy CPU s so far, each Flink task thread's CPU s so far)
+        self.timeline: list[tuple[float, dict[str, float], float, float,
+                                  dict[tuple[int, int], float]]] = []
 
-    def _sample_jit(self, pid: int) -> None:
-        """The JVM ``pid``'s JIT compiler threads' cumulative CPU seconds, per thread."""
+    def _sample_jvm_threads(self, pid: int) -> None:
+        """The JVM ``pid``'s JIT compiler threads' and task threads' cumulative CPU
+        seconds, per thread (a thread's class read once from its name)."""
         try:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
@@ -81,19 +85,22 @@ class CpuSampler:
         for tid in tids:
             key = (pid, int(tid))
             try:
-                if key not in self._is_compiler:
+                if key not in self._thread_class:
                     with open(f"/proc/{pid}/task/{tid}/comm") as comm:
-                        self._is_compiler[key] = "CompilerThre" in comm.read()
-                if not self._is_compiler[key]:
+                        self._thread_class[key] = _jvm_thread_class(comm.read())
+                thread_class = self._thread_class[key]
+                if thread_class is None:
                     continue
                 with open(f"/proc/{pid}/task/{tid}/stat") as stat:
                     fields = stat.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
             used = (int(fields[11]) + int(fields[12])) / _TICKS
-            if key not in self._jit_last:
-                self._jit_start[key] = used if self._first else 0.0
-            self._jit_last[key] = used
+            last, first = (self._jit_last, self._jit_start) if thread_class == "jit" else \
+                (self._task_last, self._task_start)
+            if key not in last:
+                first[key] = used if self._first else 0.0
+            last[key] = used
 
     def _sample(self) -> None:
         for proc in [self.root, *self.root.children(recursive=True)]:
@@ -113,35 +120,41 @@ class CpuSampler:
                 kind = kind_of(proc, self.root.pid)
             self._last[proc.pid] = (kind, used)
             if kind == KINDS[0]:
-                self._sample_jit(proc.pid)
+                self._sample_jvm_threads(proc.pid)
         so_far: dict[str, float] = {}
         for pid, (kind, used) in self._last.items():
             so_far[kind] = so_far.get(kind, 0.0) + used - self._start.get(pid, 0.0)
         jit = sum(used - self._jit_start.get(key, 0.0) for key, used in self._jit_last.items())
-        self.timeline.append((time.time(), so_far, jit, _machine_busy_s()))
+        tasks = {key: used - self._task_start.get(key, 0.0)
+                 for key, used in self._task_last.items()}
+        self.timeline.append((time.time(), so_far, jit, _machine_busy_s(), tasks))
 
     def window(self, start: float, end: float) -> dict[str, float]:
         """CPU seconds between two ``time.time()`` instants of the sampled run (each
         interpolated between the samples around it): per kind of process, ``"JIT"`` (the
-        JVM's compiler threads) and ``"machine"`` (every process on the machine)."""
+        JVM's compiler threads), ``"machine"`` (every process on the machine) and
+        ``"busiest task thread"`` (the Flink task thread that ran most: a source thread
+        with the operators chained to it, or a task's mailbox thread)."""
         if not self.timeline or end < start:
             raise ValueError(f"no samples for the window {start:.3f}-{end:.3f}")
 
-        def at(instant: float) -> dict[str, float]:
+        def at(instant: float) -> dict[Any, float]:
             times = [sample[0] for sample in self.timeline]
             after = min(max(bisect.bisect_left(times, instant), 1), len(times) - 1)
             before = after - 1
-            (t0, kinds0, jit0, busy0), (t1, kinds1, jit1, busy1) = \
+            (t0, kinds0, jit0, busy0, tasks0), (t1, kinds1, jit1, busy1, tasks1) = \
                 self.timeline[max(before, 0)], self.timeline[after]
             share = 0.0 if t1 <= t0 else min(max((instant - t0) / (t1 - t0), 0.0), 1.0)
-            point = {k: kinds0.get(k, 0.0) + share * (kinds1.get(k, 0.0) - kinds0.get(k, 0.0))
-                     for k in {*kinds0, *kinds1}}
+            point: dict[Any, float] = _interpolate(kinds0, kinds1, share)
+            point.update(_interpolate(tasks0, tasks1, share))
             point["JIT"] = jit0 + share * (jit1 - jit0)
             point["machine"] = busy0 + share * (busy1 - busy0)
             return point
 
         first, last = at(start), at(end)
-        return {k: last[k] - first.get(k, 0.0) for k in last}
+        spent = {k: last[k] - first.get(k, 0.0) for k in last}
+        threads = [spent.pop(k) for k in list(spent) if isinstance(k, tuple)]
+        return {**spent, "busiest task thread": max(threads, default=0.0)}
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -173,6 +186,24 @@ class CpuSampler:
         busy = _machine_busy_s(now) - _machine_busy_s(then)
         self.elsewhere_s = max(0.0, busy - sum(self.seconds.values()))
         self.steal_s = getattr(now, "steal", 0.0) - getattr(then, "steal", 0.0)
+
+
+def _interpolate(before: dict[Any, float], after: dict[Any, float],
+                 share: float) -> dict[Any, float]:
+    """Each value ``share`` of the way from ``before`` to ``after`` (0 where missing)."""
+    return {k: before.get(k, 0.0) + share * (after.get(k, 0.0) - before.get(k, 0.0))
+            for k in {*before, *after}}
+
+
+def _jvm_thread_class(name: str) -> str | None:
+    """"jit" for a JIT compiler thread, "task" for a thread that runs a Flink task (its
+    name, cut to 15 characters: a legacy source's thread or a task named after its first
+    operator, "Source: ..."), None for the rest."""
+    if "CompilerThre" in name:
+        return "jit"
+    if name.startswith(("Legacy Source", "Source:")):
+        return "task"
+    return None
 
 
 def _machine_busy_s(times: Any = None) -> float:

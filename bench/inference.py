@@ -57,10 +57,17 @@ def _thread_schedstat() -> tuple[float, float]:
     return int(on_cpu) / 1e9, int(run_queue) / 1e9
 
 
+#: A gap between two batches longer than this is a wait for input (a batch's own Arrow and
+#: pandas work takes a few ms): at parallelism 1, mostly a bundle's end, where Flink stops
+#: feeding until every result is back.
+LONG_WAIT_S = 0.05
+
+
 class TimedHandler(TorchModelHandler):
     """Records, per process, when its first batch started and its last one ended, how
-    much of the time in the model its thread ran on a CPU or waited for one, and the CPU
-    its thread spent between two batches (Arrow and pandas work of the Python worker)."""
+    much of the time in the model its thread ran on a CPU or waited for one, the CPU its
+    thread spent between two batches (Arrow and pandas work of the Python worker), and the
+    gaps between batches longer than ``LONG_WAIT_S`` (waits for input)."""
 
     def __init__(self, *args: Any, log_dir: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -78,7 +85,12 @@ class TimedHandler(TorchModelHandler):
         on_cpu_after, run_queue_after = _thread_schedstat()
         stats = self.__dict__.setdefault("_stats", {"first": started, "rows": 0, "busy": 0.0,
                                                     "on_cpu": 0.0, "run_queue": 0.0,
-                                                    "faults": 0, "between_cpu": 0.0})
+                                                    "faults": 0, "between_cpu": 0.0,
+                                                    "long_waits": 0, "long_waits_s": 0.0})
+        waited = started - stats.get("last", started)
+        if waited > LONG_WAIT_S:  # the worker had no batch: at a bundle's end, mostly
+            stats["long_waits"] += 1
+            stats["long_waits_s"] += waited
         stats["rows"] += len(next(iter(columns.values())))
         stats["last"] = time.time()
         stats["busy"] += stats["last"] - started
@@ -162,6 +174,8 @@ def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
     thread_cpu = [s["on_cpu"] + s["between_cpu"] for s in stats]
     return {"operator_rows_per_s": total / span,
             "worker_thread_cpu_s": sum(thread_cpu),
+            "long_waits": sum(s["long_waits"] for s in stats),
+            "long_waits_s": sum(s["long_waits_s"] for s in stats),
             "thread_bound_rows_per_s": total / max(*thread_cpu, 1e-9),
             "model_rows_per_s": total / busy,
             "job_rows_per_s": total / wall, "wall_s": wall, "model_s": busy,
@@ -220,7 +234,9 @@ _COLUMNS = (("rows/s", "rate"), ("vs baseline", "ratio"),
             ("in-model rows/s", "model_rate"), ("job rows/s", "job_rate"), ("wall s", "wall"),
             ("model s", "model"), ("model on-CPU s", "model_cpu"),
             ("model CPU-wait s", "model_wait"), ("model page faults", "faults"),
-            ("worker thread CPU s", "thread_cpu"), ("job CPU s", "job_cpu"),
+            ("worker thread CPU s", "thread_cpu"),
+            ("worker waits > 50 ms", "long_waits"), ("worker waits > 50 ms s", "long_waits_s"),
+            ("job CPU s", "job_cpu"),
             ("JVM CPU s", "jvm_cpu"), ("JVM JIT CPU s", "jit_cpu"), ("machine busy", "busy"),
             ("span: cores busy", "span_busy"), ("span: JVM CPU s", "span_jvm"),
             ("span: JIT CPU s", "span_jit"),
@@ -267,7 +283,8 @@ def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
                 model_rate=ours["model_rows_per_s"], job_rate=ours["job_rows_per_s"],
                 wall=ours["wall_s"], model=ours["model_s"], model_cpu=ours["model_cpu_s"],
                 model_wait=ours["model_wait_s"], faults=ours["model_faults"],
-                thread_cpu=ours["worker_thread_cpu_s"], job_cpu=ours["job_cpu_s"],
+                thread_cpu=ours["worker_thread_cpu_s"], long_waits=ours["long_waits"],
+                long_waits_s=ours["long_waits_s"], job_cpu=ours["job_cpu_s"],
                 jvm_cpu=ours["jvm_cpu_s"], jit_cpu=ours["jit_cpu_s"],
                 busy=ours["machine_busy"],
                 thread_bound=ours["thread_bound_rows_per_s"] / baseline,

@@ -9,6 +9,10 @@ also the Python operators). ``jit_s`` is the part of the JVM's time spent in its
 compiler threads (C1/C2), which compile each job's generated code and, in a young JVM,
 Flink's own: a per-job cost that shares the cores with the job. ``faults`` counts minor
 page faults per kind (each one a trip into the kernel, ~2 us here, and a page zeroed).
+``timeline`` keeps every sample, so that ``window(start, end)`` gives the CPU spent between
+two instants of the run, per kind, for the JIT, the whole machine and the busiest Flink
+source task thread. The sampler's own thread (about 2 ms a sample) is not counted as the
+client's.
 """
 
 from __future__ import annotations
@@ -18,11 +22,21 @@ import os
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+class Sample(NamedTuple):
+    """One sample: cumulative CPU seconds since the sampler started."""
+
+    time: float  #: ``time.time()``
+    kinds: dict[str, float]  #: per kind of process
+    jit: float  #: the JVM's JIT compiler threads
+    machine: float  #: every process on the machine (busy seconds since boot)
+    tasks: dict[tuple[int, int], float]  #: per Flink source task thread, (pid, tid)
+
+
 KINDS = ("JVM (Flink, Java operators)", "Flink Python workers", "rank processes",
          "client (Python operators in loopback)")
 
@@ -70,14 +84,13 @@ class CpuSampler:
         self._task_last: dict[tuple[int, int], float] = {}
         self._task_start: dict[tuple[int, int], float] = {}
         self._thread_class: dict[tuple[int, int], str | None] = {}  # from its name, once
-        #: one entry per sample: (time.time(), CPU s per kind so far, JIT s so far, the
-        #: whole machine's busy CPU s so far, each Flink task thread's CPU s so far)
-        self.timeline: list[tuple[float, dict[str, float], float, float,
-                                  dict[tuple[int, int], float]]] = []
+        #: every sample, for ``window``
+        self.timeline: list[Sample] = []
+        self._own_cpu_s = 0.0  # the sampler thread's, taken off the client's
 
     def _sample_jvm_threads(self, pid: int) -> None:
-        """The JVM ``pid``'s JIT compiler threads' and task threads' cumulative CPU
-        seconds, per thread (a thread's class read once from its name)."""
+        """The JVM ``pid``'s JIT compiler threads' and source task threads' cumulative CPU
+        seconds, per thread (a thread's class read once from its name, once it has one)."""
         try:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
@@ -87,8 +100,12 @@ class CpuSampler:
             try:
                 if key not in self._thread_class:
                     with open(f"/proc/{pid}/task/{tid}/comm") as comm:
-                        self._thread_class[key] = _jvm_thread_class(comm.read())
-                thread_class = self._thread_class[key]
+                        name = comm.read().strip()
+                    thread_class = _jvm_thread_class(name)
+                    if name != "java":  # a new thread is "java" until the JVM names it
+                        self._thread_class[key] = thread_class
+                else:
+                    thread_class = self._thread_class[key]
                 if thread_class is None:
                     continue
                 with open(f"/proc/{pid}/task/{tid}/stat") as stat:
@@ -121,44 +138,54 @@ class CpuSampler:
             self._last[proc.pid] = (kind, used)
             if kind == KINDS[0]:
                 self._sample_jvm_threads(proc.pid)
-        so_far: dict[str, float] = {}
+        self.timeline.append(Sample(
+            time.time(), self._per_kind(),
+            sum(used - self._jit_start.get(key, 0.0) for key, used in self._jit_last.items()),
+            _machine_busy_s(),
+            {key: used - self._task_start.get(key, 0.0) for key, used in self._task_last.items()}))
+
+    def _per_kind(self) -> dict[str, float]:
+        """CPU seconds per kind of process so far, less the sampler thread's own."""
+        seconds: dict[str, float] = {}
         for pid, (kind, used) in self._last.items():
-            so_far[kind] = so_far.get(kind, 0.0) + used - self._start.get(pid, 0.0)
-        jit = sum(used - self._jit_start.get(key, 0.0) for key, used in self._jit_last.items())
-        tasks = {key: used - self._task_start.get(key, 0.0)
-                 for key, used in self._task_last.items()}
-        self.timeline.append((time.time(), so_far, jit, _machine_busy_s(), tasks))
+            seconds[kind] = seconds.get(kind, 0.0) + used - self._start.get(pid, 0.0)
+        if KINDS[3] in seconds:
+            seconds[KINDS[3]] -= self._own_cpu_s
+        return seconds
 
     def window(self, start: float, end: float) -> dict[str, float]:
         """CPU seconds between two ``time.time()`` instants of the sampled run (each
         interpolated between the samples around it): per kind of process, ``"JIT"`` (the
         JVM's compiler threads), ``"machine"`` (every process on the machine) and
-        ``"busiest task thread"`` (the Flink task thread that ran most: a source thread
-        with the operators chained to it, or a task's mailbox thread)."""
-        if not self.timeline or end < start:
-            raise ValueError(f"no samples for the window {start:.3f}-{end:.3f}")
+        ``"busiest task thread"`` (the Flink source task thread that ran most, with the
+        operators chained to it)."""
+        if not self.timeline:
+            raise ValueError("no samples: the window must lie in a sampled run")
+        if end < start:
+            raise ValueError(f"the window ends ({end:.3f}) before it starts ({start:.3f})")
+        times = [sample.time for sample in self.timeline]
 
-        def at(instant: float) -> dict[Any, float]:
-            times = [sample[0] for sample in self.timeline]
+        def at(instant: float) -> Sample:
             after = min(max(bisect.bisect_left(times, instant), 1), len(times) - 1)
-            before = after - 1
-            (t0, kinds0, jit0, busy0, tasks0), (t1, kinds1, jit1, busy1, tasks1) = \
-                self.timeline[max(before, 0)], self.timeline[after]
-            share = 0.0 if t1 <= t0 else min(max((instant - t0) / (t1 - t0), 0.0), 1.0)
-            point: dict[Any, float] = _interpolate(kinds0, kinds1, share)
-            point.update(_interpolate(tasks0, tasks1, share))
-            point["JIT"] = jit0 + share * (jit1 - jit0)
-            point["machine"] = busy0 + share * (busy1 - busy0)
-            return point
+            before, later = self.timeline[max(after - 1, 0)], self.timeline[after]
+            span = later.time - before.time
+            share = 0.0 if span <= 0 else min(max((instant - before.time) / span, 0.0), 1.0)
+            return Sample(instant, _interpolate(before.kinds, later.kinds, share),
+                          before.jit + share * (later.jit - before.jit),
+                          before.machine + share * (later.machine - before.machine),
+                          _interpolate(before.tasks, later.tasks, share))
 
         first, last = at(start), at(end)
-        spent = {k: last[k] - first.get(k, 0.0) for k in last}
-        threads = [spent.pop(k) for k in list(spent) if isinstance(k, tuple)]
-        return {**spent, "busiest task thread": max(threads, default=0.0)}
+        threads = [used - first.tasks.get(key, 0.0) for key, used in last.tasks.items()]
+        return {**{kind: used - first.kinds.get(kind, 0.0) for kind, used in last.kinds.items()},
+                "JIT": last.jit - first.jit, "machine": last.machine - first.machine,
+                "busiest task thread": max(threads, default=0.0)}
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
+            started = time.thread_time()
             self._sample()
+            self._own_cpu_s += time.thread_time() - started
 
     def __enter__(self) -> CpuSampler:
         self._started = time.monotonic()
@@ -176,8 +203,8 @@ class CpuSampler:
         self._thread.join()
         self._sample()
         self.wall_s = time.monotonic() - self._started
-        for pid, (kind, used) in self._last.items():
-            self.seconds[kind] = self.seconds.get(kind, 0.0) + used - self._start.get(pid, 0.0)
+        self.seconds = self._per_kind()
+        for pid, (kind, _) in self._last.items():
             self.faults[kind] = self.faults.get(kind, 0) + self._faults_last.get(pid, 0) \
                 - self._faults_start.get(pid, 0)
         self.jit_s = sum(used - self._jit_start.get(key, 0.0)
@@ -196,8 +223,8 @@ def _interpolate(before: dict[Any, float], after: dict[Any, float],
 
 
 def _jvm_thread_class(name: str) -> str | None:
-    """"jit" for a JIT compiler thread, "task" for a thread that runs a Flink task (its
-    name, cut to 15 characters: a legacy source's thread or a task named after its first
+    """"jit" for a JIT compiler thread, "task" for a thread that runs a Flink source task
+    (its name, cut to 15 characters: a legacy source's thread or a task named after its first
     operator, "Source: ..."), None for the rest."""
     if "CompilerThre" in name:
         return "jit"

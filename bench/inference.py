@@ -29,11 +29,12 @@ import resource
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
 from bench.cpu_breakdown import KINDS, CpuSampler
@@ -135,7 +136,7 @@ def plain_torch(x: np.ndarray, model_path: Path) -> float:
 
 def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
                      source: str = "csv", batch_mode: bool = False,
-                     factory: Any = w3_model) -> dict[str, float]:
+                     factory: Callable[[], torch.nn.Module] = w3_model) -> dict[str, float]:
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
@@ -168,7 +169,7 @@ def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
     in_span = cpu.window(first, last)
     model_cpu = sum(s["on_cpu"] for s in stats)
     busy = sum(s["busy"] for s in stats)
-    cores = len(os.sched_getaffinity(0))
+    cores = psutil.cpu_count()  # the machine's busy CPU counts every core
     # the worker's thread of each subtask runs its batches one after another: decode, model,
     # encode; no run passes the rate at which the busiest of them could go on its own
     thread_cpu = [s["on_cpu"] + s["between_cpu"] for s in stats]
@@ -176,7 +177,7 @@ def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
             "worker_thread_cpu_s": sum(thread_cpu),
             "long_waits": sum(s["long_waits"] for s in stats),
             "long_waits_s": sum(s["long_waits_s"] for s in stats),
-            "thread_bound_rows_per_s": total / max(*thread_cpu, 1e-9),
+            "thread_bound_rows_per_s": total / max([*thread_cpu, 1e-9]),
             "model_rows_per_s": total / busy,
             "job_rows_per_s": total / wall, "wall_s": wall, "model_s": busy,
             "model_cpu_s": model_cpu,
@@ -192,7 +193,7 @@ def flink_dl_predict(rows: int, model_path: Path, parallelism: int,
             "machine_busy": (sum(cpu.seconds.values()) + cpu.elsewhere_s) / (cpu.wall_s * cores)}
 
 
-def predict_round_trip(rows: int, parallelism: int, model_path: Path) -> dict[str, float]:
+def predict_round_trip(rows: int, model_path: Path, parallelism: int) -> dict[str, float]:
     """``predict`` without a model's work (Flink's datagen source, the embedded default): a
     model that returns its first feature. ``rows_per_s`` is the steady rate (the full job
     minus a 1,000-row job, the small one run twice); ``cpu_s_per_row`` and
@@ -222,11 +223,6 @@ def predict_round_trip(rows: int, parallelism: int, model_path: Path) -> dict[st
 WARM_UP_ROWS = 200_000
 
 
-def _row(run: str, **figures: float | None) -> dict[str, object]:
-    """One table row: every column, ``None`` where ``figures`` has none."""
-    return {"run": run, **{column: figures.get(key) for column, key in _COLUMNS}}
-
-
 #: (column, key in ``_row``'s figures)
 _COLUMNS = (("rows/s", "rate"), ("vs baseline", "ratio"),
             ("worker-thread bound vs baseline", "thread_bound"),
@@ -240,8 +236,13 @@ _COLUMNS = (("rows/s", "rate"), ("vs baseline", "ratio"),
             ("JVM CPU s", "jvm_cpu"), ("JVM JIT CPU s", "jit_cpu"), ("machine busy", "busy"),
             ("span: cores busy", "span_busy"), ("span: JVM CPU s", "span_jvm"),
             ("span: JIT CPU s", "span_jit"),
-            ("span: busiest Flink task thread CPU s", "span_task"),
+            ("span: busiest Flink source task thread CPU s", "span_task"),
             ("span: Python CPU s outside the model", "span_python"))
+
+
+def _row(run: str, **figures: float | None) -> dict[str, object]:
+    """One table row: every column, ``None`` where ``figures`` has none."""
+    return {"run": run, **{column: figures.get(key) for column, key in _COLUMNS}}
 
 
 def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
@@ -298,14 +299,15 @@ def w3_table(rows: int = 1_000_000) -> list[dict[str, object]]:
             return table
         for parallelism in (1, 2):
             # predict without the model's work: what the rest costs per row, steadily
-            trip = predict_round_trip(rows, parallelism, no_model_path)
+            trip = predict_round_trip(rows, no_model_path, parallelism)
             table.append(_row(
                 f"predict's round trip without a model (it returns its first feature), "
                 f"parallelism {parallelism}, Flink datagen source, "
-                f"{default_mode or 'loopback'} (steady rate; CPU outside the model, steady)",
+                f"{default_mode or 'loopback'} (steady rate; steady CPU outside the model: "
+                f"{trip['cpu_s_per_row'] * 1e6:.2f} s per million rows, "
+                f"{trip['jvm_cpu_s_per_row'] * 1e6:.2f} of them the JVM's)",
                 rate=trip["rows_per_s"], ratio=trip["rows_per_s"] / baseline,
-                wall=trip["wall_s"], job_cpu=trip["cpu_s_per_row"] * rows,
-                jvm_cpu=trip["jvm_cpu_s_per_row"] * rows))
+                wall=trip["wall_s"]))
         for parallelism, source in ((1, "datagen"), (2, "datagen"), (1, "csv"), (2, "csv")):
             # the source alone, nothing downstream: no operator after it can go faster
             alone = source_ceiling(source, rows, parallelism)

@@ -98,7 +98,9 @@ def tf_w1_table(rows: int = 1_000_000, repeats: int = 3
     """The W1-TF table (each side's median run of ``repeats``, interleaved), and the CPU
     breakdown of flink-dl's median run."""
     csv_files(rows)  # generate once, outside the timings
-    limits, ours = interleaved_runs(repeats, lambda: run_limit(rows), lambda: run_flink_dl(rows))
+    runs = interleaved_runs(repeats, {"limit": lambda: run_limit(rows),
+                                      "ours": lambda: run_flink_dl(rows)})
+    limits, ours = runs["limit"], runs["ours"]
     limit, mine = median_run(limits), median_run(ours)
     return [
         {"run": "plain tf.distribute, 2 procs, pyarrow CSV (limit)", "steps": limit["steps"],

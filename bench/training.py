@@ -6,15 +6,17 @@ Samples/s run from creating the data iterator to the last batch (reading include
 is the whole job. The limit: two plain PyTorch processes (gloo DDP), each reading its half
 of the files with pyarrow and training the same way.
 
-Ray Train + Ray Data is not run here (not installed): its figure is a *reference* quoted by
-issue 4, measured elsewhere with its own limit. The table prints it as a reference row, and
-compares it only through the fraction of the limit measured with it, never by dividing
-this run's figures by it.
+Ray Train + Ray Data runs the same workload in the same run (``bench.ray_w1``, in its own
+virtual environment ``.venv-ray``, made on first use: Ray needs a newer pyarrow than
+PyFlink allows). Issue 16's goal for flink-dl: at least 2x Ray's samples/s and at most
+0.5x its wall time. If the Ray environment cannot be made (no package registry), its row
+says so and the others stand.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -29,11 +31,10 @@ from bench.source_ceiling import MIN_ROWS, source_ceiling
 from bench.workloads import BATCH, FEATURES, csv_files, csv_table_ddl, w1_model
 
 WORKERS = 2
-#: Reference, not measured by this bench: Ray Train + Ray Data on W1 and the plain-torch
-#: limit measured with it, as quoted in issue 4 ("on a machine like ours", before this
-#: project's first W1 run; where and when exactly is not recorded there).
-RAY_REFERENCE = {"source": "issue 4 (quoted, not run here)", "samples_per_s": 153_000,
-                 "limit_samples_per_s": 423_000}
+#: Ray's virtual environment (repository root) and what goes in it.
+RAY_VENV = Path(__file__).resolve().parent.parent / ".venv-ray"
+RAY_PACKAGES = ("torch==2.13.0", "ray[train,data]==2.60.0")
+log = logging.getLogger(__name__)
 
 
 def w1_entry(ctx) -> None:
@@ -122,52 +123,94 @@ def run_limit(rows: int) -> dict[str, float]:
     return {"samples_per_s": total / max(r["seconds"] for r in reports), "wall_s": wall}
 
 
+def ray_python() -> Path:
+    """The interpreter of Ray's virtual environment, made (about a minute, from the package
+    registries) and filled when it lacks Ray."""
+    python = RAY_VENV / "bin" / "python"
+    check = [str(python), "-c", "import ray, ray.train, ray.data, torch"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    log.info("making Ray's environment in %s (once, about a minute)", RAY_VENV)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(RAY_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *RAY_PACKAGES], check=True,
+                   timeout=1200)
+    subprocess.run(check, check=True, capture_output=True)
+    return python
+
+
+def run_ray(rows: int) -> dict[str, float]:
+    """W1 with Ray Train + Ray Data (``bench.ray_w1``) in Ray's environment."""
+    python = ray_python()
+    files = [str(p) for p in csv_files(rows)]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "ray.json")
+        subprocess.run([str(python), "-m", "bench.ray_w1", str(out), *files], check=True,
+                       timeout=900, cwd=RAY_VENV.parent,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+        result = json.loads(out.read_text())
+    # Ray's equal split may drop a few rows to give both workers as many
+    assert rows - WORKERS * BATCH <= result["rows"] <= rows, \
+        f"Ray trained on {result['rows']} rows, expected {rows}"
+    return result
+
+
 def w1_table(rows: int = 1_000_000, repeats: int = 1
              ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """The W1 table (median of ``repeats`` interleaved limit / flink-dl runs: single runs
     move ±30 % on this VM), and the CPU breakdown of the median flink-dl run."""
     csv_files(rows)  # generate once, outside the timings
-    limits, ours_runs = interleaved_runs(repeats, lambda: run_limit(rows),
-                                         lambda: run_flink_dl(rows))
-    limit = median_run(limits)
-    ours = median_run(ours_runs)
+    runners: dict[str, Callable[[], dict]] = {"limit": lambda: run_limit(rows),
+                                              "ours": lambda: run_flink_dl(rows)}
+    ray_error = None
+    try:
+        ray_python()
+        runners["ray"] = lambda: run_ray(rows)
+    except (OSError, subprocess.SubprocessError) as exc:
+        ray_error = f"not run: its environment could not be made ({exc})"
+        log.warning("Ray Train + Ray Data %s", ray_error)
+    runs = interleaved_runs(repeats, runners)
+    limit, ours = median_run(runs["limit"]), median_run(runs["ours"])
+    ray = median_run(runs["ray"]) if "ray" in runs else None
     settle()
     # what Flink's CSV source gives by itself (too few rows give no steady rate)
     alone = source_ceiling("csv", rows, WORKERS) if rows >= MIN_ROWS else None
-    ray = RAY_REFERENCE
 
-    def each(runs: list[dict]) -> str:
-        return " ".join(f"{r['samples_per_s'] / 1000:.0f}k" for r in runs)
+    def each(kind: str) -> str:
+        return " ".join(f"{r['samples_per_s'] / 1000:.0f}k" for r in runs[kind])
+
+    def row(run: str, result: dict | None, kind: str | None) -> dict[str, object]:
+        return {"run": run, "samples/s": result and result["samples_per_s"],
+                "each run": each(kind) if kind else "-",
+                "wall s": result and result["wall_s"],
+                "vs limit": result and result["samples_per_s"] / limit["samples_per_s"],
+                "samples/s vs Ray": ray and result and
+                result["samples_per_s"] / ray["samples_per_s"],
+                "wall vs Ray": ray and result and result["wall_s"] / ray["wall_s"]}
 
     return [
-        {"run": "plain PyTorch, 2 procs, pyarrow CSV (limit)", "measured": "this run",
-         "samples/s": limit["samples_per_s"], "each run": each(limits),
-         "wall s": limit["wall_s"], "vs limit": 1.0},
-        {"run": "flink-dl train, 2 workers, Flink CSV source", "measured": "this run",
-         "samples/s": ours["samples_per_s"], "each run": each(ours_runs),
-         "wall s": ours["wall_s"], "vs limit": ours["samples_per_s"] / limit["samples_per_s"]},
-        *([{"run": f"Flink CSV source alone -> blackhole, parallelism {WORKERS}, no training "
-                   f"(the source's ceiling, steady rate; its JVM used "
-                   f"{alone['jvm_cpu_s']:.1f} CPU s)",
-            "measured": "this run", "samples/s": alone["rows_per_s"], "each run": "-",
-            "wall s": alone["wall_s"], "vs limit": alone["rows_per_s"] / limit["samples_per_s"]}]
+        row("plain PyTorch, 2 procs, pyarrow CSV (limit)", limit, "limit"),
+        row("flink-dl train, 2 workers, Flink CSV source", ours, "ours"),
+        row("Ray Train + Ray Data, 2 workers, Ray Data CSV" + (f" ({ray_error})"
+                                                             if ray_error else ""),
+            ray, "ray" if ray else None),
+        *([row(f"Flink CSV source alone -> blackhole, parallelism {WORKERS}, no training "
+               f"(the source's ceiling, steady rate; its JVM used "
+               f"{alone['jvm_cpu_s']:.1f} CPU s)",
+               {"samples_per_s": alone["rows_per_s"], "wall_s": alone["wall_s"]}, None)]
           if alone else []),
-        {"run": "Ray Train + Ray Data (reference)", "measured": ray["source"],
-         "samples/s": float(ray["samples_per_s"]), "each run": "-", "wall s": None,
-         "vs limit": ray["samples_per_s"] / ray["limit_samples_per_s"]},  # its own limit
     ], cpu_table(ours)
 
 
-def interleaved_runs(repeats: int, limit: Callable[[], dict], ours: Callable[[], dict]
-                     ) -> tuple[list[dict], list[dict]]:
-    """``repeats`` runs of each side, alternating, each on a quiet machine."""
-    limits, ours_runs = [], []
+def interleaved_runs(repeats: int, runners: dict[str, Callable[[], dict]]
+                     ) -> dict[str, list[dict]]:
+    """``repeats`` runs of each runner, taking turns, each on a quiet machine."""
+    runs: dict[str, list[dict]] = {kind: [] for kind in runners}
     for _ in range(repeats):
-        settle()
-        limits.append(limit())
-        settle()
-        ours_runs.append(ours())
-    return limits, ours_runs
+        for kind, run in runners.items():
+            settle()
+            runs[kind].append(run())
+    return runs
 
 
 def median_run(runs: list[dict]) -> dict:

@@ -1,0 +1,102 @@
+"""W1 with Ray Train + Ray Data, measured in the same bench run as flink-dl's W1.
+
+Ray Data reads the same 8 CSV files (``ray.data.read_csv``, float32 columns), one
+``map_batches`` stacks the 16 feature columns, and a ``TorchTrainer`` with 2 workers (gloo
+DDP through ``prepare_model``, 1 torch thread each) trains the W1 MLP for one epoch on
+``iter_torch_batches`` of 1024 rows. Ray gets 4 logical CPUs on the 2 cores: one per
+training worker and two for Ray Data's tasks (with 2, the workers would leave the reads
+none). Samples/s as for the other W1 rows: from creating the data iterator to the last
+batch, both workers' rows over the slower worker's seconds. Wall: ``ray.init`` + ``fit``,
+the whole of a user's job.
+
+Ray 2.60 needs a newer pyarrow than PyFlink allows, so this runs in its own virtual
+environment (``.venv-ray``, made on first use by ``bench.training.ray_python``):
+``python -m bench.ray_w1 OUT FILE...`` writes ``{"samples_per_s", "wall_s", "rows"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.csv as pacsv
+
+from bench.workloads import BATCH, CONVERT, FEATURES, w1_model
+
+WORKERS = 2
+#: Ray Data's tasks get these logical CPUs besides one per training worker.
+DATA_CPUS = 2
+
+
+def stack_features(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Ray Data batch -> {"features": (rows, 16), "label": (rows,)}."""
+    return {"features": np.stack([batch[f] for f in FEATURES], axis=1),
+            "label": batch["label"]}
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    import ray.train
+    import torch
+    from ray.train.torch import prepare_model
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = prepare_model(w1_model())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    shard = ray.train.get_dataset_shard("train")
+    started = time.perf_counter()
+    rows = 0
+    for batch in shard.iter_torch_batches(batch_size=BATCH, dtypes=torch.float32):
+        loss = torch.nn.functional.mse_loss(model(batch["features"]).squeeze(1),
+                                            batch["label"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        rows += len(batch["label"])
+    seconds = time.perf_counter() - started
+    rank = ray.train.get_context().get_world_rank()
+    Path(config["out_dir"], f"rank{rank}.json").write_text(
+        json.dumps({"rows": rows, "seconds": seconds}))
+
+
+def main(argv: list[str]) -> None:
+    import ray
+    import ray.data
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    out, files = argv[0], argv[1:]
+    repo = str(Path(__file__).resolve().parent.parent)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        ray.init(num_cpus=WORKERS + DATA_CPUS, include_dashboard=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": repo, "OMP_NUM_THREADS": "1"}},
+                 log_to_driver=False)
+        try:
+            dataset = ray.data.read_csv(
+                files, read_options=pacsv.ReadOptions(column_names=[*FEATURES, "label"]),
+                convert_options=CONVERT).map_batches(stack_features, batch_format="numpy")
+            trainer = TorchTrainer(
+                train_loop, train_loop_config={"out_dir": tmp},
+                scaling_config=ScalingConfig(num_workers=WORKERS,
+                                             resources_per_worker={"CPU": 1}),
+                run_config=RunConfig(storage_path=tmp, name="w1"),
+                datasets={"train": dataset})
+            trainer.fit()
+            wall = time.monotonic() - started
+        finally:
+            ray.shutdown()
+        reports = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(WORKERS)]
+    total = sum(r["rows"] for r in reports)
+    Path(out).write_text(json.dumps({
+        "samples_per_s": total / max(r["seconds"] for r in reports), "wall_s": wall,
+        "rows": total}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow.csv as pacsv
 
-from bench.workloads import BATCH, CONVERT, FEATURES, w1_model
+from bench.workloads import BATCH, CONVERT, FEATURES, train_steps, w1_model
 
 WORKERS = 2
 #: Ray Data's tasks get these logical CPUs besides one per training worker.
@@ -50,14 +50,8 @@ def train_loop(config: dict[str, Any]) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     shard = ray.train.get_dataset_shard("train")
     started = time.perf_counter()
-    rows = 0
-    for batch in shard.iter_torch_batches(batch_size=BATCH, dtypes=torch.float32):
-        loss = torch.nn.functional.mse_loss(model(batch["features"]).squeeze(1),
-                                            batch["label"])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        rows += len(batch["label"])
+    batches = shard.iter_torch_batches(batch_size=BATCH, dtypes=torch.float32)
+    rows = train_steps(model, optimizer, ((b["features"], b["label"]) for b in batches))
     seconds = time.perf_counter() - started
     rank = ray.train.get_context().get_world_rank()
     Path(config["out_dir"], f"rank{rank}.json").write_text(

@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.cpu_breakdown import CpuSampler, settle
 from bench.source_ceiling import MIN_ROWS, source_ceiling
-from bench.workloads import BATCH, FEATURES, csv_files, csv_table_ddl, w1_model
+from bench.workloads import BATCH, FEATURES, csv_files, csv_table_ddl, train_steps, w1_model
 
 WORKERS = 2
 #: Ray's virtual environment (repository root) and what goes in it.
@@ -46,14 +46,7 @@ def w1_entry(ctx) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     loader = ctx.dataloader(BATCH, features=FEATURES, label="label")
     started = time.perf_counter()
-    rows = 0
-    for batch in loader:
-        loss = torch.nn.functional.mse_loss(model(batch["features"]).squeeze(1),
-                                            batch["label"])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        rows += len(batch["label"])
+    rows = train_steps(model, optimizer, ((b["features"], b["label"]) for b in loader))
     ctx.report(rows=rows, seconds=time.perf_counter() - started)
 
 

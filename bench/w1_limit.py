@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 import torch
 import torch.distributed as dist
 
-from bench.workloads import BATCH, CONVERT, FEATURES, w1_model
+from bench.workloads import BATCH, CONVERT, FEATURES, train_steps, w1_model
 
 
 def main(argv: list[str]) -> None:
@@ -28,7 +28,6 @@ def main(argv: list[str]) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     dist.barrier()
     started = time.perf_counter()
-    rows = 0
 
     def batches():
         for path in files:
@@ -43,12 +42,7 @@ def main(argv: list[str]) -> None:
     from torch.distributed.algorithms.join import Join
 
     with Join([model]):
-        for x, y in batches():
-            loss = torch.nn.functional.mse_loss(model(x).squeeze(1), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            rows += len(y)
+        rows = train_steps(model, optimizer, batches())
     seconds = time.perf_counter() - started
     with open(out, "w") as handle:
         json.dump({"rows": rows, "seconds": seconds}, handle)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -64,6 +66,21 @@ def w3_model():
     return torch.nn.Sequential(torch.nn.Linear(16, 256), torch.nn.ReLU(),
                                torch.nn.Linear(256, 256), torch.nn.ReLU(),
                                torch.nn.Linear(256, 1))
+
+
+def train_steps(model: Any, optimizer: Any, batches: Iterable[tuple[Any, Any]]) -> int:
+    """W1's training step (MSE, one optimizer step per batch) over ``(features, label)``
+    tensor batches; returns the rows trained on."""
+    import torch
+
+    rows = 0
+    for features, label in batches:
+        loss = torch.nn.functional.mse_loss(model(features).squeeze(1), label)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        rows += len(label)
+    return rows
 
 
 def first_feature_model():

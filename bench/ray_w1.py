@@ -7,11 +7,12 @@ DDP through ``prepare_model``, 1 torch thread each) trains the W1 MLP for one ep
 training worker and two for Ray Data's tasks (with 2, the workers would leave the reads
 none). Samples/s as for the other W1 rows: from creating the data iterator to the last
 batch, both workers' rows over the slower worker's seconds. Wall: ``ray.init`` + ``fit``,
-the whole of a user's job.
+the whole of a user's job; ``init_s``: the ``ray.init`` part (Ray's processes starting).
 
-Ray 2.60 needs a newer pyarrow than PyFlink allows, so this runs in its own virtual
+Ray 2.60 needs pyarrow >= 17, which PyFlink's Beam does not allow, so this runs in its own virtual
 environment (``.venv-ray``, made on first use by ``bench.training.ray_python``):
-``python -m bench.ray_w1 OUT FILE...`` writes ``{"samples_per_s", "wall_s", "rows"}``.
+``python -m bench.ray_w1 OUT FILE...`` writes ``{"samples_per_s", "wall_s", "init_s",
+"rows"}``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def main(argv: list[str]) -> None:
         ray.init(num_cpus=WORKERS + DATA_CPUS, include_dashboard=False,
                  runtime_env={"env_vars": {"PYTHONPATH": repo, "OMP_NUM_THREADS": "1"}},
                  log_to_driver=False)
+        init = time.monotonic() - started
         try:
             dataset = ray.data.read_csv(
                 files, read_options=pacsv.ReadOptions(column_names=[*FEATURES, "label"]),
@@ -89,7 +91,7 @@ def main(argv: list[str]) -> None:
     total = sum(r["rows"] for r in reports)
     Path(out).write_text(json.dumps({
         "samples_per_s": total / max(r["seconds"] for r in reports), "wall_s": wall,
-        "rows": total}))
+        "init_s": init, "rows": total}))
 
 
 if __name__ == "__main__":

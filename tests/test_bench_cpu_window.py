@@ -34,5 +34,5 @@ def test_window_outside_the_samples_is_clamped_to_them() -> None:
 def test_window_needs_samples_and_an_order() -> None:
     with pytest.raises(ValueError, match="no samples"):
         CpuSampler().window(1.0, 2.0)
-    with pytest.raises(ValueError, match="ends .* before it starts"):
+    with pytest.raises(ValueError, match=r"ends .* before it starts"):
         _sampler().window(11.5, 10.5)

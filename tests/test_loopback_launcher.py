@@ -34,9 +34,14 @@ def watch():
     while True:
         for p in me.children(recursive=True):
             try:
-                line = " ".join(p.cmdline())
+                argv = p.cmdline()
             except psutil.Error:
                 continue
+            # a Python process only: the light launcher is a shell script whose own command
+            # line names beam_boot until it execs loopback_boot
+            if not argv or not os.path.basename(argv[0]).startswith("python"):
+                continue
+            line = " ".join(argv)
             if "beam_boot" in line or "loopback_boot" in line:
                 launchers.add((p.pid, "beam" if "beam_boot" in line else "light"))
         time.sleep(0.05)

@@ -121,14 +121,15 @@ def ray_python() -> Path:
     registries) and filled when it lacks Ray."""
     python = RAY_VENV / "bin" / "python"
     check = [str(python), "-c", "import ray, ray.train, ray.data, torch"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+    if python.exists() and subprocess.run(check, capture_output=True,
+                                          timeout=300).returncode == 0:
         return python
     log.info("making Ray's environment in %s (once, about a minute)", RAY_VENV)
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(RAY_VENV)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(RAY_VENV)], check=True, timeout=300)
     subprocess.run([str(python), "-m", "pip", "install", "-q", *RAY_PACKAGES], check=True,
                    timeout=1200)
-    subprocess.run(check, check=True, capture_output=True)
+    subprocess.run(check, check=True, capture_output=True, timeout=300)
     return python
 
 

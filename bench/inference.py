@@ -38,7 +38,7 @@ import psutil
 import torch
 
 from bench.cpu_breakdown import KINDS, CpuSampler
-from bench.source_ceiling import MIN_ROWS, SMALL_ROWS, source_ceiling
+from bench.source_ceiling import MIN_ROWS, SMALL_ROWS, source_ceiling, steady_pair
 from bench.workloads import (
     FEATURES,
     INFER_BATCH,
@@ -199,17 +199,10 @@ def predict_round_trip(rows: int, model_path: Path, parallelism: int) -> dict[st
     minus a 1,000-row job, the small one run twice); ``cpu_s_per_row`` and
     ``jvm_cpu_s_per_row`` the steady CPU (every process, and the JVM's part) outside the
     handler's ``run``: the source, Arrow both ways, pandas, the sink."""
-    if rows < MIN_ROWS:
-        raise ValueError(f"the round trip needs at least {MIN_ROWS} rows, got {rows}")
-    small = min((flink_dl_predict(SMALL_ROWS, model_path, parallelism, "datagen",
-                                  factory=first_feature_model) for _ in range(2)),
-                key=lambda run: run["wall_s"])
-    full = flink_dl_predict(rows, model_path, parallelism, "datagen",
-                            factory=first_feature_model)
+    full, small = steady_pair(
+        lambda n: flink_dl_predict(n, model_path, parallelism, "datagen",
+                                   factory=first_feature_model), rows, "predict's round trip")
     steady_rows, steady_wall = rows - SMALL_ROWS, full["wall_s"] - small["wall_s"]
-    if steady_wall <= 0:
-        raise RuntimeError(f"predict's round trip: {rows} rows took {full['wall_s']:.2f} s, no "
-                           f"longer than {SMALL_ROWS} rows; rerun on a quiet machine")
 
     def outside_model(run: dict[str, float]) -> float:
         return run["job_cpu_s"] - run["model_cpu_s"]

@@ -10,17 +10,20 @@ of the 2 cores the source takes for itself, before any Python, Arrow or model wo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from bench.cpu_breakdown import KINDS, CpuSampler
 from bench.workloads import FEATURES, csv_files, csv_table_ddl, datagen_table_ddl
 
 SMALL_ROWS = 1_000
+_Run = TypeVar("_Run", bound=dict[str, Any])
 #: Fewer rows than this give no steady rate above the start-up's noise.
 MIN_ROWS = 100 * SMALL_ROWS
 
 
-def _source_job(source: str, rows: int, parallelism: int) -> tuple[float, float]:
-    """Wall seconds and JVM CPU seconds of one source -> blackhole job."""
+def _source_job(source: str, rows: int, parallelism: int) -> dict[str, float]:
+    """``wall_s`` and ``jvm_cpu_s`` of one source -> blackhole job."""
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
@@ -35,22 +38,32 @@ def _source_job(source: str, rows: int, parallelism: int) -> tuple[float, float]
     started = time.monotonic()
     with CpuSampler() as cpu:
         t_env.from_path("ceiling_src").execute_insert("ceiling_sink").wait()
-    return time.monotonic() - started, cpu.seconds.get(KINDS[0], 0.0)
+    return {"wall_s": time.monotonic() - started, "jvm_cpu_s": cpu.seconds.get(KINDS[0], 0.0)}
+
+
+def steady_pair(job: Callable[[int], _Run], rows: int, what: str) -> tuple[_Run, _Run]:
+    """``job(rows)`` and the quicker of two ``job(SMALL_ROWS)`` runs (the first pays this
+    job shape's one-time costs), whose differences give steady rates: the full one must
+    take longer (``RuntimeError``) and have at least ``MIN_ROWS`` rows (``ValueError``).
+    A run is a dict with its ``"wall_s"``."""
+    if rows < MIN_ROWS:
+        raise ValueError(f"{what} needs at least {MIN_ROWS} rows for a steady rate, got {rows}")
+    small = min((job(SMALL_ROWS) for _ in range(2)), key=lambda run: run["wall_s"])
+    full = job(rows)
+    if full["wall_s"] <= small["wall_s"]:
+        raise RuntimeError(f"{what}: {rows} rows took {full['wall_s']:.2f} s, no longer than "
+                           f"{SMALL_ROWS} rows ({small['wall_s']:.2f} s); rerun on a quiet "
+                           "machine")
+    return full, small
 
 
 def source_ceiling(source: str, rows: int, parallelism: int) -> dict[str, float]:
     """``rows_per_s`` (steady: full job minus a 1,000-row job) and ``jvm_cpu_s`` (of the
     full job) for Flink's ``source`` ("csv" or "datagen") feeding a blackhole."""
-    if rows < MIN_ROWS:
-        raise ValueError(f"the source's ceiling needs at least {MIN_ROWS} rows, got {rows}")
     if source == "csv":  # written once, outside the timings
         csv_files(rows)
         csv_files(SMALL_ROWS)
-    # the small job twice: the first pays this job shape's one-time costs
-    small_wall = min(_source_job(source, SMALL_ROWS, parallelism)[0] for _ in range(2))
-    wall, jvm_cpu = _source_job(source, rows, parallelism)
-    if wall <= small_wall:
-        raise RuntimeError(f"{source} source: {rows} rows took {wall:.2f} s, no longer than "
-                           f"{SMALL_ROWS} rows ({small_wall:.2f} s); rerun on a quiet machine")
-    return {"rows_per_s": (rows - SMALL_ROWS) / (wall - small_wall), "wall_s": wall,
-            "jvm_cpu_s": jvm_cpu}
+    full, small = steady_pair(lambda n: _source_job(source, n, parallelism), rows,
+                              f"the {source} source's ceiling")
+    return {"rows_per_s": (rows - SMALL_ROWS) / (full["wall_s"] - small["wall_s"]),
+            "wall_s": full["wall_s"], "jvm_cpu_s": full["jvm_cpu_s"]}

@@ -33,6 +33,7 @@ from flink_dl.channel.exactly_once import MARK_BYTES, encode_marked
 from flink_dl.errors import ConfigError
 from flink_dl.flink import worker_tuning
 from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM, keys_for_subtasks
+from flink_dl.flink.planner_threads import install as plan_on_any_thread
 
 PACKED_FIELD = "flink_dl_packed"
 
@@ -191,6 +192,7 @@ def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
     if not schema.names:
         raise ConfigError(f"add_role(role={role!r}): the input has no columns")
     t_env = table._t_env
+    plan_on_any_thread()
     _default_arrow_batch(t_env)
     keys = keys_for_subtasks(nodes, DEFAULT_MAX_PARALLELISM)
     if marked:

@@ -125,6 +125,9 @@ def main() -> None:
                     "pipeline vs the same features hand-written in Flink SQL and vs "
                     f"scikit-learn in a pandas UDF (parallelism 1, median of {args.repeats}; "
                     "blackhole sink)", pipeline.main(args.rows, args.repeats))
+        print_table("Pipeline: planning time against the number of categories "
+                    "(StringIndexer / OneHotEncoder models, parallelism 1)",
+                    pipeline.category_planning())
 
     def run_latency() -> None:
         table, points = latency.main()

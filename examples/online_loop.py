@@ -12,7 +12,9 @@ pre-drift history and saved. One streaming job then:
 3. keeps training FTRL on them, starting from the batch model, publishing a pipeline
    version every ``export_every_steps`` steps (``FTRLLogisticRegression.fit_stream``);
 4. monitors accuracy, log-loss, AUC and drift per version and window
-   (``flink_dl.online.monitor``).
+   (``flink_dl.online.monitor``), the drift against the histograms of the served features
+   (after ``StandardScaler``) that the pipeline saved when it was fitted; late rows are
+   counted in ``late``.
 
 The files are written ``speedup`` times faster than event time. Afterwards the script
 prints a table per window, the static batch model's and the online loop's accuracy, the
@@ -34,13 +36,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyflink.datastream import MapFunction, StreamExecutionEnvironment
+from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
 import flink_dl
-from flink_dl.flink.builder import discarding_sink
+from flink_dl.files import count_rows, read_files, write_files
 from flink_dl.models.store import ModelStore
-from flink_dl.online import FTRLLogisticRegression, join_labels, monitor, reference_histograms
+from flink_dl.online import FTRLLogisticRegression, join_labels, monitor
 from flink_dl.pipeline import Pipeline, PipelineModel, StandardScaler
 from flink_dl.pipeline import predict as serve
 
@@ -105,28 +107,6 @@ def _job_ended(client: Any) -> bool:
         return True
 
 
-class AppendRows(MapFunction):
-    """Appends each row to a CSV file (how this script watches a stream it does not end)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def open(self, runtime_context: Any) -> None:
-        self.file = open(self.path, "a")  # noqa: SIM115 - closed in close()
-
-    def map(self, value: Any) -> int:
-        self.file.write(",".join("" if v is None else str(v) for v in value) + "\n")
-        self.file.flush()
-        return 0
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _lines(path: Path) -> int:
-    return sum(1 for _ in path.open()) if path.exists() else 0
-
-
 def train_batch(work: Path, s: Settings) -> PipelineModel:
     """Batch-train the pipeline on pre-drift history and save it (version 1)."""
     history = work / "history"
@@ -139,20 +119,20 @@ def train_batch(work: Path, s: Settings) -> PipelineModel:
         StandardScaler(X),
         FTRLLogisticRegression(X, "y", model_dir=work / "batch-models", epochs=3, alpha=0.5),
     ]).fit(table)
+    # saved with the histograms of the served features (after StandardScaler), which
+    # monitor(..., reference=pipeline_dir) measures drift against
     model.save(work / "pipelines")
-    started = time.monotonic()
-    model.reference = reference_histograms(table, X, bins=10)  # type: ignore[attr-defined]
-    log.info("reference histograms in %.1f s", time.monotonic() - started)
     return model
 
 
 def run_loop(work: Path, batch: PipelineModel, s: Settings) -> dict[str, Any]:
     """The streaming job: serve, join labels, learn online, monitor; returns its outputs."""
     env = StreamExecutionEnvironment.get_execution_environment()
-    # One subtask per operator: every source subtask reads files, so event time advances
-    # (a subtask without files would hold the watermark back and no window would close).
-    env.set_parallelism(1)
     t_env = StreamTableEnvironment.create(env)
+    # A source subtask without files would hold the watermark back (no window would
+    # close): idle for a second, it no longer counts. The learner's input ends only when
+    # its sources do, not when they idle.
+    t_env.get_config().set("table.exec.source.idle-timeout", "1 s")
     requests = csv_source(t_env, "requests", work / "requests", REQUEST_COLUMNS, True)
     labels = csv_source(t_env, "labels", work / "labels", "id BIGINT, ts TIMESTAMP(3), y INT",
                         True)
@@ -162,14 +142,12 @@ def run_loop(work: Path, batch: PipelineModel, s: Settings) -> dict[str, Any]:
                            init_from=ModelStore(work / "batch-models").open().path,
                            export_every_steps=s.export_every_steps
                            ).fit_stream(samples, work / "pipelines")
-    served_file, metrics_file = work / "served.csv", work / "metrics.csv"
-    t_env.to_data_stream(scored.select(scored.id, scored.probability, scored.pipeline_version)
-                         ).map(AppendRows(str(served_file))).sink_to(discarding_sink())
+    # rows out of the running job: files that grow as it goes (flink_dl.files)
+    served_dir = write_files(scored.select(scored.id, scored.probability,
+                                           scored.pipeline_version), work / "served")
     metrics = monitor(samples, label="y", score="probability", window=s.window_s,
-                      reference=batch.reference)  # type: ignore[attr-defined]
-    t_env.to_data_stream(metrics).map(AppendRows(str(metrics_file))).sink_to(
-        discarding_sink())
-    metric_names = metrics.get_schema().get_field_names()
+                      reference=work / "pipelines")
+    metrics_dir = write_files(metrics, work / "metrics")
 
     total = int(s.duration_s * s.rate)
     per_file = s.rate                             # one event-time second per file
@@ -192,7 +170,7 @@ def run_loop(work: Path, batch: PipelineModel, s: Settings) -> dict[str, Any]:
     deadline = started + s.duration_s / s.speedup + 240
     ended = False
     try:
-        while _lines(served_file) < total and time.monotonic() < deadline \
+        while count_rows(served_dir) < total and time.monotonic() < deadline \
                 and not (ended := _job_ended(client)):
             time.sleep(0.5)
         wall = time.monotonic() - started
@@ -205,9 +183,8 @@ def run_loop(work: Path, batch: PipelineModel, s: Settings) -> dict[str, Any]:
         if not ended:
             client.cancel()
         flink_dl.cleanup(env)
-    served = pd.read_csv(served_file, names=["id", "probability", "version"])
-    windows = pd.read_csv(metrics_file, names=metric_names) if metrics_file.exists() \
-        else pd.DataFrame(columns=metric_names)
+    served = read_files(served_dir).rename(columns={"pipeline_version": "version"})
+    windows = read_files(metrics_dir)
     online = ModelStore(work / "online-models")
     trained = int(online.open().metrics.get("samples", 0)) if online.latest_number() else 0
     return {"served": served, "monitor": windows, "wall_s": wall, "trained": trained,

@@ -37,13 +37,17 @@ _EXPORTS = {
     "JobOutcome": "flink_dl.flink.execute",
     "execute": "flink_dl.flink.execute",
     "cleanup": "flink_dl.flink.execute",
+    "stop_with_drain": "flink_dl.flink.execute",
+    "restored_environ": "flink_dl.flink.client_env",
+    "without_loopback_leftovers": "flink_dl.flink.client_env",
 }
 
 __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
     "NodeContext", "ClusterConfig", "Timeouts", "RestartPolicy", "AuthenticationError",
     "ClusterFailedError", "ClusterTimeoutError", "ConfigError", "FlinkDLError",
     "NodeFailedError", "MLCluster", "ml_cluster", "translate_errors", "add_am_role",
-    "add_cluster", "add_role", "JobOutcome", "execute", "cleanup",
+    "add_cluster", "add_role", "JobOutcome", "execute", "cleanup", "stop_with_drain",
+    "restored_environ", "without_loopback_leftovers",
 ]
 
 
@@ -66,5 +70,6 @@ if TYPE_CHECKING:
         NodeFailedError,
     )
     from flink_dl.flink.builder import MLCluster, add_am_role, add_cluster, add_role, ml_cluster
-    from flink_dl.flink.execute import JobOutcome, cleanup, execute
+    from flink_dl.flink.client_env import restored_environ, without_loopback_leftovers
+    from flink_dl.flink.execute import JobOutcome, cleanup, execute, stop_with_drain
     from flink_dl.flink.failures import translate_errors

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 
 class FlinkDLError(Exception):
-    """Base class of every error raised by flink-dl."""
+    """Base class of every error raised by flink-dl.
+
+    An error raised for a job (``flink_dl.execute``, ``translate_errors``) names the job in
+    its message and in ``job_id``: the ML cluster's ``job_id`` (what ``flink-dl cleanup``
+    takes), else Flink's job id; ``None`` when raised for no job."""
+
+    job_id: str | None = None
 
 
 class ConfigError(FlinkDLError, ValueError):
@@ -64,3 +70,8 @@ class ClusterNodeFailedError(NodeFailedError, ClusterFailedError):
     """The AM's error when the ML cluster failed because a node failed: the message starts
     with that node's report (role, index, its entry's traceback, its stderr tail), then the
     cluster's state. Both a ``NodeFailedError`` and a ``ClusterFailedError``."""
+
+
+class ReferenceMismatchError(ConfigError):
+    """A drift reference does not fit the rows it is compared with: columns missing, or
+    values in another space (raw input vs a pipeline's served features); names both."""

@@ -8,7 +8,7 @@ import pytest
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
-from flink_dl.errors import ConfigError, MissingColumnError
+from flink_dl.errors import ConfigError, FeatureTypeError, MissingColumnError
 from flink_dl.online import join_labels
 
 PREDICTIONS = [  # user, event time, prediction, model version
@@ -64,5 +64,26 @@ def test_join_labels_checks_its_arguments_at_build_time(tables) -> None:
     with pytest.raises(ConfigError, match="unlabelled must be one of"):
         join_labels(predictions, labels, key="user_id", within=1, unlabelled="keep")
     plain = predictions.select(predictions.user_id, predictions.p)
-    with pytest.raises(ConfigError, match="exactly one event-time attribute"):
+    # the keyword the message suggests is join_labels' own (it said predictions_time=)
+    with pytest.raises(ConfigError, match=r"exactly one event-time attribute.*pass "
+                                          r"prediction_time=\.\.\. or declare one"):
         join_labels(plain, labels, key="user_id", within=1)
+    with pytest.raises(ConfigError, match=r"pass label_time=\.\.\. or declare one"):
+        join_labels(predictions, labels.select(labels.user_id, labels.clicked),
+                    key="user_id", within=1)
+
+
+def test_join_labels_checks_the_key_types_at_build_time(tables, tmp_path) -> None:
+    """A STRING key against an INT one failed only in Flink's planner, with a
+    TableException naming neither the key nor join_labels; a wider integer joins."""
+    predictions, _ = tables
+    t_env = predictions._t_env
+    text = table(t_env, "text_labels", tmp_path / "text", "user_id STRING, ts TIMESTAMP(3), "
+                 "clicked INT", LABELS)
+    with pytest.raises(FeatureTypeError, match=r"join_labels: key 'user_id' is INT in the "
+                                               r"predictions and STRING in the labels"):
+        join_labels(predictions, text, key="user_id", within=10)
+    wide = table(t_env, "wide_labels", tmp_path / "wide", "user_id BIGINT, ts TIMESTAMP(3), "
+                 "clicked INT", LABELS)
+    joined = join_labels(predictions, wide, key="user_id", within=10).to_pandas()
+    assert joined[["user_id", "clicked"]].values.tolist() == [[1, 1]]

@@ -15,8 +15,9 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
 import flink_dl
-from examples.online_loop import AppendRows, _lines, csv_source, write_csv
-from flink_dl.flink.builder import cluster_configs_of, discarding_sink
+from examples.online_loop import csv_source, write_csv
+from flink_dl.files import count_rows, read_files, write_files
+from flink_dl.flink.builder import cluster_configs_of
 from flink_dl.models.store import ModelStore
 from flink_dl.online import FTRLLogisticRegression, join_labels
 from flink_dl.pipeline import Pipeline, PipelineModel, StandardScaler
@@ -68,10 +69,8 @@ def test_online_loop_learns_the_drift_and_serving_swaps_versions(tmp_path) -> No
     FTRLLogisticRegression(X, "y", model_dir=tmp_path / "online", alpha=0.5,
                            init_from=ModelStore(tmp_path / "batch").open().path,
                            export_every_steps=8).fit_stream(samples, tmp_path / "pipes")
-    served_file = tmp_path / "served.csv"
-    served = t_env.to_data_stream(scored.select(scored.id, scored.probability,
-                                                scored.pipeline_version))
-    served.map(AppendRows(str(served_file))).sink_to(discarding_sink())
+    served_dir = write_files(scored.select(scored.id, scored.probability,
+                                           scored.pipeline_version), tmp_path / "served")
     files = [clicks(400, seed=10 + i, first_id=10_000 + 400 * i, drifted=True)
              for i in range(8)]
     stop = threading.Event()
@@ -84,8 +83,6 @@ def test_online_loop_learns_the_drift_and_serving_swaps_versions(tmp_path) -> No
             write_csv(frame[["id", "ts", "y"]].assign(ts=frame["ts"] + pd.Timedelta("1s")),
                   tmp_path / "labels" / f"part-{index}.csv")
 
-    # (execute_and_collect on the served stream would leave the ML cluster's AM address
-    # undelivered: PyFlink then chains only the collected stream's Python operators)
     client = env.execute_async("online loop")
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
@@ -94,7 +91,7 @@ def test_online_loop_learns_the_drift_and_serving_swaps_versions(tmp_path) -> No
     def done() -> bool:
         # every request served, and the learner caught up: the last labels join and train
         # after the last prediction, so wait for the versions (not a fixed pause)
-        return _lines(served_file) >= 3200 and (online.latest_number() or 0) >= 6
+        return count_rows(served_dir) >= 3200 and (online.latest_number() or 0) >= 6
 
     deadline = time.monotonic() + 240
     try:
@@ -114,7 +111,7 @@ def test_online_loop_learns_the_drift_and_serving_swaps_versions(tmp_path) -> No
     assert len(jobs) == 1, jobs
     assert wait_clean(jobs[0]) == {}
 
-    got = pd.read_csv(served_file, names=["id", "probability", "version"])
+    got = read_files(served_dir).rename(columns={"pipeline_version": "version"})
     assert len(got) == 3200
     assert online.latest_number() >= 6              # a version every 8 of the 50 steps of 64
     versions = got.sort_values("id")["version"].to_numpy()

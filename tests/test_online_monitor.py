@@ -10,7 +10,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 from sklearn.metrics import log_loss, roc_auc_score
 
-from flink_dl.online import Rule, alerts, monitor, reference_histograms
+from flink_dl.online import Histogram, Rule, alerts, monitor, reference_histograms
 
 
 def test_monitor_quality_and_drift_per_window_and_version(tmp_path) -> None:
@@ -113,7 +113,7 @@ def test_monitor_reports_version_quality_and_drift_as_flink_metrics() -> None:
                       reference=reference)
     t_env.execute_sql("CREATE TEMPORARY TABLE sink (window_start TIMESTAMP_LTZ(3), "
                       "window_end TIMESTAMP_LTZ(3), version INT, `rows` BIGINT, "
-                      "labelled BIGINT, accuracy DOUBLE, log_loss DOUBLE, auc DOUBLE, "
+                      "labelled BIGINT, late BIGINT, accuracy DOUBLE, log_loss DOUBLE, auc DOUBLE, "
                       "psi_x DOUBLE, ks_x DOUBLE) WITH ('connector' = 'blackhole')")
     job = metrics.execute_insert("sink").get_job_client()
     base = f"http://127.0.0.1:{port}"
@@ -144,3 +144,95 @@ def test_monitor_reports_version_quality_and_drift_as_flink_metrics() -> None:
         + (0.5 - 0.1) * np.log((0.5 + 1e-6) / (0.1 + 1e-6))
     assert found["drift_psi_ppm"] == pytest.approx(psi * 1e6, abs=2)
     assert found["drift_ks_ppm"] == 400_000
+
+
+def _samples_table(t_env, directory, frame: pd.DataFrame, columns: str, delay_s: int = 0):
+    """A CSV source of ``frame`` with an event-time attribute ``ts`` (WATERMARK ts -
+    delay_s), read in the frame's order."""
+    directory.mkdir()
+    frame.to_csv(directory / "part-0.csv", header=False, index=False,
+                 date_format="%Y-%m-%d %H:%M:%S.%f")
+    name = directory.name
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE {name} ({columns}, WATERMARK FOR ts AS ts - "
+                      f"INTERVAL '{delay_s}' SECOND) WITH ('connector' = 'filesystem', "
+                      f"'path' = '{directory}', 'format' = 'csv', 'csv.null-literal' = '')")
+    return t_env.from_path(name)
+
+
+def test_monitor_counts_rows_behind_the_watermark_as_late_never_drops_them(tmp_path) -> None:
+    """Rows that come after the watermark has passed the end of their window: before, the
+    window operator dropped them silently (4 of 27 here); now each is counted once, in
+    ``late`` of the window open when it came, and ``rows + late`` adds up to the input."""
+    seconds = [*(i + 0.5 for i in range(10)),       # window [0, 10): 10 rows
+               *(20 + i + 0.5 for i in range(10)),  # [20, 30): the watermark reaches 28.5
+               3.5, 5.5, 15.0,                      # late: [0, 10) and [10, 20) have closed
+               27.0,                                # behind the watermark, its window open
+               40.5,                                # watermark 39.5: [20, 30) closes
+               25.0,                                # late: counted in [30, 40)
+               50.5]
+    late = {20, 21, 22, 25}
+    versions = [1 + i % 2 for i in range(20)] + [1, 2, 2, 1, 1, 2, 2]
+    frame = pd.DataFrame({
+        "ts": pd.Timestamp("2026-01-01") + pd.to_timedelta(seconds, unit="s"),
+        "version": versions,
+        "label": [0 if i in late else 1 for i in range(len(seconds))],  # late: wrong
+        "score": 0.9, "x": [float(i % 4) for i in range(len(seconds))]})
+    frame["label"] = frame["label"].astype("Int64")
+    frame.loc[12, "label"] = pd.NA                                       # one unlabelled
+    t_env = StreamTableEnvironment.create(StreamExecutionEnvironment.get_execution_environment())
+    samples = _samples_table(t_env, tmp_path / "late_samples", frame,
+                             "ts TIMESTAMP(3), version INT, label INT, score DOUBLE, x DOUBLE",
+                             delay_s=1)
+    reference = {"x": Histogram(edges=[1.5], shares=[0.5, 0.5])}
+    got = monitor(samples, label="label", score="score", window=10, version="version",
+                  reference=reference, metrics=False).to_pandas()
+    got["start"] = (got["window_start"] - pd.Timestamp("2026-01-01")).dt.total_seconds()
+    table = {(int(r.start), int(r.version)): (int(r.rows), int(r.labelled), int(r.late))
+             for r in got.itertuples()}
+    assert table == {(0, 1): (5, 5, 0), (0, 2): (5, 5, 0),
+                     (20, 1): (6, 5, 1),   # + the row at 27.0; one unlabelled
+                     (20, 2): (5, 5, 2),
+                     (30, 2): (0, 0, 1),   # only a late row: counted, no metrics
+                     (40, 1): (1, 1, 0), (50, 2): (1, 1, 0)}
+    assert int(got["rows"].sum() + got["late"].sum()) == len(frame)
+    assert (got[got["rows"] > 0]["accuracy"] == 1.0).all()   # late rows are not in it
+    empty = got[got["start"] == 30].iloc[0]
+    assert pd.isna(empty["accuracy"]) and pd.isna(empty["psi_x"]) and pd.isna(empty["ks_x"])
+
+
+def test_monitor_auc_and_ks_against_exact_values(tmp_path) -> None:
+    """How far the binned AUC (50 score bins) and the KS at the reference's decile edges are
+    from scikit-learn's ``roc_auc_score`` and scipy's ``ks_2samp`` on realistic scores and
+    a drifted feature (the figures docs/online-design.md quotes)."""
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(7)
+    history = rng.normal(size=20_000)
+    rows = 20_000
+    z = rng.normal(size=rows)
+    label = (z + rng.normal(0, 1.0, rows) > 0).astype(int)
+    score = 1 / (1 + np.exp(-1.5 * z))
+    x = rng.normal(0.25, 1.1, rows)                   # drifted against the history
+    t_env = StreamTableEnvironment.create(StreamExecutionEnvironment.get_execution_environment())
+    train = _samples_table(t_env, tmp_path / "history", pd.DataFrame({
+        "ts": pd.Timestamp("2026-01-01"), "x": history}), "ts TIMESTAMP(3), x DOUBLE")
+    reference = reference_histograms(train, ["x"], bins=10)
+    samples = _samples_table(t_env, tmp_path / "scored", pd.DataFrame({
+        "ts": pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(rows), unit="ms"),
+        "version": 1, "label": label, "score": score, "x": x}),
+        "ts TIMESTAMP(3), version INT, label INT, score DOUBLE, x DOUBLE")
+    got = monitor(samples, label="label", score="score", window=60, version="version",
+                  reference=reference, metrics=False).to_pandas()
+    assert len(got) == 1 and got["rows"][0] == rows and got["late"][0] == 0
+    auc_error = abs(got["auc"][0] - roc_auc_score(label, score))
+    # the bound: half the share of (positive, negative) pairs that share a score bin
+    bins = np.minimum((score * 50).astype(int), 49)
+    pos, neg = (np.bincount(bins[label == c], minlength=50) for c in (1, 0))
+    assert auc_error <= 0.5 * float(pos @ neg) / (pos.sum() * neg.sum())
+    assert auc_error < 1e-3, auc_error
+    exact_ks = ks_2samp(x, history).statistic
+    ks_error = exact_ks - got["ks_x"][0]
+    # never above the exact distance; below it by at most the largest bin's share
+    assert -1e-12 <= ks_error <= max(reference["x"].shares) + 1 / rows
+    assert ks_error < 0.02, ks_error
+    print(f"AUC error {auc_error:.2e}, KS error {ks_error:.4f} (exact {exact_ks:.4f})")

@@ -197,7 +197,7 @@ def test_handle_invalid_error_skip_keep(t_env) -> None:
 def test_batch_and_stream_give_bit_identical_features_and_predictions(tmp_path) -> None:
     """The training/serving skew test of issue 14."""
     model = example.fit_and_save(tmp_path, rows=3000, epochs=4)
-    assert model.fit_jobs == 3                  # 2 feature jobs + 1 training job
+    assert model.fit_jobs == 5      # 2 feature jobs, 1 training job, 2 reference jobs
     store = ModelStore(tmp_path / "pipelines")
     version = store.open()                      # checksums verified
     assert {"pipeline.json", "stage-05/model.ts"} <= set(version.files)
@@ -249,7 +249,7 @@ def test_tf_estimator_stage_trains_predicts_saves_and_loads(tmp_path) -> None:
         TFConfig(workers=2, entry=keras_clicks, epochs=4, model_dir=str(tmp_path / "tf")),
         features=example.FEATURES, label="clicked", outputs={"p_click": pa.float32()})]
     ).fit(table)
-    assert model.fit_jobs == 3
+    assert model.fit_jobs == 5      # 2 feature jobs, 1 training job, 2 reference jobs
     scored = model.transform(table).to_pandas().sort_values("id")
     truth = rows.set_index("id").loc[scored["id"], "clicked"].to_numpy()
     accuracy = ((scored["p_click"] > 0.5).astype(int).to_numpy() == truth).mean()

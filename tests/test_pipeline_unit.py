@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 
 import numpy as np
@@ -26,7 +27,13 @@ from flink_dl.pipeline.api import stage_class
 from flink_dl.pipeline.learners import arrow_type_name, expand_features, parse_arrow_type
 from flink_dl.pipeline.pipeline import _independent_group
 from flink_dl.pipeline.sql import Column, double_literal, quote
-from flink_dl.pipeline.stages.categorical import column_suffix
+from flink_dl.pipeline.stages.categorical import (
+    BUCKET_BYTES,
+    CHUNK_BYTES,
+    bucket_of,
+    column_suffix,
+    encode_categories,
+)
 
 
 def test_double_literals_read_back_as_the_same_double() -> None:
@@ -81,8 +88,68 @@ def test_sql_of_fitted_stages() -> None:
     onehot = OneHotEncoderModel(["c"], [["red", "dark blue"]], handle_invalid="skip")
     exprs, condition = onehot.column_sql(0, Column("c", "STRING", "VARCHAR"))
     assert [name for name, _ in exprs] == ["c_red", "c_dark_blue"]
-    assert condition == "`c` IN ('red', 'dark blue')"
+    # the categories are a few string literals, not one literal each (issue 27 point 6)
+    assert [name for name, _ in exprs] == ["c_red", "c_dark_blue"]
+    assert condition == "`__flink_dl_category_index_0` < 2"
+    assert exprs[1][1] == ("CASE WHEN `__flink_dl_category_index_0` = 1 THEN 1.0E0 "
+                           "ELSE 0.0E0 END")
+    assert "RAND()" in onehot.index_sql(0, Column("c", "STRING", "VARCHAR"))
     assert column_suffix("a-b c") == "a_b_c"
+    indexer = StringIndexerModel(["c"], [["b", "it's"]], handle_invalid="keep")
+    ((out, sql),), condition = indexer.column_sql(0, Column("c", "STRING", "VARCHAR"))
+    assert condition is None and sql == "CAST(`__flink_dl_category_index_0` AS INT)"
+    index_sql = indexer.index_sql(0, Column("c", "STRING", "VARCHAR"))
+    # one bucket: no hash; the literal twice (POSITION, SUBSTRING), POSITION once
+    assert index_sql.count("'20\x1eb\x1f1\x1eit''s\x1f'") == 2
+    assert index_sql.count("POSITION(CONCAT(") == 1 and "MD5" not in index_sql
+    assert index_sql.startswith("CASE WHEN `c` IS NULL OR POSITION('\x1f' IN `c`) > 0 THEN 2 ")
+    many = [f"v{i}" for i in range(10_000)]
+    encoded = encode_categories("T", many)
+    assert (encoded.start, encoded.mark, encoded.width) == ("\x1f", "\x1e", 5)
+    assert sorted(r for c in encoded.chunks for r in c[5:].split("\x1f") if r) == sorted(
+        f"{i:05d}\x1e{c}" for i, c in enumerate(many))
+    assert max(len(c.encode()) for c in encoded.chunks) <= CHUNK_BYTES
+    other = encode_categories("T", ["a\x1fb", "c\x1e"])
+    assert (other.start, other.mark) == ("\x1d", "\x1c")
+    for model in (StringIndexerModel(["c"], [many], handle_invalid="skip"),
+                  OneHotEncoderModel(["c"], [many])):
+        column = Column("c", "STRING", "VARCHAR")
+        literals = set(re.findall(r"'(?:[^']|'')*'", " ".join(model.sql_texts({"c": column}))))
+        assert len(literals) < 200, len(literals)           # not one per category
+
+
+def test_serving_parameters_do_not_grow_with_categories() -> None:
+    """A parameter rides in every served row: a StringIndexer's categories are parameters
+    (a new version may reorder them) only while they fit in one bucket of about 1 KB;
+    above that they are structure (issue 27 point 6)."""
+    from flink_dl.pipeline.serving import structure
+
+    plan = [{"c": Column("c", "STRING", "VARCHAR")}]
+    few = [f"v{i}" for i in range(20)]
+    texts, recorder = structure([StringIndexerModel(["c"], [few])], None, plan)
+    assert recorder.types == ["STRING"] and len(recorder.values[0]) <= BUCKET_BYTES
+    again, _ = structure([StringIndexerModel(["c"], [few[::-1]])], None, plan)
+    assert again == texts                                  # reordered: swaps in
+    many = [f"v{i}" for i in range(10_000)]
+    texts, recorder = structure([StringIndexerModel(["c"], [many])], None, plan)
+    assert recorder.values == []                           # nothing per row
+    again, _ = structure([StringIndexerModel(["c"], [many[::-1]])], None, plan)
+    assert again != texts                                  # reordered: another structure
+
+
+def test_buckets_of_many_categories() -> None:
+    many = [f"v{i}" for i in range(10_000)]
+    encoded = encode_categories("T", many)
+    assert encoded.buckets == 128 and encoded.missing == 10_000
+    sizes = [len(c.encode()) for c in encoded.chunks]
+    assert max(sizes) < 2 * BUCKET_BYTES                   # what a row scans
+    for index in (0, 1, 4321, 9999):
+        chunk = encoded.chunks[bucket_of(many[index], encoded.buckets)]
+        assert f"{index:05d}{encoded.mark}{many[index]}{encoded.start}" in chunk
+        assert chunk.startswith("10000")                   # found nowhere: "missing"
+    assert encode_categories("T", many[:50]).buckets == 1
+    with pytest.raises(ConfigError, match="more than one column's lookup holds"):
+        encode_categories("T", [f"{'x' * 60}{i}" for i in range(300_000)])
 
 
 def test_fit_groups_only_independent_estimators() -> None:
@@ -150,3 +217,48 @@ def test_pipelines_take_tables_only() -> None:
         Pipeline([StandardScaler(["a"])]).fit([1, 2])
     with pytest.raises(ConfigError, match=r"PipelineModel\.transform: the input must be"):
         PipelineModel([StandardScalerModel(["a"], [0.0], [1.0])]).transform("a table")
+
+
+def test_a_fresh_process_loads_a_saved_model_stage_without_importing_it(tmp_path) -> None:
+    """Issue 27 point 2: a process that imports only ``PipelineModel`` loads a pipeline
+    with a model stage (model stages registered themselves only when ``learners`` was
+    imported: ``ConfigError: unknown pipeline stage kind 'TorchModel'``)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from flink_dl.pipeline import PipelineModel, TorchModel
+
+    (tmp_path / "m").mkdir()
+    torch.jit.save(torch.jit.script(torch.nn.Linear(1, 1)), tmp_path / "m" / "model.ts")
+    PipelineModel([StandardScalerModel(["a"], [0.5], [2.0]),
+                   TorchModel(tmp_path / "m" / "model.ts", ["a"])]).save(tmp_path / "pipes")
+    script = ("import sys; from flink_dl.pipeline import PipelineModel; "
+              "m = PipelineModel.load(sys.argv[1]); "
+              "print(','.join(type(s).__name__ for s in m.stages)); "
+              "print('learners' in ' '.join(sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "pipes")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["StandardScalerModel,TorchModel", "True"]
+
+
+def test_every_built_in_stage_is_found_by_kind() -> None:
+    """``BUILTIN_STAGES`` names every stage flink-dl registers, under its own kind."""
+    import importlib
+    import pkgutil
+
+    import flink_dl
+    from flink_dl.pipeline.api import _REGISTRY, BUILTIN_STAGES
+
+    for kind in BUILTIN_STAGES:
+        assert stage_class(kind).kind == kind
+    for info in pkgutil.walk_packages(flink_dl.__path__, "flink_dl."):
+        if info.name.startswith(("flink_dl.pipeline", "flink_dl.online")):
+            importlib.import_module(info.name)
+    ours = {k for k, cls in _REGISTRY.items() if cls.__module__.startswith("flink_dl.")}
+    assert ours == set(BUILTIN_STAGES)
+    with pytest.raises(ConfigError, match=r"unknown pipeline stage kind 'Nope'; known: .*"
+                                          r"'TorchModel'"):
+        stage_class("Nope")

@@ -248,7 +248,7 @@ def test_readme_pipeline_snippet(tmp_path: Path) -> None:
     with execution_mode("process"):
         exec(compile(code, "README Pipelines", "exec"), namespace)
     model = namespace["model"]
-    assert model.fit_jobs == 3
+    assert model.fit_jobs == 5      # 2 feature jobs, 1 training job, 2 reference jobs
     df = namespace["df"]
     assert model.stages[0].surrogates == [float(np.nanmedian(df["income"]))]
     assert model.stages[3].categories == [["a", "b", "c"]]

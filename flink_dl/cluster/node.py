@@ -24,7 +24,12 @@ from flink_dl.cluster.am_client import AMConnection, connect_am, find_am, rendez
 from flink_dl.cluster.api import RendezvousStore
 from flink_dl.cluster.context import ENTRY_FILE, PROGRESS_FILE, NodeContext
 from flink_dl.cluster.entry_process import EntryProcess, entry_env
-from flink_dl.cluster.leftovers import WORK_DIR_PREFIX, sweep_node_attempts
+from flink_dl.cluster.leftovers import (
+    WORK_DIR_PREFIX,
+    owners_of,
+    sweep_node_attempts,
+    write_owner,
+)
 from flink_dl.cluster.net import LOOPBACK, is_wildcard, node_host, reserve_port
 from flink_dl.cluster.watch import NodeWatch
 from flink_dl.config import ClusterConfig
@@ -177,6 +182,7 @@ class NodeRunner:
             work_dir, self._prewarmed = prewarm.node_work_dir(
                 self.config.job_id, self.attempt, self.role, self.index)
             self._work_dir = work_dir
+            write_owner(work_dir, self.config.job_id, owners_of(self.config))
             self._conn = connect_am(self.am_address or find_am(
                 self.store, self.config, self.attempt), self.config)
             # The node holds its port on the interface that reached the AM (its peers'

@@ -174,9 +174,11 @@ def node_work_dir(job_id: str, attempt: int, role: str,
 
 def new_work_dir(job_id: str, attempt: int, role: str, index: int) -> Path:
     """A fresh private work dir, named as the janitor and the restart sweep expect."""
-    from flink_dl.cluster.leftovers import work_dir_prefix
+    from flink_dl.cluster.leftovers import process_ref, work_dir_prefix, write_owner
 
-    return Path(tempfile.mkdtemp(prefix=work_dir_prefix(job_id, attempt, role, index)))
+    path = Path(tempfile.mkdtemp(prefix=work_dir_prefix(job_id, attempt, role, index)))
+    write_owner(path, job_id, [process_ref()])  # the node rewrites it with its own owners
+    return path
 
 
 def discard_one(waiting: Prewarmed) -> None:

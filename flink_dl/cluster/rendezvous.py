@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import stat
 import tempfile
 from collections.abc import Mapping
@@ -25,8 +26,43 @@ from flink_dl.cluster.api import RendezvousStore
 log = logging.getLogger(__name__)
 
 
+#: In every file the store writes: ``[host, pid, start time]`` of the writing process.
+OWNER_KEY = "flink_dl_owner"
+
+
 def default_rendezvous_root() -> Path:
     return Path(tempfile.gettempdir()) / f"flink-dl-rendezvous-{os.getuid()}"
+
+
+def orphaned_scopes(root: str | Path | None = None) -> list[Path]:
+    """Job scopes under ``root`` (default: ``default_rendezvous_root()``) whose every file
+    was written by a process of this host that is gone (the AM's, of a job whose client or
+    Python worker died): nothing will read or remove them."""
+    from flink_dl.cluster.leftovers import is_alive
+
+    base = Path(root) if root else default_rendezvous_root()
+    host = socket.gethostname()
+    found = []
+    for scope in base.glob("*") if base.is_dir() else ():
+        try:
+            mine = scope.is_dir() and scope.stat().st_uid == os.getuid()
+            files = list(scope.glob("*.json")) if mine else []
+        except OSError:
+            files = []
+        if not files:
+            continue  # empty or being written: not judged
+        owners = []
+        for path in files:
+            try:
+                owner = json.loads(path.read_text()).get(OWNER_KEY)
+                owner_host, pid, started = owner
+                owners.append((owner_host, int(pid), float(started)))
+            except (OSError, ValueError, TypeError, AttributeError):
+                owners.append(None)
+        if all(o is not None and o[0] == host and not is_alive((o[1], o[2]))
+               for o in owners):
+            found.append(scope)
+    return found
 
 
 class FileStore(RendezvousStore):
@@ -48,11 +84,17 @@ class FileStore(RendezvousStore):
         return self.scope / f"{key}.json"
 
     def publish(self, key: str, value: Mapping[str, Any]) -> None:
+        """Write ``value`` under ``key``, with its writer (``OWNER_KEY``: host, pid and start
+        time) for ``orphaned_scopes``."""
+        from flink_dl.cluster.leftovers import process_ref
+
         self._ensure_scope()
+        pid, started = process_ref()
+        record = {**dict(value), OWNER_KEY: [socket.gethostname(), pid, started]}
         fd, tmp = tempfile.mkstemp(dir=self.scope, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "w") as f:
-                json.dump(dict(value), f)
+                json.dump(record, f)
             os.replace(tmp, self._path(key))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

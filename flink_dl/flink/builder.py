@@ -40,15 +40,16 @@ from pyflink.table import Table
 from flink_dl.channel.codecs import get_codec
 from flink_dl.channel.exactly_once import FRAME_BYTES, MARK_BYTES
 from flink_dl.channel.ring import DEFAULT_CAPACITY, FRAME_HEADER
+from flink_dl.cluster.leftovers import CLIENT_ENV, format_ref, process_ref
 from flink_dl.cluster.net import LOOPBACK
 from flink_dl.cluster.node import ChannelSpec
 from flink_dl.cluster.registry import rules_reference
 from flink_dl.config import DATAFLOW_RENDEZVOUS, ClusterConfig, RestartPolicy
 from flink_dl.errors import ConfigError
-from flink_dl.flink import loopback_launcher, worker_isolation
+from flink_dl.flink import collect, loopback_launcher, worker_isolation
 from flink_dl.flink.entry import serialize_entry
 from flink_dl.flink.feed import feed, output_type_info
-from flink_dl.flink.job_id import pin_job_id
+from flink_dl.flink.job_id import pin_job_id, track_cluster
 from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM
 from flink_dl.flink.operators import (
     AM_ADDRESS_TAG,
@@ -94,6 +95,15 @@ def _clusters_of_java_env(env: StreamExecutionEnvironment,
         clusters = {}
         _CLUSTERS.setdefault(key, []).append((j_env, clusters))
         return clusters
+
+
+def has_clusters(j_env: Any) -> bool:
+    """Whether ML clusters were added to the Java ``StreamExecutionEnvironment``
+    ``j_env``."""
+    key = get_gateway().jvm.System.identityHashCode(j_env)
+    with _CLUSTERS_LOCK:
+        return any(clusters and j_known.equals(j_env)
+                   for j_known, clusters in _CLUSTERS.get(key, []))
 
 
 def cluster_configs_of(env: StreamExecutionEnvironment) -> list[ClusterConfig]:
@@ -149,6 +159,8 @@ class MLCluster:
         self._outcome_streams: list[DataStream] = []
         self._hosted_am = False
         pin_job_id(env, config.job_id)
+        track_cluster(env, config.name, config.job_id)
+        collect.install()  # execute_and_collect keeps the cluster in the job
         _default_python_executable(env)
         apply_restart_policy(env, config)
         worker_isolation.apply(env._j_stream_execution_environment.getConfiguration())
@@ -302,12 +314,22 @@ def _operator_config(config: ClusterConfig, env: StreamExecutionEnvironment,
                      **changes: object) -> ClusterConfig:
     """The config the operators carry: the entry travels separately, as bytes, the rules
     as an importable reference (a plugin's registered name means nothing in a Python
-    worker that never imported the plugin), and ``bind_host`` resolved for where the job
-    runs (``resolve_bind_host``)."""
+    worker that never imported the plugin), ``bind_host`` resolved for where the job
+    runs (``resolve_bind_host``), and on the embedded mini-cluster this client named in
+    the nodes' ``env`` (``CLIENT_ENV``: its leftovers are orphans once it is gone)."""
+    node_env = dict(config.env)
+    if _runs_locally(env):
+        node_env[CLIENT_ENV] = format_ref(process_ref())
     return dataclasses.replace(config, entry=_SERIALIZED_ENTRY,
                                plugin=rules_reference(config.plugin),
                                bind_host=config.bind_host or resolve_bind_host(env),
-                               **changes)
+                               env=node_env, **changes)
+
+
+def _runs_locally(env: StreamExecutionEnvironment) -> bool:
+    """Whether the job runs on the embedded mini-cluster of this client."""
+    j_conf = env._j_stream_execution_environment.getConfiguration()
+    return j_conf.toMap().get("execution.target") in (None, "", "local")
 
 
 def resolve_bind_host(env: StreamExecutionEnvironment) -> str:
@@ -315,10 +337,10 @@ def resolve_bind_host(env: StreamExecutionEnvironment) -> str:
     else may dial in); the wildcard when it goes to a real cluster (``flink run``,
     application mode: ``execution.target`` is ``remote``, ``kubernetes-application``,
     ``yarn-application`` ...)."""
+    if _runs_locally(env):
+        return LOOPBACK
     j_conf = env._j_stream_execution_environment.getConfiguration()
     target = j_conf.toMap().get("execution.target")
-    if target in (None, "", "local"):
-        return LOOPBACK
     log.info("execution.target=%s: ML clusters bind every interface", target)
     return "0.0.0.0"
 

@@ -6,11 +6,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pyflink.datastream import StreamExecutionEnvironment
 
 from flink_dl.errors import ClusterTimeoutError
-from flink_dl.flink.failures import flink_dl_error
+from flink_dl.flink.client_env import restored_environ
+from flink_dl.flink.failures import flink_dl_error, name_job
+from flink_dl.flink.job_id import submission_mark, submissions_since
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +38,30 @@ def execute(
     with Flink's error as ``__cause__``; else Flink's error. A local process-mode job that
     restarts gets a Python worker per Python operator (``flink.worker_isolation``).
     After a failure or a cancel, node processes, work dirs and rendezvous files that the
-    job's ML clusters left on this host are swept (``flink.janitor``)."""
+    job's ML clusters left on this host are swept (``flink.janitor``). ``os.environ`` is
+    given back as it was found (``flink.client_env.restored_environ``)."""
+    with restored_environ():
+        return _execute(env, job_name, timeout_s, poll_s)
+
+
+def _execute(env: StreamExecutionEnvironment, job_name: str, timeout_s: float | None,
+             poll_s: float) -> JobOutcome:
     from flink_dl.flink import worker_isolation
     from flink_dl.flink.builder import cluster_configs_of
     from flink_dl.flink.janitor import sweep
+    from flink_dl.flink.planner_threads import install as plan_on_any_thread
+
+    plan_on_any_thread()
 
     clusters = cluster_configs_of(env)
     worker_isolation.apply(env._j_stream_execution_environment.getConfiguration())
     started = time.monotonic()
+    mark = submission_mark()
     client = env.execute_async(job_name)
     job_id = str(client.get_job_id())
+    # The ML clusters this job runs (logged by flink.job_id's listener on submission).
+    cluster_ids = next((sub.cluster_job_ids for sub in submissions_since(mark)
+                        if sub.flink_job_id == job_id), ())
     future = client.get_job_execution_result()
     try:
         while not future.done():
@@ -64,7 +81,10 @@ def execute(
         for config in clusters:
             sweep([config.job_id], config.rendezvous_dir)
         error = flink_dl_error(exc) if isinstance(exc, Exception) else None
-        if error is None or error is exc:
+        if error is None:
+            raise
+        name_job(error, cluster_ids, job_id)
+        if error is exc:
             raise
         log.error("job %s (%s) failed: %s", job_name, job_id, str(error).split("\n", 1)[0])
         raise error from exc
@@ -88,3 +108,38 @@ def cleanup(env: StreamExecutionEnvironment) -> dict[str, int]:
         for key, value in sweep([config.job_id], config.rendezvous_dir).items():
             totals[key] += value
     return totals
+
+
+def stop_with_drain(client: Any, savepoint_dir: str, timeout_s: float | None = None,
+                    poll_s: float = 0.2) -> str:
+    """Stop a streaming job gracefully and wait until it has finished; returns the path of
+    its final savepoint.
+
+    Flink's stop with drain (``flink stop --drain``): the sources stop and emit the final
+    watermark, so every operator, and every ML cluster role fed by them, sees the end of
+    its input. A ``fit_stream`` learner then trains on what it holds and publishes a final
+    version before the job ends. ``client`` is the ``JobClient`` of ``env.execute_async``
+    (PyFlink 2.3's own ``JobClient.stop_with_savepoint`` calls a Java method that Flink 2
+    no longer has). After ``timeout_s`` the job is cancelled and ``ClusterTimeoutError``
+    raised. The savepoint must complete within Flink's checkpoint timeout
+    (``execution.checkpointing.timeout``), which includes the learners' final publishing."""
+    from pyflink.java_gateway import get_gateway
+
+    started = time.monotonic()
+    j_client = client._j_job_client
+    job_id = str(client.get_job_id())
+    formats = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType
+    stopping = j_client.stopWithSavepoint(True, savepoint_dir, formats.DEFAULT)
+    finished = j_client.getJobExecutionResult()
+    while not (stopping.isDone() and finished.isDone()):
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            log.error("job %s did not stop with drain within %ss; cancelling it", job_id,
+                      timeout_s)
+            with contextlib.suppress(Exception):
+                client.cancel().result()
+            raise ClusterTimeoutError(f"job {job_id}: stop with drain did not complete "
+                                      f"within timeout_s={timeout_s}")
+        time.sleep(poll_s)
+    path = str(stopping.get())
+    log.info("job %s stopped with drain; savepoint %s", job_id, path)
+    return path

@@ -6,7 +6,7 @@ whose text holds the Python exception somewhere among the Java and Beam frames.
 ``flink_dl_error`` finds it in that text and rebuilds it: the message starts with the
 failed node and its entry's traceback, and the Java error stays as ``__cause__``.
 ``flink_dl.execute`` does this by itself; ``translate_errors()`` does it for code that runs
-jobs another way::
+jobs another way (and gives ``os.environ`` back as it found it, like ``execute``)::
 
     with flink_dl.translate_errors():
         rows = list(stream.execute_and_collect())
@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from flink_dl.errors import FlinkDLError, InvalidValueError, SlotsUnavailableError
 
@@ -88,19 +88,58 @@ def _local_flink_log_dir() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(pyflink.__file__)), "log")
 
 
+def name_job(error: FlinkDLError, cluster_job_ids: Sequence[str],
+             flink_job_id: str | None = None) -> FlinkDLError:
+    """Give ``error`` its job: ``job_id`` (the first ML cluster's id, else Flink's), and a
+    last line naming the ids its message lacks."""
+    ids = list(dict.fromkeys(i for i in (*cluster_job_ids, flink_job_id) if i))
+    if not ids:
+        return error
+    error.job_id = ids[0]
+    text = str(error)
+    if all(job_id in text for job_id in ids) or not (error.args and
+                                                     isinstance(error.args[0], str)):
+        return error
+    names = [f"ML cluster job_id {job_id}" for job_id in cluster_job_ids]
+    if flink_job_id and flink_job_id not in cluster_job_ids:
+        names.append(f"Flink job {flink_job_id}")
+    error.args = (f"{error.args[0]}\n({'; '.join(names)})", *error.args[1:])
+    return error
+
+
 @contextlib.contextmanager
 def translate_errors() -> Iterator[None]:
     """Raise the flink-dl exception a failed job carries instead of Flink's error (kept
-    as ``__cause__``); other errors pass unchanged."""
-    try:
-        yield
-    except FlinkDLError:
-        raise
-    except Exception as exc:
-        error = flink_dl_error(exc)
-        if error is None:
+    as ``__cause__``); other errors pass unchanged. ``os.environ`` is given back as it was
+    found (``flink.client_env.restored_environ``: a local job's loopback workers leave
+    variables that break Python processes started later)."""
+    from flink_dl.flink.client_env import restored_environ
+    from flink_dl.flink.job_id import submission_mark
+    from flink_dl.flink.planner_threads import install as plan_on_any_thread
+
+    plan_on_any_thread()
+    mark = submission_mark()
+    with restored_environ():
+        try:
+            yield
+        except FlinkDLError as exc:
+            _name_submitted_job(exc, mark)
             raise
-        raise error from exc
+        except Exception as exc:
+            error = flink_dl_error(exc)
+            if error is None:
+                raise
+            raise _name_submitted_job(error, mark) from exc
+
+
+def _name_submitted_job(error: FlinkDLError, mark: int) -> FlinkDLError:
+    """Name the job with ML clusters submitted in ``translate_errors``'s block."""
+    from flink_dl.flink.job_id import submissions_since
+
+    submitted = submissions_since(mark)
+    if submitted:
+        name_job(error, submitted[-1].cluster_job_ids, submitted[-1].flink_job_id)
+    return error
 
 
 def _error_class(module: str, name: str) -> type[FlinkDLError] | None:

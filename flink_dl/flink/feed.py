@@ -10,7 +10,10 @@ Pipeline (all batched, never row by row in Python)::
 Each node has one key that ``key_by`` sends to its own subtask (``flink.keys``), so every
 message reaches exactly one node. The seed gives every node an element even if it gets
 no data, and with it an event-time timer at the end of time: when bounded input ends,
-Flink's final watermark fires the timer, which is the node's end-of-data.
+Flink's final watermark fires the timer, which is the node's end-of-data. The data passes
+a watermark assigner that ignores idleness and forwards only that final watermark, so
+idle input subtasks (``table.exec.source.idle-timeout``) cannot end the input early; the
+role's output stream therefore has no event-time progress before its input ends.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import secrets
 
 import pandas as pd
 import pyarrow as pa
+from pyflink.common import WatermarkStrategy
 from pyflink.common.typeinfo import RowTypeInfo, TypeInformation, Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.data_stream import KeyedStream
@@ -212,7 +216,15 @@ def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
         DataTypes.ROW([DataTypes.FIELD("k", DataTypes.INT()),
                        DataTypes.FIELD("v", DataTypes.ROW(
                            [DataTypes.FIELD(PACKED_FIELD, DataTypes.BYTES())]))]))
-    stream = t_env.to_data_stream(packed.union_all(seeds))
+    # End of input: the node's end-of-time timer must fire only when every input subtask
+    # has ended (a bounded source finished, or a stop with drain), never because input
+    # subtasks went idle (``table.exec.source.idle-timeout``) while the seeds' finished
+    # source sat at the final watermark. The data passes a watermark assigner that ignores
+    # upstream idleness and watermarks and forwards only the final one; the seeds join
+    # behind it.
+    data = _retyped(t_env.to_data_stream(packed)).assign_timestamps_and_watermarks(
+        WatermarkStrategy.no_watermarks())
+    stream = data.union(_retyped(t_env.to_data_stream(seeds)))
     return _key_by_first_field(stream)
 
 
@@ -230,6 +242,17 @@ def _default_arrow_batch(t_env: StreamTableEnvironment) -> None:
             config.set("python.fn-execution.bundle.size", str(10 * FEED_ARROW_BATCH_ROWS))
 
 
+_VALUE_TYPE = Types.ROW_NAMED([PACKED_FIELD], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
+_KEYED_TYPE = Types.ROW([Types.INT(), _VALUE_TYPE])
+
+
+def _retyped(stream: DataStream) -> DataStream:
+    """A table conversion's external type info -> the plain Row type the keyed Python
+    operator accepts (TableToDataStream emits Row objects either way)."""
+    stream._j_data_stream.getTransformation().setOutputType(_KEYED_TYPE.get_java_type_info())
+    return stream
+
+
 def _key_by_first_field(stream: DataStream) -> KeyedStream:
     """Key ``Row(key INT, value Row(payload))`` records by their first field in the JVM.
 
@@ -237,12 +260,8 @@ def _key_by_first_field(stream: DataStream) -> KeyedStream:
     and back just to read its key; here the key is already a column, so key by it the way
     ``key_by`` does internally (``KeyByKeySelector`` on field 0), with no Python hop.
     """
-    value_type = Types.ROW_NAMED([PACKED_FIELD], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
-    keyed_type = Types.ROW([Types.INT(), value_type])
+    value_type = _VALUE_TYPE
     j_stream = stream._j_data_stream
-    # The table conversion's external type info -> the plain Row type the keyed Python
-    # operator accepts (TableToDataStream emits Row objects either way).
-    j_stream.getTransformation().setOutputType(keyed_type.get_java_type_info())
     gateway = get_gateway()
     j_keyed = j_stream.keyBy(gateway.jvm.KeyByKeySelector(),
                              Types.ROW([Types.INT()]).get_java_type_info())

@@ -10,12 +10,19 @@ run does not check). So the pin is taken off as soon as a job is submitted: a Fl
 ``JobListener`` registered on the environment removes it on ``onJobSubmitted``, whichever
 way the job was started (``env.execute``, ``execute_async``, ``execute_and_collect``, a
 Table job of a ``StreamTableEnvironment`` over ``env``).
+
+The same listener logs (INFO, one line) the job ids of the ML clusters a submitted job
+runs, with how to clean up after a killed client, and remembers them
+(``submissions_since``) so that flink-dl's errors for that job can name them.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from pyflink.common import Configuration
@@ -28,13 +35,49 @@ _PIN_ATTR = "_flink_dl_job_id_pin"
 _FLINK_JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
+@dataclass(frozen=True)
+class Submission:
+    """A submitted job that runs ML clusters: Flink's job id and the clusters' ids."""
+
+    flink_job_id: str
+    cluster_job_ids: tuple[str, ...]
+
+
+_submissions: list[tuple[int, Submission]] = []
+_counter = itertools.count(1)
+_submissions_lock = threading.Lock()
+#: How many submissions are remembered.
+_KEEP = 100
+
+
+def submission_mark() -> int:
+    """A mark for ``submissions_since``: the number of the latest submission so far."""
+    with _submissions_lock:
+        return _submissions[-1][0] if _submissions else 0
+
+
+def submissions_since(mark: int) -> list[Submission]:
+    """The jobs with ML clusters submitted (from any environment) after ``mark``."""
+    with _submissions_lock:
+        return [sub for number, sub in _submissions if number > mark]
+
+
+def _record(submission: Submission) -> None:
+    with _submissions_lock:
+        _submissions.append((next(_counter), submission))
+        del _submissions[:-_KEEP]
+
+
 class _JobIdPin:
-    """The pin of one environment; also its Flink ``JobListener`` (through py4j)."""
+    """The pin of one environment; also its Flink ``JobListener`` (through py4j), which
+    logs the ids of the ML clusters each submitted job runs."""
 
     def __init__(self, env: StreamExecutionEnvironment) -> None:
         self._j_env = env._j_stream_execution_environment
         self.pinned: str | None = None
         self.listening = False
+        #: (name, job id) of the ML clusters added since the last submission.
+        self.clusters: list[tuple[str, str]] = []
 
     def pin(self, job_id: str, env: StreamExecutionEnvironment) -> bool:
         """Pin ``job_id`` unless a job id is set already (by us or by the user)."""
@@ -44,10 +87,13 @@ class _JobIdPin:
         conf.set_string(JOB_ID_KEY, job_id)
         env.configure(conf)
         self.pinned = job_id
+        self.listen()
+        return True
+
+    def listen(self) -> None:
         if not self.listening:
             self._j_env.registerJobListener(self)
             self.listening = True
-        return True
 
     def unpin(self) -> None:
         """Remove the pin if it is still ours (a value the user set stays)."""
@@ -68,6 +114,20 @@ class _JobIdPin:
             self.unpin()
         except Exception:  # never fail Flink's submission from a listener
             log.exception("could not remove the pinned Flink job id")
+        clusters, self.clusters = self.clusters, []
+        if not clusters or job_client is None or throwable is not None:
+            return
+        try:
+            flink_job_id = str(job_client.getJobID().toString())
+            ids = tuple(job_id for _, job_id in clusters)
+            _record(Submission(flink_job_id, ids))
+            names = ", ".join(f"{name!r} (job_id {job_id})" for name, job_id in clusters)
+            log.info("Flink job %s submitted, running ML cluster %s; if this client is killed, "
+                     "`flink-dl cleanup %s` (or `flink-dl cleanup`: every job whose client is "
+                     "gone) removes what its nodes left on this host", flink_job_id, names,
+                     " ".join(ids))
+        except Exception:
+            log.exception("could not log the submitted job's id")
 
     def onJobExecuted(self, result: Any, throwable: Any) -> None:  # noqa: N802
         return None
@@ -92,6 +152,14 @@ def pin_job_id(env: StreamExecutionEnvironment, job_id: str) -> bool:
     if not _FLINK_JOB_ID.fullmatch(job_id):
         return False
     return _pin_of(env).pin(job_id, env)
+
+
+def track_cluster(env: StreamExecutionEnvironment, name: str, job_id: str) -> None:
+    """Log ``job_id`` (and remember it for errors) when the next job of ``env`` is
+    submitted."""
+    pin = _pin_of(env)
+    pin.clusters.append((name, job_id))
+    pin.listen()
 
 
 def unpin_job_id(env: StreamExecutionEnvironment) -> None:

@@ -23,6 +23,7 @@ from flink_dl.flink import loopback_launcher, worker_isolation, worker_tuning
 from flink_dl.flink.feed import arrow_schema_of
 from flink_dl.inference.api import ModelHandler, appended_schema
 from flink_dl.inference.runner import ModelRunner
+from flink_dl.inference.shared import share_result
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def _as_column(values: np.ndarray) -> np.ndarray | list:
 def predict(input: Table | DataStream, handler: ModelHandler, *,
             poll_interval_s: float = 1.0, model_wait_s: float = 300.0,
             set_batch_size: bool = True,
-            max_latency_ms: float | None = None) -> Table | DataStream:
+            max_latency_ms: float | None = None, share: bool = True) -> Table | DataStream:
     """The input with ``handler``'s prediction columns appended (a Table for a Table, a
     DataStream of named rows for a DataStream).
 
@@ -121,6 +122,9 @@ def predict(input: Table | DataStream, handler: ModelHandler, *,
             prediction: sets the buffer timeout, the Python bundle and Arrow batch to end
             at one model batch or a quarter of the budget, whichever comes first
             (``flink_dl.inference.latency``; it replaces ``set_batch_size``'s settings).
+        share: hand back a Table over one stream of the results, so that any number of
+            queries of it read one model operator (``flink_dl.inference.shared``); a
+            caller that builds on the result shares its own result instead.
     """
     table, t_env = _as_table(input)
     loopback_launcher.apply_to_table_env(t_env)
@@ -144,12 +148,14 @@ def predict(input: Table | DataStream, handler: ModelHandler, *,
     predictions = fn(*[col(f).cast(DataTypes.DOUBLE()) if pa.types.is_decimal(schema.field(f).type)
                        else col(f) for f in handler.features])
     if single:
-        return _as_input_kind(input, table.add_columns(predictions.alias(out_schema[0].name)),
-                              t_env)
-    predicted = table.add_columns(predictions.alias(_PRED))
-    result = predicted.select(*[col(n) for n in schema.names],
-                              *[col(_PRED).get(n).alias(n) for n in out_schema.names])
-    return _as_input_kind(input, result, t_env)
+        result = table.add_columns(predictions.alias(out_schema[0].name))
+    else:
+        predicted = table.add_columns(predictions.alias(_PRED))
+        result = predicted.select(*[col(n) for n in schema.names],
+                                  *[col(_PRED).get(n).alias(n) for n in out_schema.names])
+    if isinstance(input, DataStream):
+        return t_env.to_data_stream(result)
+    return share_result(result, "predict") if share else result
 
 
 def _set_throughput_settings(t_env: StreamTableEnvironment, rows: int) -> None:
@@ -168,11 +174,6 @@ def _set_throughput_settings(t_env: StreamTableEnvironment, rows: int) -> None:
               "batch" if batch_mode else "streaming", rows,
               config.get("python.fn-execution.bundle.size", "?"),
               config.get("python.fn-execution.bundle.time", "1000"))
-
-
-def _as_input_kind(input: Table | DataStream, result: Table,
-                   t_env: StreamTableEnvironment) -> Table | DataStream:
-    return result if isinstance(input, Table) else t_env.to_data_stream(result)
 
 
 def _as_table(input: Table | DataStream) -> tuple[Table, StreamTableEnvironment]:

@@ -15,6 +15,7 @@ _EXPORTS = {
     "FTRLLogisticRegression": "flink_dl.online.learners",
     "OnlineStandardScaler": "flink_dl.online.scaler",
     "Histogram": "flink_dl.online.quality",
+    "Reference": "flink_dl.online.quality",
     "Rule": "flink_dl.online.quality",
     "alerts": "flink_dl.online.quality",
     "monitor": "flink_dl.online.quality",

@@ -9,7 +9,12 @@ def ftrl_entry(ctx: Any) -> None:
     """Logistic regression with FTRL-Proximal on ``ctx.features`` / ``ctx.label``: bounded
     input trains ``ctx.epochs`` passes and publishes once; a stream (``streaming``
     property) publishes by the export clock and, with ``pipeline_dir``, a pipeline version
-    for each model version."""
+    for each model version, and a final version when its input ends (a bounded stream,
+    or Flink's stop with drain).
+
+    ``step`` and the ``samples`` metric count from the job's start: each checkpoint keeps
+    them and a restart goes on from the restored one's (exactly-once: the sample count of
+    every version is the number of input rows it was trained on)."""
     import torch
 
     from flink_dl.online.ftrl import FTRL
@@ -25,8 +30,11 @@ def ftrl_entry(ctx: Any) -> None:
     step, seen = 0, 0
     if streaming:  # after a restart: the newest checkpoint (exactly-once: agreed by ranks)
         _, step = ctx.resume(model, optimizer)
+        seen = int(ctx.restored_extra.get("samples", 0))
     else:
         ctx.warm_start(model)
+    published = step  # a restored checkpoint's step was published before it was written
+    loss = None
     for epoch in range(ctx.epochs):
         for batch in ctx.dataloader(int(props["batch_size"])):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -40,11 +48,22 @@ def ftrl_entry(ctx: Any) -> None:
                 version = ctx.maybe_save_model(model, step=step, torchscript=True,
                                                metrics={"samples": seen})
                 if ctx.last_export_step == step:  # every rank: a new version is due
-                    ctx.save_checkpoint(model, optimizer, epoch=0, step=step)
-                if version is not None and pipeline_dir:
-                    from flink_dl.pipeline.pipeline import publish_model
-
-                    publish_model(pipeline_dir, version)
-        ctx.report(epoch=epoch, step=step, loss=round(float(loss.item()), 5) if step else None)
+                    ctx.save_checkpoint(model, optimizer, epoch=0, step=step, samples=seen)
+                    published = step
+                _publish_pipeline(pipeline_dir, version)
+        ctx.report(epoch=epoch, step=step, samples=seen,
+                   loss=None if loss is None else round(float(loss.item()), 5))
     if not streaming:
         ctx.save_model(model, step=step, torchscript=True, metrics={"samples": seen})
+    elif step != published:  # the input ended (stop with drain): publish what it taught
+        version = ctx.save_model(model, step=step, torchscript=True, metrics={"samples": seen})
+        ctx.save_checkpoint(model, optimizer, epoch=0, step=step, samples=seen)
+        _publish_pipeline(pipeline_dir, version)
+
+
+def _publish_pipeline(pipeline_dir: str | None, version: Any) -> None:
+    """A pipeline version with the new model version (when both are there)."""
+    if version is not None and pipeline_dir:
+        from flink_dl.pipeline.pipeline import publish_model
+
+        publish_model(pipeline_dir, version)

@@ -11,19 +11,30 @@ watermark passes the bound, with NULL label columns and ``labelled = FALSE``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from pyflink.table import Table
 
-from flink_dl.errors import ConfigError, MissingColumnError
-from flink_dl.pipeline.sql import columns_of, interval_literal, quote
+from flink_dl.errors import ConfigError, FeatureTypeError, MissingColumnError
+from flink_dl.pipeline.reference import mark_served, served_by
+from flink_dl.pipeline.sql import (
+    NUMERIC_ROOTS,
+    STRING_ROOTS,
+    Column,
+    columns_of,
+    interval_literal,
+    quote,
+)
 
 UNLABELLED = ("drop", "emit")
 
 
-def event_time_column(table: Table, name: str | None, which: str) -> str:
-    """The Table's event-time (rowtime) attribute, or ``name`` checked to be one."""
+def event_time_column(table: Table, name: str | None, which: str, *,
+                      keyword: str | None = None, where: str = "join_labels") -> str:
+    """The Table's event-time (rowtime) attribute, or ``name`` checked to be one; errors
+    start with ``where`` and name the argument ``keyword`` that picks the column."""
+    keyword = keyword or f"{which}_time"
     schema = table._j_table.getResolvedSchema()
     rowtime = []
     for column, data_type in zip(schema.getColumnNames(), schema.getColumnDataTypes(),
@@ -32,14 +43,14 @@ def event_time_column(table: Table, name: str | None, which: str) -> str:
             rowtime.append(str(column))
     if name is not None:
         if name not in rowtime:
-            raise ConfigError(f"join_labels: {which} column {name!r} is not an event-time "
+            raise ConfigError(f"{where}: {which} column {name!r} is not an event-time "
                               f"attribute (event-time columns: {rowtime}); declare it with "
                               f"WATERMARK FOR {name} AS {name} - INTERVAL '1' SECOND")
         return name
     if len(rowtime) != 1:
-        raise ConfigError(f"join_labels: the {which} table needs exactly one event-time "
+        raise ConfigError(f"{where}: the {which} table needs exactly one event-time "
                           f"attribute (a column with a WATERMARK), it has {rowtime}; pass "
-                          f"{which}_time=... or declare one")
+                          f"{keyword}=... or declare one")
     return rowtime[0]
 
 
@@ -71,8 +82,10 @@ def join_labels(predictions: Table, labels: Table, *, key: str | Sequence[str],
         if missing:
             raise MissingColumnError(f"join_labels: key column(s) {missing} are not in the "
                                      f"{which} table; it has {list(cols)}")
-    p_time = event_time_column(predictions, prediction_time, "predictions")
-    l_time = event_time_column(labels, label_time, "labels")
+    check_key_types(keys, p_cols, l_cols)
+    p_time = event_time_column(predictions, prediction_time, "predictions",
+                               keyword="prediction_time")
+    l_time = event_time_column(labels, label_time, "labels", keyword="label_time")
     carried = [c for c in l_cols if c not in keys and c != l_time]
     clash = [c for c in carried if c in p_cols] + \
         [c for c in ("label_time", "labelled") if c in p_cols]
@@ -89,4 +102,25 @@ def join_labels(predictions: Table, labels: Table, *, key: str | Sequence[str],
     sql = (f"SELECT {', '.join(select)} FROM {predictions} AS p {join} {labels} AS l "
            f"ON {on} AND l.{quote(l_time)} BETWEEN p.{quote(p_time)} AND "
            f"p.{quote(p_time)} + {interval_literal(seconds)}")
-    return predictions._t_env.sql_query(sql)
+    return mark_served(predictions._t_env.sql_query(sql), served_by(predictions))
+
+
+#: Key type roots that compare with each other (Flink widens numbers, and compares CHAR
+#: with VARCHAR); any other root must be the same on both sides.
+_KEY_FAMILIES = {"numeric": NUMERIC_ROOTS, "character string": STRING_ROOTS}
+
+
+def check_key_types(keys: Sequence[str], p_cols: Mapping[str, Column],
+                    l_cols: Mapping[str, Column]) -> None:
+    """``FeatureTypeError`` naming the key and both types when a key's types cannot be
+    compared (BIGINT vs STRING); numeric widening and string lengths are fine."""
+    for key in keys:
+        ours, theirs = p_cols[key], l_cols[key]
+        if ours.root == theirs.root or any(ours.root in roots and theirs.root in roots
+                                           for roots in _KEY_FAMILIES.values()):
+            continue
+        raise FeatureTypeError(
+            f"join_labels: key {key!r} is {ours.type} in the predictions and {theirs.type} "
+            "in the labels; the key's types must compare (numbers with numbers, strings "
+            "with strings): CAST one side to the other's type, e.g. "
+            f"CAST({quote(key)} AS {ours.type.split()[0]}) in the labels")

@@ -70,7 +70,9 @@ class FTRLLogisticRegression(TorchEstimator):
         A checkpoint is written with each version, and a restart resumes from the newest.
         ``exactly_once=True``: every sample reaches the optimizer exactly once across
         restarts (needs Flink checkpointing and a checkpointed source; see
-        ``TorchConfig.exactly_once``)."""
+        ``TorchConfig.exactly_once``). Versions carry ``step`` and ``metrics["samples"]``
+        counted from the job's start (kept in the checkpoints). When the input ends (a
+        bounded stream, or ``flink_dl.stop_with_drain``) a final version is published."""
         import dataclasses
 
         from flink_dl.flink.feed import arrow_schema_of

@@ -1,156 +1,248 @@
 """``monitor``: a model's quality and its inputs' drift, per version and event-time window,
 as a Flink SQL job (nothing per row in Python).
 
-For every tumbling window and model version: ``rows``, ``labelled``, ``accuracy`` and
-``log_loss`` over the labelled rows, ``auc`` (from a histogram of the scores in
-``auc_bins`` bins: ties within a bin count one half), and for each feature with a reference
-histogram, ``psi_<feature>`` (population stability index) and ``ks_<feature>``
+For every tumbling window and model version: ``rows``, ``labelled``, ``late``, ``accuracy``
+and ``log_loss`` over the labelled rows, ``auc`` (from a histogram of the scores in
+``auc_bins`` bins: ties within a bin count one half), and for each feature of the
+reference, ``psi_<feature>`` (population stability index) and ``ks_<feature>``
 (Kolmogorov-Smirnov distance between the window's and the reference's distribution, at the
-reference's bin edges). ``reference_histograms`` computes the reference on the training
-table. ``alerts`` turns threshold rules into alert rows.
+reference's bin edges). The reference is the one a fitted pipeline saved for its served
+features (``reference=pipeline_dir``), or ``reference_histograms`` of a table.
+
+No row is dropped for being late: a row that arrives after the watermark has passed the
+end of its window is counted in the window open when it arrives, in ``late`` only (not in
+``rows`` or the metrics), so the ``rows`` and ``late`` of all windows add up to the input.
+``alerts`` turns threshold rules into alert rows.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from itertools import pairwise
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pyflink.table import Table
 
-from flink_dl.errors import ConfigError, MissingColumnError
+from flink_dl.errors import ConfigError, MissingColumnError, ReferenceMismatchError
 from flink_dl.online.labels import duration_seconds, event_time_column
+from flink_dl.pipeline.reference import (
+    RAW,
+    SERVED,
+    Histogram,
+    Reference,
+    bin_conditions,
+    reference_histograms,
+    served_by,
+    written_columns,
+)
 from flink_dl.pipeline.sql import (
     as_double,
     columns_of,
     double_literal,
     interval_literal,
+    is_missing,
     quote,
-    string_literal,
 )
 
-#: Keeps the logarithms of PSI and log-loss finite.
+__all__ = ["EPSILON", "Histogram", "Reference", "Rule", "alerts", "monitor",
+           "reference_histograms"]
+
+log = logging.getLogger(__name__)
+
+#: Added to both shares in PSI's logarithm (an empty bin would make it infinite), and the
+#: floor of the probabilities in log-loss.
 EPSILON = 1e-6
 
+#: The columns ``monitor`` adds to carry a row's own event time and the time it is
+#: windowed at (later than the watermark when the row came late).
+_EVENT, _AT = "__flink_dl_event_time", "__flink_dl_window_time"
 
-@dataclass(frozen=True)
-class Histogram:
-    """A feature's reference distribution: inner bin edges and the share of rows in each
-    of the ``len(edges) + 1`` bins."""
+if TYPE_CHECKING:
+    from flink_dl.pipeline.pipeline import PipelineModel
 
-    edges: list[float]
-    shares: list[float]
-
-    def __post_init__(self) -> None:
-        if len(self.shares) != len(self.edges) + 1:
-            raise ConfigError(f"Histogram: {len(self.shares)} shares for {len(self.edges)} "
-                              "edges (one more share than edges)")
-
-
-def reference_histograms(table: Table, features: Sequence[str], bins: int = 10
-                         ) -> dict[str, Histogram]:
-    """Decile-like histograms of ``features`` on a bounded table (one Flink job)."""
-    from flink_dl.pipeline.fitting import _collect
-    from flink_dl.pipeline.sql import is_missing
-    from flink_dl.pipeline.stages.base import StatQuery, quantiles
-
-    columns = columns_of(table)
-    probabilities = [i / bins for i in range(1, bins)]
-    parts = []
-    for name in features:
-        if name not in columns:
-            raise MissingColumnError(f"reference_histograms: column {name!r} is not in the "
-                                     f"table; it has {list(columns)}")
-        query: StatQuery = quantiles(name, as_double(name), probabilities,
-                                     f"NOT {is_missing(columns[name])}")
-        sql = query.sql.replace("__THIS__", str(table))
-        parts.append(f"SELECT {string_literal(name)} AS s, k, v FROM ({sql})")
-    values = _collect(table, " UNION ALL ".join(parts))
-    edges = {name: sorted({v for (s, _), v in values.items() if s == name and v is not None})
-             for name in features}
-    shares = _bin_shares(table, edges)
-    return {name: Histogram(edges[name], shares[name]) for name in features}
-
-
-def _bin_shares(table: Table, edges: Mapping[str, list[float]]) -> dict[str, list[float]]:
-    from flink_dl.pipeline.fitting import _collect
-
-    parts = []
-    for name, inner in edges.items():
-        for index, condition in enumerate(_bin_conditions(name, inner)):
-            parts.append(f"SELECT {string_literal(name)} AS s, '{index}' AS k, "
-                         f"CAST(AVG(CASE WHEN "
-                         f"{condition} THEN 1.0E0 ELSE 0.0E0 END) AS DOUBLE) AS v FROM "
-                         f"{table} WHERE {quote(name)} IS NOT NULL")
-    values = _collect(table, " UNION ALL ".join(parts))
-    return {name: [float(values.get((name, str(i))) or 0.0) for i in range(len(inner) + 1)]
-            for name, inner in edges.items()}
-
-
-def _bin_conditions(name: str, edges: Sequence[float]) -> list[str]:
-    x = as_double(name)
-    bounds = [None, *edges, None]
-    out = []
-    for low, high in pairwise(bounds):
-        parts = []
-        if low is not None:
-            parts.append(f"{x} >= {double_literal(low)}")
-        if high is not None:
-            parts.append(f"{x} < {double_literal(high)}")
-        out.append(" AND ".join(parts) or "TRUE")
-    return out
+    ReferenceLike = (Reference | Mapping[str, Histogram] | str | os.PathLike[str]
+                     | PipelineModel | None)
 
 
 def monitor(samples: Table, *, label: str, score: str, window: float | timedelta = 60.0,
             version: str = "pipeline_version", time: str | None = None,
-            threshold: float = 0.5, reference: Mapping[str, Histogram] | None = None,
+            threshold: float = 0.5, reference: ReferenceLike = None,
             auc_bins: int = 50, metrics: bool = True) -> Table:
     """Windowed quality and drift per model version (see the module's docstring).
-    ``score`` is the predicted probability of the positive class; ``label`` is 0/1 (NULL
-    for unlabelled rows, which count in ``rows`` only). ``metrics``: also report the
-    newest window as Flink metrics (``flink_dl.online.gauges``)."""
+
+    Args:
+        samples: rows with an event-time attribute (``time``, default: the only one), the
+            ``version`` column (``predict`` adds ``pipeline_version``), ``label`` (0/1, NULL
+            for unlabelled rows, which count in ``rows`` only) and ``score`` (the predicted
+            probability of the positive class).
+        reference: what drift is measured against: a pipeline directory (or a version's
+            directory, or a ``PipelineModel``): the histograms of the served features that
+            the pipeline saved when it was fitted; or a ``Reference`` /
+            ``{column: Histogram}``. Refused (``ReferenceMismatchError``) when a column is
+            missing from the samples, or when its space is not the samples' (a raw-input
+            reference of a column the serving pipeline transforms, or another pipeline's).
+        metrics: also report the newest window as Flink metrics (``flink_dl.online.gauges``).
+    """
     columns = columns_of(samples)
-    wanted = [label, score, version, *(reference or {})]
-    missing = [c for c in wanted if c not in columns]
+    missing = [c for c in (label, score, version) if c not in columns]
     if missing:
         raise MissingColumnError(f"monitor: column(s) {missing} are not in the samples; they "
-                                 f"have {list(columns)}")
+                                 f"have {list(columns)}"
+                                 + (" (predict adds pipeline_version)"
+                                    if version in missing else ""))
     if not isinstance(auc_bins, int) or auc_bins < 2:
         raise ConfigError(f"monitor: auc_bins must be an integer >= 2, got {auc_bins!r}")
-    ts = event_time_column(samples, time, "samples")
+    ts = event_time_column(samples, time, "samples", keyword="time", where="monitor")
     seconds = duration_seconds("monitor: window", window)
+    ref = resolve_reference(reference)
+    if ref is not None:
+        check_reference(ref, samples)
+    features = list(ref or {})
+    timed = _late_rows_retimed(samples, ts, [label, score, version, *features])
+    ok = "__flink_dl_on_time"
     y, p = quote(label), as_double(score)
-    inner = ["COUNT(*) AS `rows`", f"COUNT({y}) AS labelled",
-             f"AVG(CASE WHEN {y} IS NULL THEN CAST(NULL AS DOUBLE) WHEN ({p} >= "
-             f"{double_literal(threshold)}) = ({y} = 1) THEN 1.0E0 ELSE 0.0E0 END) AS accuracy",
-             f"AVG(CASE WHEN {y} IS NULL THEN CAST(NULL AS DOUBLE) WHEN {y} = 1 THEN "
-             f"-LN(GREATEST({p}, {double_literal(EPSILON)})) ELSE -LN(GREATEST(1 - {p}, "
-             f"{double_literal(EPSILON)})) END) AS log_loss"]
+
+    def on_time(aggregate: str, value: str) -> str:
+        return f"{aggregate}({value}) FILTER (WHERE {ok})"
+
+    inner = [f"{on_time('COUNT', '*')} AS `rows`", f"{on_time('COUNT', y)} AS labelled",
+             f"COUNT(*) FILTER (WHERE NOT {ok}) AS late",
+             on_time("AVG", f"CASE WHEN {y} IS NULL THEN CAST(NULL AS DOUBLE) WHEN ({p} >= "
+                            f"{double_literal(threshold)}) = ({y} = 1) THEN 1.0E0 ELSE "
+                            "0.0E0 END") + " AS accuracy",
+             on_time("AVG", f"CASE WHEN {y} IS NULL THEN CAST(NULL AS DOUBLE) WHEN {y} = 1 "
+                            f"THEN -LN(GREATEST({p}, {double_literal(EPSILON)})) ELSE "
+                            f"-LN(GREATEST(1 - {p}, {double_literal(EPSILON)})) END")
+             + " AS log_loss"]
     for index in range(auc_bins):
         low, high = index / auc_bins, (index + 1) / auc_bins
         in_bin = f"{p} >= {double_literal(low)}" if index else "TRUE"
         if index < auc_bins - 1:
             in_bin += f" AND {p} < {double_literal(high)}"
         for cls, value in (("pos", 1), ("neg", 0)):
-            inner.append(f"SUM(CASE WHEN {y} = {value} AND {in_bin} THEN 1.0E0 ELSE 0.0E0 "
-                         f"END) AS {cls}{index}")
-    for name, histogram in (reference or {}).items():
-        for index, condition in enumerate(_bin_conditions(name, histogram.edges)):
-            inner.append(f"AVG(CASE WHEN {quote(name)} IS NULL THEN CAST(NULL AS DOUBLE) WHEN "
-                         f"{condition} THEN 1.0E0 ELSE 0.0E0 END) AS {_bin(name, index)}")
+            inner.append(on_time("SUM", f"CASE WHEN {y} = {value} AND {in_bin} THEN 1.0E0 "
+                                        "ELSE 0.0E0 END") + f" AS {cls}{index}")
+    kept = columns_of(timed)
+    for name in features:
+        absent = is_missing(kept[name])
+        inner.append(f"COUNT(*) FILTER (WHERE {ok} AND NOT {absent}) AS {_count(name)}")
+        for index, condition in enumerate(bin_conditions(name, ref[name].edges)):
+            inner.append(on_time("AVG", f"CASE WHEN {absent} THEN CAST(NULL AS DOUBLE) WHEN "
+                                        f"{condition} THEN 1.0E0 ELSE 0.0E0 END")
+                         + f" AS {_bin(name, index)}")
+    windowed = (f"SELECT *, {quote(_EVENT)} >= window_start AS {ok} FROM TABLE(TUMBLE("
+                f"TABLE {timed}, DESCRIPTOR({quote(_AT)}), {interval_literal(seconds)}))")
     grouped = (f"SELECT window_start, window_end, {quote(version)} AS version, "
-               f"{', '.join(inner)} FROM TABLE(TUMBLE(TABLE {samples}, DESCRIPTOR({quote(ts)}),"
-               f" {interval_literal(seconds)})) "
+               f"{', '.join(inner)} FROM ({windowed}) "
                f"GROUP BY window_start, window_end, {quote(version)}")
-    outer = ["window_start", "window_end", "version", "`rows`", "labelled", "accuracy",
-             "log_loss", f"{_auc(auc_bins)} AS auc"]
-    for name, histogram in (reference or {}).items():
-        outer.append(f"{_psi(name, histogram)} AS {quote('psi_' + name)}")
-        outer.append(f"{_ks(name, histogram)} AS {quote('ks_' + name)}")
+    outer = ["window_start", "window_end", "version", "`rows`", "labelled", "late",
+             "accuracy", "log_loss", f"{_auc(auc_bins)} AS auc"]
+    for name in features:
+        present = f"{_count(name)} > 0"
+        outer.append(f"CASE WHEN {present} THEN {_psi(name, ref[name])} END AS "
+                     f"{quote('psi_' + name)}")
+        outer.append(f"CASE WHEN {present} THEN {_ks(name, ref[name])} END AS "
+                     f"{quote('ks_' + name)}")
     result = samples._t_env.sql_query(f"SELECT {', '.join(outer)} FROM ({grouped})")
-    return _with_gauges(result, list(reference or {})) if metrics else result
+    return _with_gauges(result, features) if metrics else result
+
+
+def _late_rows_retimed(samples: Table, ts: str, needed: Sequence[str]) -> Table:
+    """``needed`` columns of ``samples``, their event time as ``_EVENT`` and a new event-time
+    attribute ``_AT``: the row's own time, or, for a row that came behind the watermark, the
+    watermark plus 1 ms. No ``_AT`` is behind the watermark, so a window operator drops
+    none: a late row lands in the window open when it came (Flink SQL cannot send late rows
+    to a side output, and ``CURRENT_WATERMARK`` is the current operator's, which the window
+    operator downstream never passes).
+
+    The new attribute needs a round trip through a DataStream (the JVM's converters, no
+    Python): only a source declares event time, and ``SOURCE_WATERMARK()`` keeps the
+    stream's watermarks."""
+    from pyflink.table import Schema, StreamTableEnvironment
+
+    t_env = samples._t_env
+    if not isinstance(t_env, StreamTableEnvironment):
+        raise ConfigError("monitor: the samples must come from a StreamTableEnvironment "
+                          "(StreamTableEnvironment.create(env))")
+    root = columns_of(samples)[ts].root
+    kind = "TIMESTAMP_LTZ(3)" if root == "TIMESTAMP_WITH_LOCAL_TIME_ZONE" else "TIMESTAMP(3)"
+    t, watermark = quote(ts), f"CURRENT_WATERMARK({quote(ts)})"
+    names = list(dict.fromkeys(needed))
+    stamped = t_env.sql_query(
+        f"SELECT {', '.join(quote(n) for n in names)}, CAST({t} AS TIMESTAMP(3)) AS "
+        f"{quote(_EVENT)}, CAST(CASE WHEN {watermark} IS NULL OR {t} > {watermark} THEN {t} "
+        f"ELSE {watermark} + INTERVAL '0.001' SECOND END AS {kind}) AS {quote(_AT)} "
+        f"FROM {samples}")
+    schema = Schema.new_builder().watermark(_AT, "SOURCE_WATERMARK()").build()
+    return t_env.from_data_stream(t_env.to_data_stream(stamped), schema)
+
+
+def resolve_reference(reference: ReferenceLike) -> Reference | None:
+    """``monitor``'s ``reference`` as a ``Reference`` (a pipeline's saved one, read from
+    its directory or ``PipelineModel``)."""
+    from flink_dl.pipeline.pipeline import PipelineModel
+    from flink_dl.pipeline.reference import saved_reference
+
+    if reference is None or isinstance(reference, Reference):
+        return reference
+    if isinstance(reference, PipelineModel):
+        found = reference.reference
+        where = "the PipelineModel"
+        if found is not None and reference.version is not None and found.pipeline is None:
+            found = Reference(found, found.space, pipeline=_store_of(reference.version.path),
+                              version=reference.version.version)
+    elif isinstance(reference, str | os.PathLike):
+        found, where = saved_reference(reference), f"the pipeline at {reference}"
+    elif isinstance(reference, Mapping):
+        return Reference(reference)
+    else:
+        raise ConfigError(f"monitor: reference must be a pipeline directory, a PipelineModel, "
+                          f"a Reference or a mapping of Histograms, got "
+                          f"{type(reference).__name__}")
+    if found is None:
+        raise ConfigError(f"monitor: {where} has no saved reference histograms (saved by an "
+                          "older flink-dl, or fitted with Pipeline(..., reference_bins=None));"
+                          " fit and save it again, or pass reference_histograms(table of the "
+                          "served features, columns)")
+    return found
+
+
+def _store_of(version_path: str | os.PathLike[str]) -> str:
+    return str(Path(version_path).parent.resolve())
+
+
+def check_reference(reference: Reference, samples: Table) -> None:
+    """``ReferenceMismatchError`` when ``reference`` does not fit ``samples``: columns it
+    has that they lack, or a space that is not theirs (where the samples' is known)."""
+    from flink_dl.pipeline.pipeline import PipelineModel
+
+    columns = columns_of(samples)
+    served = served_by(samples)
+    missing = [c for c in reference if c not in columns]
+    if missing:
+        raise ReferenceMismatchError(
+            f"monitor: the reference ({reference.describe()}) has column(s) {missing} that "
+            f"the samples lack; the samples have {list(columns)}")
+    if served is None:
+        return  # not known to come from predict: only the columns can be checked
+    if reference.space == RAW:
+        clash = [c for c in reference
+                 if c in written_columns(PipelineModel.load(served).stages)]
+        if clash:
+            raise ReferenceMismatchError(
+                f"monitor: the reference of column(s) {clash} is in the raw input space, but "
+                f"the samples carry the served features of pipeline {served}, whose fitted "
+                f"stages transform {clash}; pass reference={served!r} (the served features' "
+                "reference saved with the pipeline)")
+    elif reference.space == SERVED and reference.pipeline is not None \
+            and str(Path(reference.pipeline).resolve()) != served:
+        raise ReferenceMismatchError(
+            f"monitor: the reference is of the {reference.describe()}, but the samples carry "
+            f"the served features of pipeline {served}; pass reference={served!r}")
 
 
 def _with_gauges(result: Table, features: Sequence[str]) -> Table:
@@ -178,6 +270,10 @@ def _with_gauges(result: Table, features: Sequence[str]) -> Table:
 
 def _bin(name: str, index: int) -> str:
     return quote(f"bin_{name}_{index}")
+
+
+def _count(name: str) -> str:
+    return quote(f"n_{name}")
 
 
 def _auc(bins: int) -> str:

@@ -99,7 +99,8 @@ class OnlineStandardScaler(StandardScaler):
         if missing:
             raise MissingColumnError(f"OnlineStandardScaler.fit_stream: column(s) {missing} "
                                      f"are not in the stream; it has {list(columns)}")
-        ts = event_time_column(samples, time, "stream")
+        ts = event_time_column(samples, time, "stream", keyword="time",
+                               where="OnlineStandardScaler.fit_stream")
         current = PipelineModel.load(pipeline_dir)
         stage = scaler_stage(current.stages, self.input_cols, str(pipeline_dir))
         start = current.stages[stage]
@@ -156,7 +157,8 @@ def publish_statistics(pipeline_dir: str, input_cols: Sequence[str],
             output_cols=old.output_cols, with_mean=old.with_mean, with_std=old.with_std,
             handle_invalid=old.handle_invalid)
         stages = [*current.stages[:index], replaced, *current.stages[index + 1:]]
-        version = PipelineModel(stages, current.input_schema).save(pipeline_dir)
+        version = PipelineModel(stages, current.input_schema, current.reference).save(
+            pipeline_dir)
     return version.version
 
 

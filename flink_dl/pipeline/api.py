@@ -9,6 +9,7 @@ rebuilt from JSON alone, without unpickling code.
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,14 +19,32 @@ from pyflink.table import Table
 
 from flink_dl.errors import ConfigError
 
-#: kind -> stage class, filled by ``register``.
+#: kind -> stage class, filled by ``register`` and by ``stage_class`` on first use.
 _REGISTRY: dict[str, type[Stage]] = {}
+
+#: Where each built-in stage lives: kind -> "module:class". ``stage_class`` imports the
+#: module when a saved pipeline names the kind, so a process that imported none of them
+#: (a serving process, a fresh ``PipelineModel.load``) loads every built-in stage.
+BUILTIN_STAGES: dict[str, str] = {
+    **{kind: f"flink_dl.pipeline.stages.scalers:{kind}" for kind in (
+        "StandardScaler", "StandardScalerModel", "MinMaxScaler", "MinMaxScalerModel")},
+    **{kind: f"flink_dl.pipeline.stages.categorical:{kind}" for kind in (
+        "StringIndexer", "StringIndexerModel", "OneHotEncoder", "OneHotEncoderModel")},
+    **{kind: f"flink_dl.pipeline.stages.buckets:{kind}" for kind in (
+        "Bucketizer", "QuantileDiscretizer")},
+    **{kind: f"flink_dl.pipeline.stages.imputer:{kind}" for kind in ("Imputer", "ImputerModel")},
+    "SQLTransform": "flink_dl.pipeline.stages.sql_transform:SQLTransform",
+    **{kind: f"flink_dl.pipeline.learners:{kind}" for kind in (
+        "TorchEstimator", "TorchModel", "TFEstimator", "TFModel")},
+    "OnlineStandardScaler": "flink_dl.online.scaler:OnlineStandardScaler",
+}
 
 HANDLE_INVALID = ("error", "skip", "keep")
 
 
 def register(cls: type[Stage]) -> type[Stage]:
-    """Class decorator: make ``cls`` loadable from saved JSON under ``cls.kind``."""
+    """Class decorator: make ``cls`` loadable from saved JSON under ``cls.kind`` (a stage
+    outside flink-dl loads in processes that imported its module)."""
     if cls.kind in _REGISTRY and _REGISTRY[cls.kind] is not cls:
         raise ValueError(f"pipeline stage kind {cls.kind!r} is registered twice")
     _REGISTRY[cls.kind] = cls
@@ -33,15 +52,21 @@ def register(cls: type[Stage]) -> type[Stage]:
 
 
 def stage_class(kind: str) -> type[Stage]:
-    """The stage class saved under ``kind`` (``ConfigError`` naming unknown kinds)."""
-    if kind not in _REGISTRY:
-        import flink_dl.pipeline.stages  # noqa: F401 - registers the built-in stages
-
+    """The stage class saved under ``kind``: a registered one, or a built-in one imported
+    from ``BUILTIN_STAGES`` (``ConfigError`` naming unknown kinds)."""
+    if kind not in _REGISTRY and kind in BUILTIN_STAGES:
+        module, _, name = BUILTIN_STAGES[kind].partition(":")
+        cls = getattr(importlib.import_module(module), name)  # its @register runs
+        if getattr(cls, "kind", None) != kind:
+            raise ConfigError(f"pipeline stage kind {kind!r}: {BUILTIN_STAGES[kind]} is a "
+                              f"stage of kind {getattr(cls, 'kind', None)!r}")
+        _REGISTRY.setdefault(kind, cls)
     try:
         return _REGISTRY[kind]
     except KeyError:
         raise ConfigError(f"unknown pipeline stage kind {kind!r}; known: "
-                          f"{sorted(_REGISTRY)}") from None
+                          f"{sorted(set(_REGISTRY) | set(BUILTIN_STAGES))} (a stage defined "
+                          "outside flink-dl loads once its module is imported)") from None
 
 
 class Stage(ABC):

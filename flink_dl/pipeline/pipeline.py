@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyflink.table import Table
 
@@ -24,6 +24,9 @@ from flink_dl.models.store import ModelStore, ModelVersion
 from flink_dl.pipeline.api import Estimator, Model, Stage, Transformer, stage_class
 from flink_dl.pipeline.sql import Column, columns_of
 from flink_dl.pipeline.stages.base import FeatureEstimator
+
+if TYPE_CHECKING:
+    from flink_dl.pipeline.reference import Reference
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +37,17 @@ FORMAT_VERSION = 1
 
 
 class Pipeline(Estimator):
-    """Stages fitted in order: ``Pipeline([...]).fit(table) -> PipelineModel``."""
+    """Stages fitted in order: ``Pipeline([...]).fit(table) -> PipelineModel``.
+
+    ``reference_bins``: when the last stage is a model, its input features as served
+    (after the feature stages) get reference histograms of that many quantile bins on the
+    training table (two more Flink jobs), saved with the pipeline:
+    ``flink_dl.online.monitor(..., reference=pipeline_dir)`` measures drift against them.
+    ``None``: none."""
 
     kind = "Pipeline"
 
-    def __init__(self, stages: Sequence[Stage]) -> None:
+    def __init__(self, stages: Sequence[Stage], *, reference_bins: int | None = 10) -> None:
         if isinstance(stages, Stage) or not stages:
             raise ConfigError("Pipeline: stages must be a non-empty list of stages")
         for index, stage in enumerate(stages):
@@ -46,6 +55,7 @@ class Pipeline(Estimator):
                 raise ConfigError(f"Pipeline: stage {index} is a {type(stage).__name__}, not "
                                   "an Estimator or Transformer")
         self.stages = list(stages)
+        self.reference_bins = reference_bins
 
     def get_params(self) -> dict[str, Any]:
         return {"stages": [type(s).__name__ for s in self.stages]}
@@ -77,8 +87,13 @@ class Pipeline(Estimator):
                 models.append(model)
                 if index < len(self.stages) or model is not fitted[-1]:
                     current = model.transform(current)
+        from flink_dl.pipeline.reference import fit_reference
+
+        reference = fit_reference(models, current, self.reference_bins)
+        jobs += 2 if reference is not None else 0
         log.info("fitted a pipeline of %d stages in %d Flink job(s)", len(models), jobs)
-        result = PipelineModel(models, input_schema=list(input_columns.values()))
+        result = PipelineModel(models, input_schema=list(input_columns.values()),
+                               reference=reference)
         result.fit_jobs = jobs
         return result
 
@@ -124,9 +139,12 @@ class PipelineModel(Model):
     kind = "PipelineModel"
 
     def __init__(self, stages: Sequence[Model],
-                 input_schema: Sequence[Column] | None = None) -> None:
+                 input_schema: Sequence[Column] | None = None,
+                 reference: Reference | None = None) -> None:
         self.stages = list(stages)
         self.input_schema = list(input_schema or [])
+        #: Histograms of the served features on the training table (``Pipeline.fit``).
+        self.reference = reference
         self.fit_jobs = 0
         self.version: ModelVersion | None = None
 
@@ -138,17 +156,25 @@ class PipelineModel(Model):
 
     def transform(self, table: Table) -> Table:
         require_table("PipelineModel.transform", table)
-        self.check_schema(columns_of(table))
+        table = self.conform(table)
         for stage in self.stages:
             table = stage.transform(table)
         return table
 
-    def check_schema(self, columns: dict[str, Column]) -> None:
-        """``FeatureTypeError`` when a column the pipeline was fitted on has another type
-        now (naming the column, both types and the stage that reads it)."""
+    def check_schema(self, columns: dict[str, Column]) -> dict[str, str]:
+        """``FeatureTypeError`` when a column the pipeline was fitted on has a type of
+        another family now (STRING where DOUBLE was fitted; a CHAR/VARCHAR length, a wider
+        or narrower integer or floating type, a DECIMAL precision is the same family),
+        naming the column, both types and the stage that reads it. Returns the casts that
+        give narrower columns their fitted type: column -> fitted type."""
+        from flink_dl.pipeline.sql import same_family, widens_to
+
+        casts = {}
         for saved in self.input_schema:
             now = columns.get(saved.name)
-            if now is not None and now.type != saved.type:
+            if now is None or now.type == saved.type:
+                continue
+            if not same_family(saved, now):
                 reader = next((type(s).__name__ for s in self.stages
                                if saved.name in (getattr(s, "input_cols", None) or [])),
                               "the pipeline")
@@ -156,6 +182,23 @@ class PipelineModel(Model):
                     f"PipelineModel: column {saved.name!r} (read by {reader}) was "
                     f"{saved.type} when the pipeline was fitted and is {now.type} in this "
                     "input; cast it back or fit the pipeline again")
+            if widens_to(now, saved):
+                casts[saved.name] = saved.type
+        return casts
+
+    def conform(self, table: Table) -> Table:
+        """``table`` checked (``check_schema``), with columns narrower than when the
+        pipeline was fitted cast to their fitted types (every value is kept, and the
+        stages' SQL reads the types it was fitted on)."""
+        from flink_dl.pipeline.sql import quote, select
+
+        columns = columns_of(table)
+        casts = self.check_schema(columns)
+        if not casts:
+            return table
+        log.info("PipelineModel: casting %s to the types the pipeline was fitted on", casts)
+        return select(table, [f"CAST({quote(n)} AS {casts[n]}) AS {quote(n)}" if n in casts
+                              else quote(n) for n in columns])
 
     # ------------------------------------------------------------- save / load
     def save(self, path: str | os.PathLike[str]) -> ModelVersion:
@@ -177,6 +220,8 @@ class PipelineModel(Model):
                         "input_schema": [{"name": c.name, "type": c.type, "root": c.root}
                                          for c in self.input_schema],
                         "stages": stages}
+            if self.reference is not None:
+                document["reference"] = self.reference.to_json()
             (directory / PIPELINE_FILE).write_text(json.dumps(document, indent=2))
 
         self.version = ModelStore(path).publish(write, framework="pipeline")
@@ -202,7 +247,9 @@ class PipelineModel(Model):
             directory = Path(opened.path) / entry.get("files", "-")
             stages.append(stage_type.from_json(entry["params"], entry["data"], directory))
         schema = [Column(c["name"], c["type"], c["root"]) for c in document["input_schema"]]
-        model = cls(stages, input_schema=schema)
+        from flink_dl.pipeline.reference import reference_of
+
+        model = cls(stages, input_schema=schema, reference=reference_of(document, opened))
         model.version = opened
         return model
 
@@ -265,5 +312,5 @@ def _publish_model(pipeline_dir: str | os.PathLike[str],
     replaced = type(learner).from_json(learner.get_params(), {"model_file": source.name},
                                        directory)
     replaced.postprocess, replaced.options = learner.postprocess, learner.options
-    return PipelineModel([*current.stages[:-1], replaced], current.input_schema).save(
-        pipeline_dir)
+    return PipelineModel([*current.stages[:-1], replaced], current.input_schema,
+                         current.reference).save(pipeline_dir)

@@ -35,10 +35,12 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 from flink_dl.errors import ConfigError
 from flink_dl.flink import worker_tuning
 from flink_dl.inference.api import ModelHandler
+from flink_dl.inference.shared import share_result
 from flink_dl.models.store import ModelStore
 from flink_dl.pipeline.api import Model
 from flink_dl.pipeline.learners import LearnerModel
 from flink_dl.pipeline.pipeline import PipelineModel
+from flink_dl.pipeline.reference import mark_served
 from flink_dl.pipeline.sql import Column, columns_of
 from flink_dl.pipeline.stages.base import ConstantRecorder, FeatureModel
 from flink_dl.pipeline.stages.sql_transform import SQLTransform
@@ -72,7 +74,7 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
     store = ModelStore(pipeline_dir)
     opened = store.wait_for_version(model_wait_s)
     pipeline = PipelineModel.from_version(opened)
-    pipeline.check_schema(columns_of(table))
+    table = pipeline.conform(table)
     features, learner = _split(pipeline.stages)
     if PARAMS in columns_of(table) or VERSION_COLUMN in columns_of(table):
         raise ConfigError(f"predict: the input already has a column {PARAMS!r} or "
@@ -90,7 +92,7 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
                         for i, t in enumerate(recorder.types)]),
                  func_type="pandas")
     anchor = next(iter(columns_of(table)))
-    current = table.add_columns(params(col(anchor)).alias(PARAMS))
+    current = _stamped(table.add_columns(params(col(anchor)).alias(PARAMS)))
     shared = ConstantRecorder(PARAMS)
     for stage in features:
         if isinstance(stage, FeatureModel):
@@ -111,14 +113,45 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
 
         handler = PipelineModelHandler(str(pipeline_dir), learner)
         current = run_predict(current, handler, poll_interval_s=poll_interval_s,
-                              model_wait_s=model_wait_s, max_latency_ms=max_latency_ms)
+                              model_wait_s=model_wait_s, max_latency_ms=max_latency_ms,
+                              share=False)
         names += list(learner.outputs)
     elif max_latency_ms is not None:
         from flink_dl.inference.latency import apply_latency_budget
 
         apply_latency_budget(table._t_env, max_latency_ms, DEFAULT_FEATURE_BATCH)
-    return current.select(*[col(n) for n in names],
-                          col(_VERSION_FEATURE).alias(VERSION_COLUMN))
+    # one parameter and one model operator whatever the number of queries of the result
+    shared = share_result(current.select(*[col(n) for n in names],
+                                         col(_VERSION_FEATURE).alias(VERSION_COLUMN)),
+                          "flink_dl.pipeline.predict")
+    return mark_served(shared, pipeline_dir)  # monitor: these are served features
+
+
+#: The parameter UDF's Python bundle (ms) in a streaming job. It only stamps rows with the
+#: version it holds, once per Arrow batch, and batches end with the bundle: with Flink's
+#: 1 s bundle a new version waited up to a bundle there and another in the model operator.
+PARAMS_BUNDLE_MS = 100
+_BUNDLE_TIME = "python.fn-execution.bundle.time"
+
+
+def _stamped(table: Table) -> Table:
+    """The rows stamped by the parameter UDF, as one stream translated with bundles of
+    ``PARAMS_BUNDLE_MS`` (a Python operator takes the bundle settings in force when its
+    query is translated; the job's setting is restored at once)."""
+    config = table._t_env.get_config()
+    if config.get("execution.runtime-mode", "streaming").strip().lower() == "batch":
+        return table
+    before = config.get(_BUNDLE_TIME, "")
+    if before and int(before) <= PARAMS_BUNDLE_MS:
+        return table
+    config.set(_BUNDLE_TIME, str(PARAMS_BUNDLE_MS))
+    try:
+        return share_result(table, "flink_dl.pipeline.predict")
+    finally:
+        if before:
+            config.set(_BUNDLE_TIME, before)
+        else:
+            config.get_configuration().remove_config(_BUNDLE_TIME)
 
 
 #: Rows per bundle under a latency budget when the pipeline has no model stage.

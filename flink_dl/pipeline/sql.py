@@ -8,6 +8,7 @@ shortest decimal that round-trips, written as an approximate-numeric ``E`` liter
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,49 @@ class Column:
     @property
     def is_floating(self) -> bool:
         return self.root in FLOATING_ROOTS
+
+
+#: Type roots whose types are one family: lengths, precision and widening change no value.
+_TYPE_FAMILIES = {
+    **dict.fromkeys(STRING_ROOTS, "string"), **dict.fromkeys(INTEGER_ROOTS, "integer"),
+    **dict.fromkeys(FLOATING_ROOTS, "floating"), "DECIMAL": "decimal",
+    "BINARY": "binary", "VARBINARY": "binary",
+}
+_WIDTH = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 4, "BIGINT": 8, "FLOAT": 4, "DOUBLE": 8}
+_COMPOUND_ROOTS = frozenset({"ARRAY", "MAP", "MULTISET", "ROW", "STRUCTURED_TYPE",
+                             "DISTINCT_TYPE", "RAW"})
+
+
+def same_family(fitted: Column, now: Column) -> bool:
+    """Whether ``now`` holds the values of ``fitted``'s type: CHAR/VARCHAR of any length,
+    integers or floating types of any width, DECIMAL of any precision, and otherwise the
+    same type root (the same type for ARRAY, MAP, ROW, ...)."""
+    if fitted.root in _COMPOUND_ROOTS or now.root in _COMPOUND_ROOTS:
+        return fitted.type == now.type
+    family = _TYPE_FAMILIES.get(fitted.root, fitted.root)
+    return family == _TYPE_FAMILIES.get(now.root, now.root)
+
+
+def _decimal(column: Column) -> tuple[int, int]:
+    match = re.fullmatch(r"DECIMAL\((\d+), (\d+)\)", column.type)
+    if not match:
+        raise ValueError(f"not a DECIMAL type: {column.type}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def widens_to(now: Column, fitted: Column) -> bool:
+    """Whether every value of ``now``'s type has the same value in ``fitted``'s (same
+    family): a cast up to the fitted type then gives the stages the types they were fitted
+    on. CHAR/VARCHAR are never cast (a shorter length would cut values, and the stages'
+    SQL does not depend on it)."""
+    if now.type == fitted.type or now.root in STRING_ROOTS:
+        return False
+    if now.root in _WIDTH and fitted.root in _WIDTH:
+        return _WIDTH[now.root] < _WIDTH[fitted.root]
+    if now.root == fitted.root == "DECIMAL":
+        (p_now, s_now), (p_fit, s_fit) = _decimal(now), _decimal(fitted)
+        return s_now <= s_fit and p_now - s_now <= p_fit - s_fit
+    return False
 
 
 def columns_of(table: Table) -> dict[str, Column]:

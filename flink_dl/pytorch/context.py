@@ -125,6 +125,9 @@ class TorchContext(TrainingContext):
         self.exactly_once = bool(options.get("exactly_once")) and self.has_input
         self._delivered = (0, 0)
         self._positions: RankPositions | None = None
+        #: The ``extra`` of the checkpoint the last ``resume`` loaded (``{}`` after a fresh
+        #: start): counters an entry keeps across restarts, e.g. samples trained on.
+        self.restored_extra: dict[str, Any] = {}
         if self.has_input and group.store is not None and self.world_size > 1:
             store = group.store
             self.node._node_input().on_first_pass_end = \
@@ -245,6 +248,9 @@ class TorchContext(TrainingContext):
         Exactly-once training: the ranks agree on the newest checkpoint step every rank's
         restored input allows, load it, and the loader goes on with the rows after it;
         ``next_epoch`` is 0 (a stream has one epoch).
+
+        The loaded checkpoint's ``extra`` (``save_checkpoint(..., **extra)``) is then
+        ``ctx.restored_extra``: counts kept in it go on from the restored step.
         """
         if self.exactly_once:
             return self._resume_exactly_once(model, optimizer)
@@ -255,6 +261,7 @@ class TorchContext(TrainingContext):
         _unwrap(model).load_state_dict(checkpoint["model"])
         if optimizer is not None and checkpoint.get("optimizer") is not None:
             optimizer.load_state_dict(checkpoint["optimizer"])
+        self.restored_extra = dict(checkpoint.get("extra") or {})
         next_epoch = int(checkpoint["epoch"]) + 1
         if loader is not None:
             loader.skip_epochs(next_epoch)
@@ -303,6 +310,7 @@ class TorchContext(TrainingContext):
         _unwrap(model).load_state_dict(checkpoint["model"])
         if optimizer is not None and checkpoint.get("optimizer") is not None:
             optimizer.load_state_dict(checkpoint["optimizer"])
+        self.restored_extra = dict(checkpoint.get("extra") or {})
         if self.is_chief:
             self.checkpoints.discard_after(step, attempt, CHECKPOINT_SUFFIX)
         node_input.resume_at(position.seq, position.offset)

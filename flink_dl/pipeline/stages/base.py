@@ -166,9 +166,15 @@ class FeatureModel(ColumnsParams, Model):
         """Whether the outputs take the input column's place (no ``output_cols``)."""
         return self.output_cols is None
 
+    def prepare(self, table: Table, columns: Mapping[str, Column]) -> Table:
+        """The input with the helper columns ``column_sql`` reads (none by default); they
+        are not in the output."""
+        return table
+
     def transform(self, table: Table) -> Table:
         columns = columns_of(table)
         self.check_input(columns)
+        table = self.prepare(table, columns)
         outputs: dict[str, list[tuple[str, str]]] = {}
         conditions = []
         for index, name in enumerate(self.input_cols):

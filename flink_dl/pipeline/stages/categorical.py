@@ -5,17 +5,46 @@ A category is the column's value as Flink casts it to STRING (``'red'``, ``'12'`
 category the fit did not see: ``handle_invalid="error"`` fails the job naming stage, column
 and value; ``"skip"`` drops the row; ``"keep"`` gives it the extra index
 ``len(vocabulary)`` (``StringIndexer``) or all zeros (``OneHotEncoder``).
+
+A category is looked up in the fitted categories written as string literals, one per
+bucket: the bucket of a category is two hex digits of its ``MD5`` (Flink's ``MD5`` and
+Python's ``hashlib`` agree, in batch and stream), with as many buckets (a power of two, at
+most ``MAX_BUCKETS``) as keep each near ``BUCKET_BYTES``; one bucket, and no hash, for up
+to about 100 categories. A literal is the invalid index, then ``index + mark + category +
+start`` for each of its categories (``'2' '0\x1ered\x1f' '1\x1egreen\x1f'`` for red
+and green): one ``POSITION`` finds the key between its markers, and the digits before it
+are its index (the leading invalid index where it is not found). Bucket and index are
+helper columns, each computed once per row in its own projection. A row scans about 1 KB
+whatever the number of categories, and the SQL and the code Flink generates grow with the
+number of buckets, not of categories: a ``CASE`` with a branch per category and an ``IN``
+list of them took the planner 122 s at 1,000 categories and never finished at 5,000, and
+any form with one literal per category (an ``ARRAY`` or ``MAP`` literal too) fails to
+compile at 10,000 (Java's 64 KB limit on the constructor that initialises the literals).
+Figures: docs/pipelines.md, "Many categories".
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from pyflink.table import Table
 
 from flink_dl.errors import ConfigError
 from flink_dl.pipeline.api import register
-from flink_dl.pipeline.sql import STRING_ROOTS, Column, quote, raise_invalid
+from flink_dl.pipeline.sql import (
+    STRING_ROOTS,
+    Column,
+    columns_of,
+    quote,
+    raise_invalid,
+    select,
+    string_literal,
+)
 from flink_dl.pipeline.stages.base import (
     FeatureEstimator,
     FeatureModel,
@@ -24,6 +53,8 @@ from flink_dl.pipeline.stages.base import (
     grouped,
     per_column,
 )
+
+log = logging.getLogger(__name__)
 
 ORDER_TYPES = ("frequencyDesc", "frequencyAsc", "alphabetAsc", "alphabetDesc", "arbitrary")
 
@@ -34,13 +65,183 @@ def category_key(column: Column) -> str:
     return name if column.root in STRING_ROOTS else f"CAST({name} AS STRING)"
 
 
-def _in_list(model: FeatureModel, key: str, categories: Sequence[str]) -> str:
-    return f"{key} IN ({', '.join(model.text(c) for c in categories)})"
+#: Marker characters the encoded categories may use: the first two that no category holds.
+_MARKERS = [chr(c) for c in (0x1F, 0x1E, 0x1D, 0x1C, *range(1, 0x1C))] + [
+    chr(0xE000 + i) for i in range(256)]
+#: UTF-8 bytes of encoded categories per SQL string literal at most: Java keeps a literal as
+#: one class constant of at most 65,535 bytes (modified UTF-8: at most twice the UTF-8 size).
+CHUNK_BYTES = 16_000
+#: Encoded bytes per bucket aimed at: what a row scans for its value.
+BUCKET_BYTES = 1_024
+#: Buckets at most (a power of two; two hex digits of MD5 choose one).
+MAX_BUCKETS = 256
 
 
-def _invalid(stage: FeatureModel, column: Column, categories: Sequence[str]) -> str:
-    return raise_invalid(stage.stage_name, column.name, "is NULL or not a fitted category",
-                         quote(column.name))
+@dataclass(frozen=True)
+class EncodedCategories:
+    """Categories as string literals, one per bucket (``chunks``): each starts with the
+    invalid index ``len(categories)`` in ``width`` digits, then ``index + mark + category +
+    start`` for each category of the bucket (``bucket_of``)."""
+
+    start: str
+    mark: str
+    width: int
+    missing: int
+    chunks: list[str]
+
+    @property
+    def buckets(self) -> int:
+        return len(self.chunks)
+
+
+def bucket_of(category: str, buckets: int) -> int:
+    """The bucket of ``category`` among ``buckets`` (a power of two up to 256): the first two
+    hex digits of the MD5 of its UTF-8 bytes, modulo ``buckets``, as ``bucket_sql``."""
+    if buckets == 1:
+        return 0
+    return int(hashlib.md5(category.encode()).hexdigest()[:2], 16) % buckets
+
+
+def encode_categories(stage: str, categories: Sequence[str]) -> EncodedCategories:
+    used = set().union(*map(set, categories))
+    free = [c for c in _MARKERS if c not in used]
+    if len(free) < 2:
+        raise ConfigError(f"{stage}: the categories use every marker character flink-dl "
+                          "can separate them with")
+    start, mark = free[:2]
+    missing = len(categories)
+    width = len(str(missing))
+    records = [f"{index:0{width}d}{mark}{category}{start}"
+               for index, category in enumerate(categories)]
+    total = sum(len(r.encode()) for r in records)
+    buckets = 1
+    while buckets < MAX_BUCKETS and total > buckets * BUCKET_BYTES:
+        buckets *= 2
+    parts = [[f"{missing:0{width}d}"] for _ in range(buckets)]
+    for category, record in zip(categories, records, strict=True):
+        parts[bucket_of(category, buckets)].append(record)
+    chunks = ["".join(part) for part in parts]
+    largest = max(len(c.encode()) for c in chunks)
+    if largest > CHUNK_BYTES:
+        raise ConfigError(f"{stage}: {len(categories):,} categories of {total:,} bytes are "
+                          f"more than one column's lookup holds ({MAX_BUCKETS} literals of "
+                          f"{CHUNK_BYTES:,} bytes); group rare values into one category first")
+    return EncodedCategories(start, mark, width, missing, chunks)
+
+
+def bucket_sql(encoded: EncodedCategories, key: str) -> str:
+    """SQL: the INT bucket of the STRING ``key`` (``bucket_of``; NULL for NULL). A hex
+    digit's value is ``MOD(ASCII(digit) - 48, 39)`` ('0'..'9' are 48..57, 'a'..'f'
+    97..102)."""
+    digest = f"MD5({key})"
+    low = f"MOD(ASCII(SUBSTRING({digest} FROM 2 FOR 1)) - 48, 39)"
+    if encoded.buckets <= 16:
+        return f"MOD({low}, {encoded.buckets})"
+    return f"MOD(MOD(ASCII({digest}) - 48, 39) * 16 + {low}, {encoded.buckets})"
+
+
+def _choose(bucket: str, chunks: Sequence[str], first: int = 0) -> str:
+    """SQL: ``chunks[bucket - first]``; two levels of 16 branches at most each."""
+    if len(chunks) == 1:
+        return chunks[0]
+    if len(chunks) <= 16:
+        branches = " ".join(f"WHEN {first + i} THEN {c}" for i, c in enumerate(chunks[:-1]))
+        return f"CASE {bucket} {branches} ELSE {chunks[-1]} END"
+    step = len(chunks) // 16
+    groups = [_choose(bucket, chunks[i:i + step], first + i)
+              for i in range(0, len(chunks), step)]
+    branches = " ".join(f"WHEN {bucket} < {first + (i + 1) * step} THEN {g}"
+                        for i, g in enumerate(groups[:-1]))
+    return f"CASE {branches} ELSE {groups[-1]} END"
+
+
+def lookup(encoded: EncodedCategories, chunks: Sequence[str], key: str,
+           bucket: str | None) -> str:
+    """SQL: the 0-based index (INT) of ``key`` among the encoded categories, whose chunks
+    are the SQL texts ``chunks``, and ``encoded.missing`` where ``key`` is NULL or no
+    category. ``bucket`` is a column holding ``bucket_sql`` (read twice: it must not be an
+    expression the planner inlines; ``None`` for one bucket). One ``POSITION`` in about
+    ``BUCKET_BYTES``: the index is the ``width`` digits before the key's record, or the
+    chunk's leading ``missing`` where it is not found."""
+    text = _choose(bucket or "", chunks)
+    needle = f"CONCAT({string_literal(encoded.mark)}, {key}, {string_literal(encoded.start)})"
+    found = (f"CAST(SUBSTRING({text} FROM GREATEST(POSITION({needle} IN {text}) - "
+             f"{encoded.width}, 1) FOR {encoded.width}) AS INT)")
+    # a key holding the start marker could match across two categories
+    return (f"CASE WHEN {key} IS NULL OR POSITION({string_literal(encoded.start)} IN {key}) "
+            f"> 0 THEN {encoded.missing} ELSE {found} END")
+
+
+#: ``+ CAST(RAND() * 0 AS INT)`` makes a helper column non-deterministic, so that the
+#: planner computes it once per row in its own projection instead of merging its expression
+#: into every expression that reads it.
+_ONCE = " + CAST(RAND() * 0 AS INT)"
+_BUCKET_PREFIX = "__flink_dl_category_bucket_"
+
+
+class _CategoryLookup(FeatureModel):
+    """Helper columns, computed once per row before the stage's SELECT: the bucket (where
+    there are several) and the index of each input column's category (``missing``:
+    ``len(categories)``)."""
+
+    def categories_of(self, index: int) -> list[str]:
+        raise NotImplementedError
+
+    def encoded(self, index: int) -> EncodedCategories:
+        return encode_categories(self.stage_name, self.categories_of(index))
+
+    def chunk_sql(self, index: int, encoded: EncodedCategories) -> list[str]:
+        """The chunks' SQL texts: literals (``OneHotEncoder``: its categories are
+        structure)."""
+        return [string_literal(c) for c in encoded.chunks]
+
+    def bucket_column(self, index: int) -> str:
+        return f"{_BUCKET_PREFIX}{index}"
+
+    def index_column(self, index: int) -> str:
+        """The helper column with input column ``index``'s category index."""
+        return f"__flink_dl_category_index_{index}"
+
+    def helper_sql(self, index: int, column: Column) -> list[tuple[str, str]]:
+        """[(helper column, SQL)] in the order they are computed, one projection each."""
+        encoded = self.encoded(index)
+        key = category_key(column)
+        helpers = []
+        bucket = None
+        if encoded.buckets > 1:
+            bucket = quote(self.bucket_column(index))
+            helpers.append((self.bucket_column(index), bucket_sql(encoded, key) + _ONCE))
+        found = lookup(encoded, self.chunk_sql(index, encoded), key, bucket)
+        return [*helpers, (self.index_column(index), found + _ONCE)]
+
+    def index_sql(self, index: int, column: Column) -> str:
+        """SQL of ``index_column`` (reading the bucket column where there is one)."""
+        return self.helper_sql(index, column)[-1][1]
+
+    def prepare(self, table: Table, columns: Mapping[str, Column]) -> Table:
+        # once per column: while serving, each call records the parameters again
+        helpers = [h for i, name in enumerate(self.input_cols)
+                   for h in self.helper_sql(i, columns[name])]
+        clash = sorted({h for h, _ in helpers} & set(columns))
+        if clash:
+            raise ConfigError(f"{self.stage_name}: the input has column(s) {clash}, which "
+                              "this stage uses itself; rename them")
+        buckets = [(h, sql) for h, sql in helpers if h.startswith(_BUCKET_PREFIX)]
+        indices = [(h, sql) for h, sql in helpers if not h.startswith(_BUCKET_PREFIX)]
+        for chosen in (buckets, indices):  # an index reads its bucket column
+            if chosen:
+                table = select(table, [quote(n) for n in columns_of(table)]
+                               + [f"{sql} AS {quote(h)}" for h, sql in chosen])
+        return table
+
+    def sql_texts(self, columns: Mapping[str, Column]) -> list[str]:
+        return super().sql_texts(columns) + [
+            f"{h}={sql}" for i, name in enumerate(self.input_cols)
+            for h, sql in self.helper_sql(i, columns[name])]
+
+    def invalid(self, column: Column) -> str:
+        return raise_invalid(self.stage_name, column.name, "is NULL or not a fitted category",
+                             quote(column.name))
 
 
 def _counts(stats: Mapping[str, StatRows], name: str) -> dict[str, float]:
@@ -60,7 +261,7 @@ def _check_vocabularies(stage: str, input_cols: list[str],
 
 
 @register
-class StringIndexerModel(FeatureModel):
+class StringIndexerModel(_CategoryLookup):
     """Each category mapped to its index in ``model.vocabulary[i]`` (INT)."""
 
     kind = "StringIndexerModel"
@@ -80,18 +281,27 @@ class StringIndexerModel(FeatureModel):
     def model_data(self) -> dict[str, Any]:
         return {"vocabulary": self.vocabulary}
 
+    def categories_of(self, index: int) -> list[str]:
+        return self.vocabulary[index]
+
+    def chunk_sql(self, index: int, encoded: EncodedCategories) -> list[str]:
+        """Parameters while serving where the categories fit in one bucket (a new version
+        may reorder them); above that, literals (structure): a parameter rides in every
+        row."""
+        if encoded.buckets == 1:
+            return [self.text(chunk) for chunk in encoded.chunks]
+        return super().chunk_sql(index, encoded)
+
     def column_sql(self, index: int, column: Column) -> tuple[list[tuple[str, str]], str | None]:
-        key, vocabulary = category_key(column), self.vocabulary[index]
-        whens = " ".join(f"WHEN {self.text(c)} THEN {i}" for i, c in enumerate(vocabulary))
+        found = quote(self.index_column(index))
+        missing = len(self.vocabulary[index])
         condition = None
-        if self.handle_invalid == "keep":
-            other = str(len(vocabulary))
-        elif self.handle_invalid == "error":
-            other = _invalid(self, column, vocabulary)
-        else:
-            other, condition = "-1", _in_list(self, key, vocabulary)
-        return [(self.output_name(index),
-                 f"CAST(CASE {key} {whens} ELSE {other} END AS INT)")], condition
+        out = found
+        if self.handle_invalid == "error":
+            out = f"CASE WHEN {found} = {missing} THEN {self.invalid(column)} ELSE {found} END"
+        elif self.handle_invalid == "skip":
+            condition = f"{found} < {missing}"
+        return [(self.output_name(index), f"CAST({out} AS INT)")], condition
 
 
 def _order_type(value: str) -> str:
@@ -146,67 +356,112 @@ def column_suffix(category: str) -> str:
 
 
 @register
-class OneHotEncoderModel(FeatureModel):
+class OneHotEncoderModel(_CategoryLookup):
     """One DOUBLE column per category of ``model.categories[i]``, named
-    ``<col>_<category>`` (``output_cols`` gives other prefixes and keeps the input)."""
+    ``<col>_<category>`` (``output_cols`` gives other prefixes and keeps the input); with
+    ``output="array"``, one ``ARRAY<DOUBLE>`` column ``<col>`` instead."""
 
     kind = "OneHotEncoderModel"
     family = "categorical"
 
     def __init__(self, input_cols: Sequence[str], categories: Sequence[Sequence[str]], *,
                  output_cols: Sequence[str] | None = None, drop_last: bool = False,
-                 handle_invalid: str = "error") -> None:
+                 handle_invalid: str = "error", output: str = "columns") -> None:
         self._set_columns(input_cols, output_cols, handle_invalid)
         self.drop_last = bool(drop_last)
+        self.output = _output_form(output)
         self.categories = _check_vocabularies(self.stage_name, self.input_cols, categories)
+        if self.output == "array" and self.drop_last and min(map(len, self.categories)) < 2:
+            raise ConfigError("OneHotEncoderModel: drop_last with a single category leaves "
+                              "an empty array")
+        many = [n for n, c in zip(self.input_cols, self.categories, strict=True)
+                if len(c) > MANY_COLUMNS]
+        if self.output == "columns" and many:
+            log.warning("OneHotEncoderModel: column(s) %s have more than %d categories; "
+                        "one output column each makes Flink's code generation slow (minutes "
+                        "at 10,000): output='array' gives one ARRAY<DOUBLE> column", many,
+                        MANY_COLUMNS)
 
     def get_params(self) -> dict[str, Any]:
-        return {**self._column_params(), "drop_last": self.drop_last}
+        return {**self._column_params(), "drop_last": self.drop_last, "output": self.output}
 
     def model_data(self) -> dict[str, Any]:
         return {"categories": self.categories}
 
     def output_names(self, index: int) -> list[str]:
         """The columns input column ``index`` becomes, in order."""
+        if self.output == "array":
+            return [self.output_name(index)]
         categories = self.categories[index]
         if self.drop_last:
             categories = categories[:-1]
         prefix = self.output_name(index)
         return [f"{prefix}_{column_suffix(c)}" for c in categories]
 
+    def categories_of(self, index: int) -> list[str]:
+        """Literals even while serving: they name the output columns, so other categories
+        are another structure anyway."""
+        return self.categories[index]
+
     def column_sql(self, index: int, column: Column) -> tuple[list[tuple[str, str]], str | None]:
-        key, categories = category_key(column), self.categories[index]
-        names = self.output_names(index)
-        exprs = [(name, f"CASE WHEN {key} = {self.text(c)} THEN 1.0E0 ELSE 0.0E0 END")
-                 for name, c in zip(names, categories, strict=False)]
-        condition = None
+        found = quote(self.index_column(index))
+        if self.output == "array":
+            size = len(self.categories[index]) - self.drop_last
+            exprs = [(self.output_name(index), one_hot_array(found, size))]
+        else:
+            exprs = [(name, f"CASE WHEN {found} = {i} THEN 1.0E0 ELSE 0.0E0 END")
+                     for i, name in enumerate(self.output_names(index))]
+        missing = len(self.categories[index])
         if self.handle_invalid == "skip":
-            condition = _in_list(self, key, categories)
-        elif self.handle_invalid == "error":
-            valid = f"{key} IS NOT NULL AND {_in_list(self, key, categories)}"
-            check = f"CASE WHEN {valid} THEN 0.0E0 ELSE {_invalid(self, column, categories)} END"
-            if exprs:
-                first_name, first = exprs[0]
-                exprs[0] = (first_name, f"({first}) + {check}")
-        return exprs, condition
+            return exprs, f"{found} < {missing}"
+        if self.handle_invalid == "error":  # a condition: read whichever outputs are read
+            return exprs, (f"CASE WHEN {found} = {missing} THEN {self.invalid(column)} "
+                           "ELSE 0 END = 0")
+        return exprs, None
+
+
+#: Categories above which one output column per category is slow to compile.
+MANY_COLUMNS = 2_000
+OUTPUT_FORMS = ("columns", "array")
+
+
+def _output_form(value: str) -> str:
+    if value not in OUTPUT_FORMS:
+        raise ConfigError(f"OneHotEncoder: output must be one of {list(OUTPUT_FORMS)}, got "
+                          f"{value!r}")
+    return value
+
+
+def one_hot_array(found: str, size: int) -> str:
+    """SQL: an ``ARRAY<DOUBLE>`` of ``size`` with 1.0 at the INT ``found`` (all 0.0 when
+    ``found`` is outside ``[0, size)``), built from text: an array literal of ``size``
+    elements would be ``size`` Java statements in one method (64 KB at most)."""
+    zeros = string_literal(",".join(["0"] * size))
+    text = (f"CASE WHEN {found} >= 0 AND {found} < {size} THEN CONCAT(REPEAT('0,', {found}), "
+            f"'1', REPEAT(',0', {size - 1} - {found})) ELSE {zeros} END")
+    return f"CAST(SPLIT({text}, ',') AS ARRAY<DOUBLE>)"
 
 
 @register
 class OneHotEncoder(FeatureEstimator):
     """Fits each column's categories (sorted: numerically for number columns, else
     alphabetically); ``drop_last`` (Flink ML's ``dropLast``, default False here, as
-    scikit-learn) leaves out the last category's column."""
+    scikit-learn) leaves out the last category's column. ``output="array"`` gives one
+    ``ARRAY<DOUBLE>`` column per input column (Flink ML's vector output) instead of one
+    column per category: for thousands of categories."""
 
     kind = "OneHotEncoder"
     family = "categorical"
 
     def __init__(self, input_cols: Sequence[str], output_cols: Sequence[str] | None = None, *,
-                 drop_last: bool = False, handle_invalid: str = "error") -> None:
+                 drop_last: bool = False, handle_invalid: str = "error",
+                 output: str = "columns") -> None:
         self._set_columns(input_cols, output_cols, handle_invalid)
         self.drop_last = bool(drop_last)
+        self.output = _output_form(output)
 
     def get_params(self) -> dict[str, Any]:
-        return {**self._column_params(), "drop_last": self.drop_last}
+        return {**self._column_params(), "drop_last": self.drop_last, "output": self.output}
 
     def statistics(self, columns: Mapping[str, Column]) -> list[StatQuery]:
         self._numeric = {n for n in self.input_cols if columns[n].root not in STRING_ROOTS}
@@ -220,7 +475,8 @@ class OneHotEncoder(FeatureEstimator):
             numeric = name in getattr(self, "_numeric", set())
             categories.append(sorted(keys, key=_number_or_text if numeric else str))
         model = OneHotEncoderModel(self.input_cols, categories, output_cols=self.output_cols,
-                                   drop_last=self.drop_last, handle_invalid=self.handle_invalid)
+                                   drop_last=self.drop_last, handle_invalid=self.handle_invalid,
+                                   output=self.output)
         for index, name in enumerate(self.input_cols):
             names = model.output_names(index)
             if len(set(names)) != len(names):

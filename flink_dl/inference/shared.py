@@ -1,0 +1,85 @@
+"""One operator per ``predict`` call, however many queries read its result.
+
+Flink plans every query of a Table on its own: a Table that three consumers read (a sink,
+``join_labels``, ``monitor``) becomes three copies of its plan, each with its own source
+scan and its own Python model operator. The model then runs once per consumer, each copy
+polls for new versions on its own, and the consumers see one row served by different
+versions. ``share_result`` cuts the plan: the Table becomes a DataStream once (one
+transformation, which the job graph translates once and fans out) and a Table over that
+stream is handed back. Event time survives the cut: the rowtime column is declared again
+on the stream's own timestamps and watermarks (``SOURCE_WATERMARK()``), a processing-time
+column is computed again. ``FLINK_DL_SHARED_PREDICT=0`` keeps the old plan (a copy per
+consumer).
+
+The price: consumers of one stream move at the pace of the slowest. In the real-time loop
+the training path is the slowest, so serving no longer runs ahead of it (which is what made
+it serve stale versions); at 5x replay that coupled loop stalled after ~50,000 rows in
+every run (docs/online-design.md, "Known problems").
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyflink.java_gateway import get_gateway
+from pyflink.table import Schema, StreamTableEnvironment, Table
+from pyflink.table.expressions import col
+
+from flink_dl.switches import switched_off
+
+log = logging.getLogger(__name__)
+
+
+def time_attributes(table: Table) -> tuple[list[str], list[str]]:
+    """The Table's event-time (rowtime) and processing-time columns."""
+    schema = table._j_table.getResolvedSchema()
+    rowtime, proctime = [], []
+    for name, data_type in zip(schema.getColumnNames(), schema.getColumnDataTypes(),
+                               strict=True):
+        summary = data_type.getLogicalType().asSummaryString()
+        if "*ROWTIME*" in summary:
+            rowtime.append(str(name))
+        elif "*PROCTIME*" in summary:
+            proctime.append(str(name))
+    return rowtime, proctime
+
+
+def share_result(table: Table, where: str) -> Table:
+    """``table`` as a Table over one DataStream: every query of the result reads the same
+    operators (the plan above is translated once). A table that cannot be cut (no stream
+    table environment, several event-time columns, an updating table) comes back as it
+    is, with a warning naming ``where``."""
+    t_env = table._t_env
+    if switched_off("FLINK_DL_SHARED_PREDICT"):
+        return table
+    if not isinstance(t_env, StreamTableEnvironment):
+        log.warning("%s: not a StreamTableEnvironment; each query of the result plans its "
+                    "own copy of the model operator", where)
+        return table
+    rowtime, proctime = time_attributes(table)
+    if len(rowtime) > 1:
+        log.warning("%s: the input has several event-time columns %s; each query of the "
+                    "result plans its own copy of the model operator", where, rowtime)
+        return table
+    schema = table._j_table.getResolvedSchema()
+    names = [str(n) for n in schema.getColumnNames()]
+    physical = [n for n in names if n not in proctime]
+    try:
+        stream = t_env.to_data_stream(table.select(*[col(n) for n in physical])
+                                      if proctime else table)
+    except Exception as exc:  # e.g. an updating (changelog) input
+        log.warning("%s: the result cannot become one stream (%s); each query of it plans "
+                    "its own copy of the model operator", where,
+                    str(exc).splitlines()[0][:300])
+        return table
+    jvm = get_gateway().jvm
+    builder = jvm.org.apache.flink.table.api.Schema.newBuilder()
+    remove_time = jvm.org.apache.flink.table.types.utils.DataTypeUtils.removeTimeAttribute
+    for name, data_type in zip(names, schema.getColumnDataTypes(), strict=True):
+        if name in proctime:
+            builder.columnByExpression(name, "PROCTIME()")
+        else:
+            builder.column(name, remove_time(data_type))
+    if rowtime:
+        builder.watermark(rowtime[0], "SOURCE_WATERMARK()")
+    return t_env.from_data_stream(stream, Schema(builder.build()))

@@ -184,6 +184,22 @@ def test_exactly_once_training_misconfiguration_fails_at_build_time(setup: str, 
             train(env, table, TorchConfig(world_size=2, **options))
 
 
+def test_fed_role_with_the_am_operator_refuses_flink_checkpointing() -> None:
+    """A fed role whose AM is the (blocking) AM operator would stop at the first checkpoint
+    barrier, and with it everything upstream (docs/online-design.md): a ConfigError at
+    build time instead of a silent stall; exactly-once roles host their AM and may."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.enable_checkpointing(1000)
+    t_env = StreamTableEnvironment.create(env)
+    table = t_env.from_elements([(1,)], ["v"])
+    config = ClusterConfig(roles={"worker": 1}, entry=_entry)
+    with pytest.raises(ConfigError, match=r"checkpointing is enabled.*exactly_once=True"):
+        flink_dl.add_role(env, config, "worker", table)
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), True, "10", 0, -1])
 def test_timeouts_must_be_positive_finite_seconds(value: object) -> None:
     with pytest.raises(ConfigError, match=r"timeouts\.request must be a positive, finite"):

@@ -26,7 +26,7 @@ def _count_until(ctx: flink_dl.NodeContext) -> None:
 
 def _csv(path: Path, ids: range) -> None:
     hidden = path.with_name("." + path.name)
-    hidden.write_text("".join(f"{i}\n" for i in ids))
+    hidden.write_text("".join(f"{i},2026-01-01 00:00:{i % 60:02d}.000\n" for i in ids))
     hidden.rename(path)
 
 
@@ -34,7 +34,9 @@ def _source(t_env: StreamTableEnvironment, data: Path, monitor: bool) -> Table:
     options = f"'connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv'"
     if monitor:
         options += ", 'source.monitor-interval' = '200 ms'"
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE ids (id BIGINT) WITH ({options})")
+    # event time with a watermark: the idle timeout applies to the source's watermarks
+    t_env.execute_sql("CREATE TEMPORARY TABLE ids (id BIGINT, ts TIMESTAMP(3), WATERMARK FOR "
+                      f"ts AS ts - INTERVAL '1' SECOND) WITH ({options})")
     return t_env.from_path("ids")
 
 

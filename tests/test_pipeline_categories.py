@@ -123,3 +123,30 @@ def test_array_output_equals_the_columns() -> None:
         assert names == ["h_a", "h_b_b", "h_c"][:3 - drop_last]
         assert np.stack(packed["h"]).tolist() == wide[names].to_numpy().tolist()
         assert wide[names].to_numpy().sum() == (4 if not drop_last else 3)
+
+
+def test_few_categories_batch_and_stream_against_an_oracle() -> None:
+    """A handful of categories is compared one by one in the stage's SELECT (no lookup,
+    no helper column): the same indices and vectors, in batch and stream."""
+    few = ["a", "a ", "", "it's", "é", "c"]
+    values = ["c", "a ", None, "zz", "", "it's", "é", "a", "A", "c"]
+    data = pd.DataFrame({"id": np.arange(len(values)), "c": values})
+    indexer = StringIndexerModel(["c"], [few], output_cols=["i"], handle_invalid="keep")
+    array = OneHotEncoderModel(["c"], [few], output_cols=["h"], handle_invalid="keep",
+                               output="array")
+    columns = OneHotEncoderModel(["c"], [few[:2] + few[3:4]], output_cols=["w"],
+                                 handle_invalid="skip")
+    assert indexer.index_sql(0, None) is None and columns.index_sql(0, None) is None
+    outs = []
+    for batch in (True, False):
+        table = array.transform(indexer.transform(t_env(batch).from_pandas(data)))
+        outs.append(table.to_pandas().sort_values("id").reset_index(drop=True))
+        kept = columns.transform(t_env(batch).from_pandas(data)).to_pandas().sort_values("id")
+        assert kept["id"].tolist() == [1, 5, 7]
+        assert kept[["w_a", "w_a_", "w_it_s"]].to_numpy().tolist() == [
+            [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    batch, stream = outs
+    assert batch["i"].tolist() == stream["i"].tolist() == [
+        few.index(v) if v in few else len(few) for v in values]
+    expected = [[float(v == c) for c in few] for v in values]
+    assert np.stack(batch["h"]).tolist() == np.stack(stream["h"]).tolist() == expected

@@ -87,22 +87,28 @@ def test_sql_of_fitted_stages() -> None:
     assert "(CAST(`a` AS DOUBLE) - 1.5E0)" in sql and "IS NULL THEN CAST(CONCAT(" in sql
     onehot = OneHotEncoderModel(["c"], [["red", "dark blue"]], handle_invalid="skip")
     exprs, condition = onehot.column_sql(0, Column("c", "STRING", "VARCHAR"))
+    # a few categories: an equality each, as typed by hand, no helper column
     assert [name for name, _ in exprs] == ["c_red", "c_dark_blue"]
-    # the categories are a few string literals, not one literal each (issue 27 point 6)
-    assert [name for name, _ in exprs] == ["c_red", "c_dark_blue"]
-    assert condition == "`__flink_dl_category_index_0` < 2"
+    assert condition == "CASE WHEN `c` = 'red' THEN 0 WHEN `c` = 'dark blue' THEN 1 ELSE 2 END < 2"
+    assert exprs[1][1] == "CASE WHEN `c` = 'dark blue' THEN 1.0E0 ELSE 0.0E0 END"
+    assert onehot.index_sql(0, Column("c", "STRING", "VARCHAR")) is None
+    assert column_suffix("a-b c") == "a_b_c"
+    # more: a lookup in a helper column (issue 27 point 6)
+    twenty = [f"k{i}" for i in range(18)] + ["b", "it's"]
+    onehot = OneHotEncoderModel(["c"], [twenty], handle_invalid="skip")
+    exprs, condition = onehot.column_sql(0, Column("c", "STRING", "VARCHAR"))
+    assert condition == "`__flink_dl_category_index_0` < 20"
     assert exprs[1][1] == ("CASE WHEN `__flink_dl_category_index_0` = 1 THEN 1.0E0 "
                            "ELSE 0.0E0 END")
     assert "RAND()" in onehot.index_sql(0, Column("c", "STRING", "VARCHAR"))
-    assert column_suffix("a-b c") == "a_b_c"
-    indexer = StringIndexerModel(["c"], [["b", "it's"]], handle_invalid="keep")
+    indexer = StringIndexerModel(["c"], [twenty], handle_invalid="keep")
     ((out, sql),), condition = indexer.column_sql(0, Column("c", "STRING", "VARCHAR"))
     assert condition is None and sql == "CAST(`__flink_dl_category_index_0` AS INT)"
     index_sql = indexer.index_sql(0, Column("c", "STRING", "VARCHAR"))
     # one bucket: no hash; the literal twice (POSITION, SUBSTRING), POSITION once
-    assert index_sql.count("'20\x1eb\x1f1\x1eit''s\x1f'") == 2
+    assert index_sql.count("\x1eb\x1f19\x1eit''s\x1f'") == 2
     assert index_sql.count("POSITION(CONCAT(") == 1 and "MD5" not in index_sql
-    assert index_sql.startswith("CASE WHEN `c` IS NULL OR POSITION('\x1f' IN `c`) > 0 THEN 2 ")
+    assert index_sql.startswith("CASE WHEN `c` IS NULL OR POSITION('\x1f' IN `c`) > 0 THEN 20 ")
     many = [f"v{i}" for i in range(10_000)]
     encoded = encode_categories("T", many)
     assert (encoded.start, encoded.mark, encoded.width) == ("\x1f", "\x1e", 5)

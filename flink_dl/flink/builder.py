@@ -237,6 +237,8 @@ class MLCluster:
         get_codec(codec)  # unknown codec: ConfigError naming it, before anything starts
         if role in self.roles:
             raise ConfigError(f"add_role(role={role!r}): this role was added already")
+        if not exactly_once and input is not None:
+            _check_no_checkpointing(env, role)
         if exactly_once:
             if self.am is not None:
                 raise ConfigError(
@@ -452,6 +454,22 @@ def _check_role_args(config: ClusterConfig, role: str, input: object, epochs: ob
     if channel_capacity < 64 * 1024 or channel_capacity % 8:
         raise ConfigError(f"add_role(role={role!r}): channel_capacity must be a multiple of 8 "
                           f">= 65536, got {channel_capacity}")
+
+
+def _check_no_checkpointing(env: StreamExecutionEnvironment, role: str) -> None:
+    """A fed role whose AM is the blocking AM operator cannot run under Flink checkpoints:
+    the AM's task never takes a barrier, so no checkpoint completes, and at the first one
+    the role's data input waits (barrier alignment) for the address input's barrier: the
+    role, and every operator upstream of it (a shared ``predict``), stops for good."""
+    j_conf = env._j_stream_execution_environment.getConfiguration()
+    mode = str(j_conf.toMap().get("execution.runtime-mode") or "").strip().lower()
+    if mode != "batch" and env.get_checkpoint_config().is_checkpointing_enabled():
+        raise ConfigError(
+            f"add_role(role={role!r}): Flink checkpointing is enabled, and the AM operator "
+            "blocks its task while the ML cluster runs: no checkpoint would complete and "
+            "this role's input would stop at the first checkpoint barrier (stalling the "
+            "operators upstream). Use exactly_once=True (the role hosts its AM), or "
+            "disable checkpointing")
 
 
 def _check_exactly_once(env: StreamExecutionEnvironment, config: ClusterConfig, role: str,

@@ -177,6 +177,9 @@ def _set_throughput_settings(t_env: StreamTableEnvironment, rows: int) -> None:
 
 
 def _as_table(input: Table | DataStream) -> tuple[Table, StreamTableEnvironment]:
+    from flink_dl.flink.planner_threads import install as plan_on_any_thread
+
+    plan_on_any_thread()
     if isinstance(input, Table):
         return input, input._t_env
     if isinstance(input, DataStream):

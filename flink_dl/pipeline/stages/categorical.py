@@ -75,6 +75,10 @@ CHUNK_BYTES = 16_000
 BUCKET_BYTES = 1_024
 #: Buckets at most (a power of two; two hex digits of MD5 choose one).
 MAX_BUCKETS = 256
+#: Categories (of ``BUCKET_BYTES`` in all at most) compared one by one instead: for a
+#: handful, an equality per category in the stage's own SELECT (what a user writes by hand)
+#: is faster than a lookup in a helper column.
+SMALL_CATEGORIES = 16
 
 
 @dataclass(frozen=True)
@@ -202,8 +206,36 @@ class _CategoryLookup(FeatureModel):
         """The helper column with input column ``index``'s category index."""
         return f"__flink_dl_category_index_{index}"
 
+    def is_small(self, index: int) -> bool:
+        """Whether input column ``index`` has ``SMALL_CATEGORIES`` short ones at most:
+        compared one by one, no helper column."""
+        categories = self.categories_of(index)
+        return (len(categories) <= SMALL_CATEGORIES
+                and sum(len(c.encode()) for c in categories) <= BUCKET_BYTES)
+
+    def category_sql(self, index: int) -> list[str]:
+        """The categories' SQL texts where they are few: literals."""
+        return [string_literal(c) for c in self.categories_of(index)]
+
+    def found_sql(self, index: int, column: Column, invalid: str | None = None) -> str:
+        """SQL: input column ``index``'s category index (INT), or ``invalid`` (default
+        ``len(categories)``) where it is NULL or no category."""
+        missing = str(len(self.categories_of(index)))
+        if not self.is_small(index):
+            found = quote(self.index_column(index))
+            if invalid is None:
+                return found
+            return f"CASE WHEN {found} = {missing} THEN {invalid} ELSE {found} END"
+        key = category_key(column)
+        branches = " ".join(f"WHEN {key} = {c} THEN {i}"
+                            for i, c in enumerate(self.category_sql(index)))
+        return f"CASE {branches} ELSE {invalid or missing} END"
+
     def helper_sql(self, index: int, column: Column) -> list[tuple[str, str]]:
-        """[(helper column, SQL)] in the order they are computed, one projection each."""
+        """[(helper column, SQL)] in the order they are computed, one projection each
+        (none for a few categories)."""
+        if self.is_small(index):
+            return []
         encoded = self.encoded(index)
         key = category_key(column)
         helpers = []
@@ -214,9 +246,11 @@ class _CategoryLookup(FeatureModel):
         found = lookup(encoded, self.chunk_sql(index, encoded), key, bucket)
         return [*helpers, (self.index_column(index), found + _ONCE)]
 
-    def index_sql(self, index: int, column: Column) -> str:
-        """SQL of ``index_column`` (reading the bucket column where there is one)."""
-        return self.helper_sql(index, column)[-1][1]
+    def index_sql(self, index: int, column: Column) -> str | None:
+        """SQL of ``index_column`` (reading the bucket column where there is one); ``None``
+        for a few categories."""
+        helpers = self.helper_sql(index, column)
+        return helpers[-1][1] if helpers else None
 
     def prepare(self, table: Table, columns: Mapping[str, Column]) -> Table:
         # once per column: while serving, each call records the parameters again
@@ -292,15 +326,18 @@ class StringIndexerModel(_CategoryLookup):
             return [self.text(chunk) for chunk in encoded.chunks]
         return super().chunk_sql(index, encoded)
 
+    def category_sql(self, index: int) -> list[str]:
+        """Parameters while serving (a new version may reorder them)."""
+        return [self.text(c) for c in self.vocabulary[index]]
+
     def column_sql(self, index: int, column: Column) -> tuple[list[tuple[str, str]], str | None]:
-        found = quote(self.index_column(index))
-        missing = len(self.vocabulary[index])
         condition = None
-        out = found
         if self.handle_invalid == "error":
-            out = f"CASE WHEN {found} = {missing} THEN {self.invalid(column)} ELSE {found} END"
-        elif self.handle_invalid == "skip":
-            condition = f"{found} < {missing}"
+            out = self.found_sql(index, column, self.invalid(column))
+        else:
+            out = self.found_sql(index, column)
+            if self.handle_invalid == "skip":
+                condition = f"{out} < {len(self.vocabulary[index])}"
         return [(self.output_name(index), f"CAST({out} AS INT)")], condition
 
 
@@ -404,19 +441,22 @@ class OneHotEncoderModel(_CategoryLookup):
         return self.categories[index]
 
     def column_sql(self, index: int, column: Column) -> tuple[list[tuple[str, str]], str | None]:
-        found = quote(self.index_column(index))
+        found = self.found_sql(index, column)
         if self.output == "array":
             size = len(self.categories[index]) - self.drop_last
             exprs = [(self.output_name(index), one_hot_array(found, size))]
+        elif self.is_small(index):  # as typed by hand: an equality per column
+            key = category_key(column)
+            exprs = [(name, f"CASE WHEN {key} = {literal} THEN 1.0E0 ELSE 0.0E0 END")
+                     for name, literal in zip(self.output_names(index),
+                                              self.category_sql(index), strict=False)]
         else:
             exprs = [(name, f"CASE WHEN {found} = {i} THEN 1.0E0 ELSE 0.0E0 END")
                      for i, name in enumerate(self.output_names(index))]
-        missing = len(self.categories[index])
         if self.handle_invalid == "skip":
-            return exprs, f"{found} < {missing}"
+            return exprs, f"{found} < {len(self.categories[index])}"
         if self.handle_invalid == "error":  # a condition: read whichever outputs are read
-            return exprs, (f"CASE WHEN {found} = {missing} THEN {self.invalid(column)} "
-                           "ELSE 0 END = 0")
+            return exprs, f"{self.found_sql(index, column, self.invalid(column))} >= 0"
         return exprs, None
 
 

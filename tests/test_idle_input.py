@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment, Table
 
 import flink_dl
@@ -40,19 +41,26 @@ def _source(t_env: StreamTableEnvironment, data: Path, monitor: bool) -> Table:
     return t_env.from_path("ids")
 
 
+def _counting_role(env: StreamExecutionEnvironment, data: Path, out: Path, *, nodes: int,
+                   want: int, monitor: bool) -> None:
+    """A role of ``nodes`` nodes counting their rows, fed by two source subtasks with
+    Flink's idle timeout on."""
+    env.set_parallelism(2)
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("table.exec.source.idle-timeout", "100 ms")
+    config = flink_dl.ClusterConfig(roles={"worker": nodes}, entry=_count_until,
+                                    input_roles={"worker"},
+                                    properties={"out": str(out), "want": str(want)})
+    flink_dl.add_role(env, config, "worker", _source(t_env, data, monitor=monitor))
+
+
 def test_idle_source_subtask_does_not_end_a_streaming_input(tmp_path: Path) -> None:
     data, out = tmp_path / "data", tmp_path / "out"
     data.mkdir()
     out.mkdir()
     _csv(data / "part-0.csv", range(10))            # one file, two source subtasks
     with execution_mode("loopback") as env:
-        env.set_parallelism(2)
-        t_env = StreamTableEnvironment.create(env)
-        t_env.get_config().set("table.exec.source.idle-timeout", "100 ms")
-        config = flink_dl.ClusterConfig(roles={"worker": 1}, entry=_count_until,
-                                        input_roles={"worker"},
-                                        properties={"out": str(out), "want": "30"})
-        flink_dl.add_role(env, config, "worker", _source(t_env, data, monitor=True))
+        _counting_role(env, data, out, nodes=1, want=30, monitor=True)
         client = env.execute_async("idle input")
         try:
             time.sleep(8)                           # far past the idle timeout
@@ -72,13 +80,7 @@ def test_bounded_input_with_idle_timeout_still_ends(tmp_path: Path) -> None:
     out.mkdir()
     _csv(data / "part-0.csv", range(25))
     with execution_mode("loopback") as env:
-        env.set_parallelism(2)
-        t_env = StreamTableEnvironment.create(env)
-        t_env.get_config().set("table.exec.source.idle-timeout", "100 ms")
-        config = flink_dl.ClusterConfig(roles={"worker": 2}, entry=_count_until,
-                                        input_roles={"worker"},
-                                        properties={"out": str(out), "want": "1000"})
-        flink_dl.add_role(env, config, "worker", _source(t_env, data, monitor=False))
+        _counting_role(env, data, out, nodes=2, want=1000, monitor=False)
         flink_dl.execute(env, "bounded idle", timeout_s=180)
     counts = [int((out / f"result-{i}").read_text()) for i in range(2)]
     assert sum(counts) == 25

@@ -13,8 +13,7 @@ consumer).
 
 The price: consumers of one stream move at the pace of the slowest. In the real-time loop
 the training path is the slowest, so serving no longer runs ahead of it (which is what made
-it serve stale versions); at 5x replay that coupled loop stalled after ~50,000 rows in
-every run (docs/online-design.md, "Known problems").
+it serve stale versions; docs/online-design.md, "One predict operator per call").
 """
 
 from __future__ import annotations

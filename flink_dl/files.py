@@ -109,7 +109,10 @@ class AppendBatches(ScalarFunction):
         name = f"part-{function_context.get_index_of_this_subtask()}.{self.format}"
         path = os.path.join(self.directory, name)
         with _FILES_LOCK:  # one handle per file and process, whichever instance writes
-            if path not in _FILES:
+            cached = _FILES.get(path)
+            if cached is None or not _same_file(cached, path):  # new, or removed since
+                if cached is not None:
+                    cached.close()
                 _FILES[path] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
             self._file = _FILES[path]
 
@@ -124,6 +127,15 @@ class AppendBatches(ScalarFunction):
             self._file.write(text)  # whole lines, then flushed: readers see whole batches
             self._file.flush()
         return pd.Series(np.zeros(len(frame), dtype=np.int32))
+
+
+def _same_file(handle: Any, path: str) -> bool:
+    """Whether the open ``handle`` still is the file at ``path`` (a directory removed and
+    made again by a second run of the same process holds a new file)."""
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+    except (OSError, ValueError):
+        return False
 
 
 def read_files(directory: str | os.PathLike[str]) -> pd.DataFrame:

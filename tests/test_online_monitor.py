@@ -110,7 +110,7 @@ def test_monitor_reports_version_quality_and_drift_as_flink_metrics() -> None:
         "'fields.v.start' = '0', 'fields.v.end' = '2000')")
     reference = {"x": Histogram(edges=[4.5], shares=[0.9, 0.1])}  # the stream: 0.5 / 0.5
     metrics = monitor(t_env.from_path("live"), label="label", score="score", window=1,
-                      reference=reference)
+                      reference=reference, min_drift_rows=1)
     t_env.execute_sql("CREATE TEMPORARY TABLE sink (window_start TIMESTAMP_LTZ(3), "
                       "window_end TIMESTAMP_LTZ(3), version INT, `rows` BIGINT, "
                       "labelled BIGINT, late BIGINT, accuracy DOUBLE, log_loss DOUBLE, auc DOUBLE, "
@@ -185,7 +185,7 @@ def test_monitor_counts_rows_behind_the_watermark_as_late_never_drops_them(tmp_p
                              delay_s=1)
     reference = {"x": Histogram(edges=[1.5], shares=[0.5, 0.5])}
     got = monitor(samples, label="label", score="score", window=10, version="version",
-                  reference=reference, metrics=False).to_pandas()
+                  reference=reference, min_drift_rows=1, metrics=False).to_pandas()
     got["start"] = (got["window_start"] - pd.Timestamp("2026-01-01")).dt.total_seconds()
     table = {(int(r.start), int(r.version)): (int(r.rows), int(r.labelled), int(r.late))
              for r in got.itertuples()}
@@ -198,6 +198,11 @@ def test_monitor_counts_rows_behind_the_watermark_as_late_never_drops_them(tmp_p
     assert (got[got["rows"] > 0]["accuracy"] == 1.0).all()   # late rows are not in it
     empty = got[got["start"] == 30].iloc[0]
     assert pd.isna(empty["accuracy"]) and pd.isna(empty["psi_x"]) and pd.isna(empty["ks_x"])
+    # by default, drift needs 50 values in a group: these groups are all smaller
+    small = monitor(samples, label="label", score="score", window=10, version="version",
+                    reference=reference, metrics=False).to_pandas()
+    assert len(small) == len(got) and small["psi_x"].isna().all() and small["ks_x"].isna().all()
+    assert got[got["rows"] > 0]["psi_x"].notna().all()
 
 
 def test_monitor_auc_and_ks_against_exact_values(tmp_path) -> None:

@@ -138,3 +138,30 @@ def test_a_published_version_is_served_within_a_poll_and_a_bundle(tmp_path: Path
     assert (common["pipeline_version_x"] == common["pipeline_version_y"]).all()
     assert (common["pipeline_version_x"] == common["pipeline_version"]).all()
     assert pd.Series(frames[0]["id"]).is_unique
+
+
+def test_predict_and_monitor_leave_nothing_for_the_next_job(tmp_path: Path) -> None:
+    """Flink adds a Table's conversion to a DataStream to the environment at once: a shared
+    result that only Table jobs read would run again, with no sink, in the environment's
+    next ``execute``. Building ``predict`` and ``monitor`` adds no transformation to it."""
+    from pyflink.util.java_utils import get_field_value
+
+    from flink_dl.online import monitor
+
+    save_version(tmp_path, 0.0)
+    env = StreamExecutionEnvironment.get_execution_environment()
+    t_env = StreamTableEnvironment.create(env)
+    requests(t_env, 10)
+    t_env.execute_sql("CREATE TEMPORARY TABLE labels (id BIGINT, y INT, ts TIMESTAMP(3), "
+                      "WATERMARK FOR ts AS ts) WITH ('connector' = 'datagen')")
+    listed = get_field_value(env._j_stream_execution_environment, "transformations")
+    scored = serve(t_env.from_path("requests"), tmp_path / "pipes")
+    plain = predict(t_env.from_path("requests"), str(tmp_path / "model-0" / "model.ts"),
+                    features=X)
+    samples = join_labels(scored, t_env.from_path("labels"), key="id", within=5)
+    monitor(samples.add_columns(call_sql("1.0E0 / (1.0E0 + EXP(-logit))").alias("p")),
+            label="y", score="p", window=5, metrics=False)
+    assert listed.size() == 0
+    # what reads them still reaches them: the model and its source in the reader's job
+    t_env.to_data_stream(plain).print()
+    assert listed.size() > 0 and python_operators(env) == 1

@@ -110,7 +110,10 @@ class FileStore(RendezvousStore):
             log.warning("ignoring rendezvous file %s not owned by this user", path)
             return None
         with path.open() as f:
-            return json.load(f)
+            value = json.load(f)
+        if isinstance(value, dict):
+            value.pop(OWNER_KEY, None)  # the store's own stamp, not the publisher's value
+        return value
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

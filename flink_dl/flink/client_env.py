@@ -38,6 +38,7 @@ POOL_IDLE_WAIT_S = 5.0
 _lock = threading.Lock()
 _depth = 0
 _found: dict[str, str] | None = None
+_pool_busy_at_entry = False
 
 
 def without_loopback_leftovers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -54,10 +55,12 @@ def restored_environ() -> Iterator[None]:
     loopback workers added are removed, changed ones reset). Nested or concurrent uses
     (several threads running jobs) restore once, when the last one ends, to what the
     first one found."""
-    global _depth, _found
+    global _depth, _found, _pool_busy_at_entry
     with _lock:
         if _depth == 0:
             _found = dict(os.environ)
+            # workers of a job started elsewhere (execute_async) are not ours to wait for
+            _pool_busy_at_entry = _pool_workers() > 0
         _depth += 1
     try:
         yield
@@ -67,7 +70,8 @@ def restored_environ() -> Iterator[None]:
             found = _found if _depth == 0 else None
             if found is not None:
                 _found = None
-                _wait_for_idle_pool(POOL_IDLE_WAIT_S)
+                if not _pool_busy_at_entry:
+                    _wait_for_idle_pool(POOL_IDLE_WAIT_S)
                 _restore(found)
 
 
@@ -87,10 +91,15 @@ def _wait_for_idle_pool(timeout_s: float) -> None:
     """Wait until PyFlink's loopback pool runs no worker thread: it copies its parameters
     into ``os.environ`` only when its first worker starts, so a later job's workers started
     while an old one still ran would not get them back."""
+    deadline = time.monotonic() + timeout_s
+    while _pool_workers() > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _pool_workers() -> int:
+    """How many worker threads PyFlink's loopback pool runs now (0 without a pool)."""
     import sys
 
     module = sys.modules.get("pyflink.fn_execution.beam.beam_worker_pool_service")
     pool = getattr(getattr(module, "BeamFnLoopbackWorkerPoolServicer", None), "_instance", None)
-    deadline = time.monotonic() + timeout_s
-    while getattr(pool, "_ref_cnt", 0) > 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    return int(getattr(pool, "_ref_cnt", 0) or 0)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pyflink.datastream import StreamExecutionEnvironment
 
-from flink_dl.errors import ClusterTimeoutError
+from flink_dl.errors import ClusterFailedError, ClusterTimeoutError
 from flink_dl.flink.client_env import restored_environ
 from flink_dl.flink.failures import flink_dl_error, name_job
 from flink_dl.flink.job_id import submission_mark, submissions_since
@@ -110,7 +110,7 @@ def cleanup(env: StreamExecutionEnvironment) -> dict[str, int]:
     return totals
 
 
-def stop_with_drain(client: Any, savepoint_dir: str, timeout_s: float | None = None,
+def stop_with_drain(client: Any, savepoint_dir: str, timeout_s: float | None = 600.0,
                     poll_s: float = 0.2) -> str:
     """Stop a streaming job gracefully and wait until it has finished; returns the path of
     its final savepoint.
@@ -132,6 +132,14 @@ def stop_with_drain(client: Any, savepoint_dir: str, timeout_s: float | None = N
     stopping = j_client.stopWithSavepoint(True, savepoint_dir, formats.DEFAULT)
     finished = j_client.getJobExecutionResult()
     while not (stopping.isDone() and finished.isDone()):
+        if stopping.isCompletedExceptionally():  # the savepoint failed; the job runs on
+            try:
+                stopping.get()
+            except Exception as exc:
+                error = ClusterFailedError(f"job {job_id}: stop with drain failed (the job "
+                                           f"goes on running): {exc}")
+                error.job_id = job_id
+                raise error from exc
         if timeout_s is not None and time.monotonic() - started > timeout_s:
             log.error("job %s did not stop with drain within %ss; cancelling it", job_id,
                       timeout_s)

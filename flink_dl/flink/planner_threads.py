@@ -105,7 +105,10 @@ def _wrap_connections(client: Any, primer: _Primer) -> None:
 
     def create_primed() -> Any:
         connection = create()
-        primer.prime(connection)
+        try:
+            primer.prime(connection)
+        except Exception as exc:  # the call that opened it goes on, as in plain PyFlink
+            log.debug("could not prime a new py4j connection: %s", exc)
         return connection
 
     def give_back_primed(connection: Any) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 
+from pyflink.datastream import DataStream
 from pyflink.java_gateway import get_gateway
 from pyflink.table import Schema, StreamTableEnvironment, Table
 from pyflink.table.expressions import col
@@ -43,6 +44,23 @@ def time_attributes(table: Table) -> tuple[list[str], list[str]]:
     return rowtime, proctime
 
 
+def detached_stream(t_env: StreamTableEnvironment, table: Table) -> DataStream:
+    """``t_env.to_data_stream(table)`` without its side effect on the environment.
+
+    Flink adds the conversion's transformation to the environment's list at once, so a
+    branch that only Table jobs read (``to_pandas``, ``execute_insert``) would run again,
+    sink-less, in the environment's next ``execute``: the model and its source a second
+    time, or forever with an unbounded source. Taken off the list, it still runs in every
+    job that reads it (a job reaches it as the input of what reads it)."""
+    from pyflink.util.java_utils import get_field_value
+
+    stream = t_env.to_data_stream(table)
+    j_env = stream._j_data_stream.getExecutionEnvironment()
+    get_field_value(j_env, "transformations").remove(
+        stream._j_data_stream.getTransformation())
+    return stream
+
+
 def share_result(table: Table, where: str) -> Table:
     """``table`` as a Table over one DataStream: every query of the result reads the same
     operators (the plan above is translated once). A table that cannot be cut (no stream
@@ -64,8 +82,8 @@ def share_result(table: Table, where: str) -> Table:
     names = [str(n) for n in schema.getColumnNames()]
     physical = [n for n in names if n not in proctime]
     try:
-        stream = t_env.to_data_stream(table.select(*[col(n) for n in physical])
-                                      if proctime else table)
+        stream = detached_stream(t_env, table.select(*[col(n) for n in physical])
+                                 if proctime else table)
     except Exception as exc:  # e.g. an updating (changelog) input
         log.warning("%s: the result cannot become one stream (%s); each query of it plans "
                     "its own copy of the model operator", where,

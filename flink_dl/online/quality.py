@@ -71,7 +71,7 @@ if TYPE_CHECKING:
 def monitor(samples: Table, *, label: str, score: str, window: float | timedelta = 60.0,
             version: str = "pipeline_version", time: str | None = None,
             threshold: float = 0.5, reference: ReferenceLike = None,
-            auc_bins: int = 50, metrics: bool = True) -> Table:
+            auc_bins: int = 50, min_drift_rows: int = 50, metrics: bool = True) -> Table:
     """Windowed quality and drift per model version (see the module's docstring).
 
     Args:
@@ -85,6 +85,10 @@ def monitor(samples: Table, *, label: str, score: str, window: float | timedelta
             ``{column: Histogram}``. Refused (``ReferenceMismatchError``) when a column is
             missing from the samples, or when its space is not the samples' (a raw-input
             reference of a column the serving pipeline transforms, or another pipeline's).
+        min_drift_rows: ``psi_``/``ks_`` of a feature are NULL in a group (version and
+            window) with fewer on-time values of it: a handful of rows, e.g. the first rows
+            of a version that was swapped in just before the window ended, says nothing
+            about drift (one row gives PSI ≈ 12 against deciles).
         metrics: also report the newest window as Flink metrics (``flink_dl.online.gauges``).
     """
     columns = columns_of(samples)
@@ -96,6 +100,10 @@ def monitor(samples: Table, *, label: str, score: str, window: float | timedelta
                                     if version in missing else ""))
     if not isinstance(auc_bins, int) or auc_bins < 2:
         raise ConfigError(f"monitor: auc_bins must be an integer >= 2, got {auc_bins!r}")
+    if not isinstance(min_drift_rows, int) or isinstance(min_drift_rows, bool) \
+            or min_drift_rows < 1:
+        raise ConfigError(f"monitor: min_drift_rows must be an integer >= 1, got "
+                          f"{min_drift_rows!r}")
     ts = event_time_column(samples, time, "samples", keyword="time", where="monitor")
     seconds = duration_seconds("monitor: window", window)
     ref = resolve_reference(reference)
@@ -142,7 +150,7 @@ def monitor(samples: Table, *, label: str, score: str, window: float | timedelta
     outer = ["window_start", "window_end", "version", "`rows`", "labelled", "late",
              "accuracy", "log_loss", f"{_auc(auc_bins)} AS auc"]
     for name in features:
-        present = f"{_count(name)} > 0"
+        present = f"{_count(name)} >= {min_drift_rows}"
         outer.append(f"CASE WHEN {present} THEN {_psi(name, ref[name])} END AS "
                      f"{quote('psi_' + name)}")
         outer.append(f"CASE WHEN {present} THEN {_ks(name, ref[name])} END AS "
@@ -178,7 +186,9 @@ def _late_rows_retimed(samples: Table, ts: str, needed: Sequence[str]) -> Table:
         f"ELSE {watermark} + INTERVAL '0.001' SECOND END AS {kind}) AS {quote(_AT)} "
         f"FROM {samples}")
     schema = Schema.new_builder().watermark(_AT, "SOURCE_WATERMARK()").build()
-    return t_env.from_data_stream(t_env.to_data_stream(stamped), schema)
+    from flink_dl.inference.shared import detached_stream
+
+    return t_env.from_data_stream(detached_stream(t_env, stamped), schema)
 
 
 def resolve_reference(reference: ReferenceLike) -> Reference | None:

@@ -57,18 +57,25 @@ def requests(t_env: StreamTableEnvironment, rows_per_s: int) -> None:
         "'fields.x2.min' = '-1', 'fields.x2.max' = '1')")
 
 
-def python_operators(env: StreamExecutionEnvironment) -> int:
-    plan = json.loads(env.get_execution_plan())
-    return sum(1 for node in plan["nodes"] if node["type"].startswith("PythonCalc"))
-
-
-def test_one_predict_operator_whatever_the_number_of_consumers(tmp_path: Path) -> None:
+def requests_and_labels(tmp_path: Path) -> tuple[StreamExecutionEnvironment,
+                                                   StreamTableEnvironment]:
+    """A saved pipeline version and an environment with ``requests`` and ``labels``."""
     save_version(tmp_path, 0.0)
     env = StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
     requests(t_env, 10)
     t_env.execute_sql("CREATE TEMPORARY TABLE labels (id BIGINT, y INT, ts TIMESTAMP(3), "
                       "WATERMARK FOR ts AS ts) WITH ('connector' = 'datagen')")
+    return env, t_env
+
+
+def python_operators(env: StreamExecutionEnvironment) -> int:
+    plan = json.loads(env.get_execution_plan())
+    return sum(1 for node in plan["nodes"] if node["type"].startswith("PythonCalc"))
+
+
+def test_one_predict_operator_whatever_the_number_of_consumers(tmp_path: Path) -> None:
+    env, t_env = requests_and_labels(tmp_path)
     scored = serve(t_env.from_path("requests"), tmp_path / "pipes")
     assert "*ROWTIME*" in str(scored.get_schema())               # event time survives
     samples = join_labels(scored, t_env.from_path("labels"), key="id", within=5)
@@ -148,12 +155,7 @@ def test_predict_and_monitor_leave_nothing_for_the_next_job(tmp_path: Path) -> N
 
     from flink_dl.online import monitor
 
-    save_version(tmp_path, 0.0)
-    env = StreamExecutionEnvironment.get_execution_environment()
-    t_env = StreamTableEnvironment.create(env)
-    requests(t_env, 10)
-    t_env.execute_sql("CREATE TEMPORARY TABLE labels (id BIGINT, y INT, ts TIMESTAMP(3), "
-                      "WATERMARK FOR ts AS ts) WITH ('connector' = 'datagen')")
+    env, t_env = requests_and_labels(tmp_path)
     listed = get_field_value(env._j_stream_execution_environment, "transformations")
     scored = serve(t_env.from_path("requests"), tmp_path / "pipes")
     plain = predict(t_env.from_path("requests"), str(tmp_path / "model-0" / "model.ts"),

@@ -100,6 +100,7 @@ def main(model_dir: str, rows: int = 6000, epochs: int = 3) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    flink_dl.use_jvm_archive()  # before the first gateway JVM: faster start-up
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     result = main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="features-"))
     print(f"fitted coefficients (bias, city_a, roomy, rooms): {result['metrics']['coef']} "

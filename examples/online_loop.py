@@ -278,6 +278,7 @@ def main(work_dir: str | None = None, settings: Settings | None = None) -> dict[
 
 
 if __name__ == "__main__":
+    flink_dl.use_jvm_archive()  # before the first gateway JVM: faster start-up
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     out = main(sys.argv[1] if len(sys.argv) > 1 else None)
     print(out["table"].to_string(index=False))

@@ -194,6 +194,9 @@ def main(work_dir: str | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    import flink_dl
+
+    flink_dl.use_jvm_archive()  # before the first gateway JVM: faster start-up
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     outcome = main(sys.argv[1] if len(sys.argv) > 1 else None)
     for stage in outcome["stages"]:

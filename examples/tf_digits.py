@@ -133,4 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import flink_dl
+
+    flink_dl.use_jvm_archive()  # before the first gateway JVM: faster start-up
     raise SystemExit(main())

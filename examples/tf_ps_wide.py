@@ -86,7 +86,7 @@ def saved_model_writer(w: np.ndarray, b: np.ndarray):
 def train_entry(ctx) -> dict:
     """Chief: initialise, checkpoint, publish versions. Workers: train on their share."""
     graph = build_graph(ctx)
-    checkpoints = str(Path(ctx.options["model_dir"]) / CHECKPOINTS)
+    checkpoints = str(Path(ctx.options.model_dir) / CHECKPOINTS)
     if ctx.task_type == "chief":
         with ctx.session(checkpoint_dir=checkpoints, save_checkpoint_secs=5) as session:
             while not ctx.wait_for_stop(2.0):  # the AM asks once every worker is done
@@ -189,4 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import flink_dl
+
+    flink_dl.use_jvm_archive()  # before the first gateway JVM: faster start-up
     raise SystemExit(main())

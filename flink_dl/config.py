@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from flink_dl.errors import ConfigError
+from flink_dl.errors import ArgumentTypeError, ConfigError
 
 AM_ROLE = "am"
 #: ``ClusterConfig.rendezvous`` value: the AM's address travels through the Flink dataflow.
@@ -162,10 +162,11 @@ class ClusterConfig:
         advertise_host: address published to peers. Default: a specific ``bind_host``;
             under the wildcard the AM advertises every address of its host and each
             node the address of its route to the AM (``flink_dl.cluster.net``).
-        rendezvous: how nodes find the AM. ``"dataflow"`` (default): the AM operator
-            emits its address as a record that Flink broadcasts to every node (no
-            shared storage, no setting; works on any Flink cluster). Or the name of a
-            registered rendezvous store (``"file"``), which the AM publishes to and
+        rendezvous: how nodes find the AM: the name of a registered rendezvous strategy
+            (``flink_dl.cluster.rendezvous_strategy``). ``"dataflow"`` (default): the AM
+            operator emits its address as a record that Flink broadcasts to every node
+            (no shared storage, no setting; works on any Flink cluster). Or the name of
+            a registered rendezvous store (``"file"``), which the AM publishes to and
             nodes poll. Exactly-once roles (which host the AM themselves) use the file
             store under ``checkpoint_dir`` unless another store is named.
         rendezvous_dir: the file store's directory; must be shared by every
@@ -224,7 +225,12 @@ class ClusterConfig:
         return sum(self.roles.values())
 
     def validate(self) -> None:
-        """Check every field; raise ``ConfigError`` naming the key at fault."""
+        """Check every field's own value; raise ``ConfigError`` naming the key at fault.
+
+        The names it refers to (``plugin``'s rules, the ``rendezvous`` strategy and its
+        parameters) live in the cluster layer's registries:
+        ``flink_dl.cluster.registry.validate_config`` checks them too, and the job
+        builder calls it."""
         if not isinstance(self.roles, Mapping) or not self.roles:
             raise ConfigError("roles must be a non-empty mapping of role name -> node count")
         for role, count in self.roles.items():
@@ -270,13 +276,6 @@ class ClusterConfig:
             raise ConfigError("secret must have at least 16 characters")
         if self.advertise_host is not None and not isinstance(self.advertise_host, str):
             raise ConfigError(f"advertise_host must be a string, got {self.advertise_host!r}")
-        if self.rendezvous_dir is not None and not isinstance(self.rendezvous_dir, str):
-            raise ConfigError(f"rendezvous_dir must be a string, got {self.rendezvous_dir!r}")
-        from flink_dl.cluster.registry import get_rules, get_store_factory
-
-        get_rules(self.plugin)
-        if self.rendezvous != DATAFLOW_RENDEZVOUS:
-            get_store_factory(self.rendezvous)
 
     def check_role(self, role: str) -> int:
         """Return the node count of ``role``; raise ``ConfigError`` if it is unknown."""
@@ -317,7 +316,7 @@ def resolve_entry(entry: EntryFn | str) -> EntryFn:
     for part in attr_path.split("."):
         obj = getattr(obj, part)
     if not callable(obj):
-        raise TypeError(f"{entry!r} is not callable")
+        raise ArgumentTypeError(f"{entry!r} is not callable")
     return obj
 
 

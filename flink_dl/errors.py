@@ -75,3 +75,50 @@ class ClusterNodeFailedError(NodeFailedError, ClusterFailedError):
 class ReferenceMismatchError(ConfigError):
     """A drift reference does not fit the rows it is compared with: columns missing, or
     values in another space (raw input vs a pipeline's served features); names both."""
+
+
+class ArgumentTypeError(ConfigError, TypeError):
+    """An argument has a type the call cannot use (the message names it and the type)."""
+
+
+class InvalidStateError(FlinkDLError, RuntimeError):
+    """An operation was called when its object's state does not allow it (a closed output,
+    a node without a reserved socket, an input that is not exactly-once, ...)."""
+
+
+class EngineError(FlinkDLError, RuntimeError):
+    """Flink, its JVM or a framework answered something flink-dl cannot work with."""
+
+
+class CorruptDataError(FlinkDLError, ValueError):
+    """Bytes read from a channel, a restore frame or a wire message are not in the expected
+    format (the message says which and how)."""
+
+
+class ControlConnectionError(FlinkDLError, ConnectionError):
+    """The control-plane connection between a node and the AM closed or stopped answering."""
+
+
+class NotFoundError(FlinkDLError, FileNotFoundError):
+    """A model version, checkpoint or saved pipeline the call asks for does not exist."""
+
+
+class OwnershipError(FlinkDLError, PermissionError):
+    """A directory or file flink-dl would share belongs to another user."""
+
+
+class WaitTimeoutError(FlinkDLError, TimeoutError):
+    """A wait outside the ML cluster (for a model version, a prewarmed process, ...) ran
+    past its timeout; the message names the setting."""
+
+
+class ModelOutputError(FlinkDLError, ValueError):
+    """A model handler returned output of a shape or columns ``predict`` cannot use."""
+
+
+class UnsupportedOperationError(FlinkDLError, NotImplementedError):
+    """The object does not support this operation (the message says what does)."""
+
+
+class MissingAttributeError(FlinkDLError, AttributeError):
+    """A package has no such public attribute."""

@@ -29,13 +29,18 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 from pyflink.common.typeinfo import RowTypeInfo
-from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.java_gateway import get_gateway
+from pyflink.datastream import DataStream
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table, TableDescriptor
 from pyflink.table.expressions import col
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from flink_dl.errors import ConfigError
+from flink_dl.flink.pyflink_adapter import (
+    env_of_stream,
+    resolved_schema,
+    table_env_of,
+    without_time_attribute,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +71,15 @@ def write_files(data: Table | DataStream, directory: str | os.PathLike[str], *,
     if format not in FORMATS:
         raise ConfigError(f"write_files: format must be one of {list(FORMATS)}, got {format!r}")
     table = _as_table(data)
-    t_env = table._t_env
+    t_env = table_env_of(table)
     if not isinstance(t_env, StreamTableEnvironment):
         raise ConfigError("write_files: the Table must come from a StreamTableEnvironment (the "
                           "rows are written by the StreamExecutionEnvironment's next job)")
     path = Path(directory).absolute()
     path.mkdir(parents=True, exist_ok=True)
-    schema = table._j_table.getResolvedSchema()
+    schema = resolved_schema(table)
     names = [str(n) for n in schema.getColumnNames()]
-    remove_time = get_gateway().jvm.org.apache.flink.table.types.utils.DataTypeUtils \
-        .removeTimeAttribute
-    types = [str(remove_time(t).getLogicalType().asSerializableString())
+    types = [str(without_time_attribute(t).getLogicalType().asSerializableString())
              for t in schema.getColumnDataTypes()]
     (path / COLUMNS_FILE).write_text(json.dumps(
         {"format": format, "columns": [list(c) for c in zip(names, types, strict=True)]}))
@@ -186,7 +189,6 @@ def _as_table(data: Any) -> Table:
         if not isinstance(data.get_type(), RowTypeInfo):
             raise ConfigError(f"write_files: a DataStream must carry named rows "
                               f"(Types.ROW_NAMED), got {data.get_type()}; map it to rows first")
-        env = StreamExecutionEnvironment(data._j_data_stream.getExecutionEnvironment())
-        return StreamTableEnvironment.create(env).from_data_stream(data)
+        return StreamTableEnvironment.create(env_of_stream(data)).from_data_stream(data)
     raise ConfigError(f"write_files: data must be a pyflink Table or DataStream, got "
                       f"{type(data).__name__}")

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
+from flink_dl.errors import MissingAttributeError
+
 
 class _LazyPackage(ModuleType):
     """A package whose exported name stays bound to its export when the submodule of the
@@ -41,7 +43,7 @@ def lazy_exports(package: str, exports: Mapping[str, str], namespace: dict[str, 
     def __getattr__(name: str) -> Any:  # noqa: N807 - the module hook's own name
         module = exports.get(name)
         if module is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            raise MissingAttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(module), name)
         namespace[name] = value
         return value

@@ -8,7 +8,11 @@ from collections.abc import Iterator
 import pytest
 from pyflink.datastream import StreamExecutionEnvironment
 
+import flink_dl
+
 logging.basicConfig(level=logging.INFO)
+# The tests' gateway JVM starts from the class archive, as a user's script that calls it.
+flink_dl.use_jvm_archive()
 
 
 @contextlib.contextmanager

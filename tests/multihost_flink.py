@@ -65,8 +65,8 @@ from typing import Any
 
 import yaml
 
-from flink_dl.flink.client_env import LOOPBACK_LEFTOVERS
 from flink_dl.flink.standalone import flink_home, set_conf_key
+from flink_dl.startup.client_env import LOOPBACK_LEFTOVERS
 from tests.multihost import TestHost, TestHosts, _pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent

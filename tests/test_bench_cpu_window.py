@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.cpu_breakdown import CpuSampler, Sample
+from bench.drivers.cpu_breakdown import CpuSampler, Sample
 
 
 def _sampler() -> CpuSampler:

@@ -13,14 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from flink_dl.channel.arrays import NullValueError, numpy_batches
 from flink_dl.channel.codecs import Codec, get_codec, register_codec
 from flink_dl.channel.node_io import (
     NodeInput,
     NodeOutput,
-    NullValueError,
     OutputSchemaError,
     SchemaChangedError,
-    numpy_batches,
 )
 from flink_dl.channel.ring import (
     ChannelClosedError,

@@ -14,7 +14,7 @@ import pytest
 from pyflink.common import Types
 
 import flink_dl
-from flink_dl.flink.client_env import LOOPBACK_LEFTOVERS
+from flink_dl.startup.client_env import LOOPBACK_LEFTOVERS
 from tests.conftest import execution_mode
 
 CHILD_JOB = """

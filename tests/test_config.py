@@ -6,6 +6,7 @@ import pytest
 
 import flink_dl
 from flink_dl import ClusterConfig, ConfigError, Timeouts
+from flink_dl.cluster.registry import validate_config
 
 
 def _entry(ctx) -> None:
@@ -48,7 +49,7 @@ def test_bad_config_names_the_key(kwargs: dict, fragment: str) -> None:
     base = {"roles": {"worker": 2}, "entry": _entry}
     base.update(kwargs)
     with pytest.raises(ConfigError) as info:
-        ClusterConfig(**base).validate()
+        validate_config(ClusterConfig(**base))
     assert fragment in str(info.value)
 
 
@@ -148,8 +149,8 @@ def test_exactly_once_misconfiguration_fails_at_build_time(setup: str, fragment:
 @pytest.mark.parametrize(
     ("setup", "fragment"),
     [
-        ("tensorflow", r"TFConfig\(exactly_once=True\): exactly-once training is built for "
-                       "the PyTorch plugin"),
+        ("tensorflow", r"TFConfig\(exactly_once=True\): the tensorflow plugin does not "
+                       "implement exactly-once training"),
         ("epochs", r"TorchConfig\(exactly_once=True\): epochs must be 1"),
         ("no_model_dir", r"TorchConfig\(exactly_once=True\): set model_dir"),
         ("no_input", r"TorchConfig\(exactly_once=True\) needs an input"),

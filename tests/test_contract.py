@@ -40,6 +40,7 @@ from flink_dl.training.checkpoints import CheckpointDir, resolve_init_from
 from flink_dl.training.config import TrainingConfig
 from flink_dl.training.context import TrainingContext
 from flink_dl.training.entry import TrainingEntry
+from flink_dl.training.options import TrainingOptions
 
 
 def _entry(ctx: object) -> None:
@@ -270,20 +271,24 @@ class _CountingContext(TrainingContext):
     def _own_first_pass_rows(self) -> int | None:
         return self.rows
 
-    def _write_model(self, model: Any, directory: Path, **options: Any) -> None:
+    def write_model(self, model: Any, directory: Path, **options: Any) -> None:
         (directory / "model.txt").write_text(str(model))
+
+    def load_weights(self, model: Any, version: Any) -> None:
+        raise AssertionError("not called here")
 
     def _emit(self, kind: str, **fields: Any) -> None:
         pass
 
 
 def test_an_empty_input_publishes_nothing(tmp_path: Path) -> None:
-    options = {"model_dir": str(tmp_path / "m"), "allow_empty_input": False}
+    options = TrainingOptions(model_dir=str(tmp_path / "m"), allow_empty_input=False)
     ctx = _CountingContext(_FakeNode(), options)  # type: ignore[arg-type]
     with pytest.raises(EmptyInputError, match="allow_empty_input=True"):
         ctx.save_model("untrained")
     assert ModelStore(tmp_path / "m").latest_number() is None
-    allowed = _CountingContext(_FakeNode(), options | {"allow_empty_input": True})  # type: ignore[arg-type]
+    allowed = _CountingContext(_FakeNode(), dataclasses.replace(  # type: ignore[arg-type]
+        options, allow_empty_input=True))
     assert allowed.save_model("untrained") is None
     assert ModelStore(tmp_path / "m").latest_number() is None
     allowed.rows = 3
@@ -343,10 +348,10 @@ def test_warm_start_loads_the_version_in_both_frameworks(tmp_path: Path) -> None
 
     store = ModelStore(tmp_path / "torch")
     trained = torch.nn.Linear(3, 1)
-    version = store.publish(lambda d: TorchContext._write_model(  # type: ignore[arg-type]
+    version = store.publish(lambda d: TorchContext.write_model(  # type: ignore[arg-type]
         _DeviceOnly(), trained, d))
     fresh = torch.nn.Linear(3, 1)
-    TorchContext._load_weights(None, fresh, version)  # type: ignore[arg-type]
+    TorchContext.load_weights(None, fresh, version)  # type: ignore[arg-type]
     assert torch.equal(fresh.weight, trained.weight) and torch.equal(fresh.bias, trained.bias)
 
     import tensorflow as tf
@@ -359,7 +364,7 @@ def test_warm_start_loads_the_version_in_both_frameworks(tmp_path: Path) -> None
     source = keras_model()
     tf_version = ModelStore(tmp_path / "tf").publish(lambda d: write_model(source, d))
     target = keras_model()
-    TFContext._load_weights(None, target, tf_version)  # type: ignore[arg-type]
+    TFContext.load_weights(None, target, tf_version)  # type: ignore[arg-type]
     for got, want in zip(target.get_weights(), source.get_weights(), strict=True):
         np.testing.assert_array_equal(got, want)
 

@@ -15,7 +15,7 @@ from flink_dl.cluster.am import AppMaster
 from flink_dl.cluster.api import ClusterState
 from flink_dl.cluster.node import AMConnection, find_am
 from flink_dl.cluster.protocol import MAX_FRAME_BYTES, recv_msg
-from flink_dl.cluster.registry import get_store_factory
+from flink_dl.cluster.registry import rendezvous_of
 from flink_dl.errors import AuthenticationError, ClusterFailedError, ProtocolError
 
 
@@ -47,7 +47,8 @@ def _run_am(am: AppMaster) -> dict:
 
 
 def _store(config: ClusterConfig):
-    return get_store_factory(config.rendezvous)(config.job_id, {"dir": config.rendezvous_dir})
+    strategy, params = rendezvous_of(config)
+    return strategy.store(params)
 
 
 def _register_all(conns: list[AMConnection], addresses: list[str]) -> dict[int, dict]:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from flink_dl.flink import jvm_archive
-from flink_dl.flink.client_env import without_loopback_leftovers
+from flink_dl.settings import SettingsError
+from flink_dl.startup import jvm_archive
+from flink_dl.startup.client_env import without_loopback_leftovers
 
 SCRIPT = """
 import sys
@@ -20,6 +21,7 @@ import pandas as pd
 import flink_dl
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
+flink_dl.use_jvm_archive()
 env = StreamExecutionEnvironment.get_execution_environment()
 t_env = StreamTableEnvironment.create(env)
 frame = t_env.from_pandas(pd.DataFrame({"x": [1.0, 2.0, 3.0]})).to_pandas()
@@ -78,7 +80,7 @@ def test_truncated_archive_is_not_used(tmp_path: Path, monkeypatch: pytest.Monke
     _fake_archive(tmp_path, monkeypatch, size=1000, manifest_size=5000)
     monkeypatch.setenv("JVM_ARGS", "-Xmx2g")
     assert jvm_archive.find_archive() is None
-    assert jvm_archive.use_archive_for_gateway() is None
+    assert jvm_archive.use_jvm_archive() is None
     assert os.environ["JVM_ARGS"] == "-Xmx2g"
 
 
@@ -86,24 +88,24 @@ def test_jvm_args_keep_the_users_and_are_added_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive = _fake_archive(tmp_path, monkeypatch, size=1000, manifest_size=1000)
     monkeypatch.setenv("JVM_ARGS", "-Xmx2g -Dfoo=bar")
-    assert jvm_archive.use_archive_for_gateway() == archive
+    assert jvm_archive.use_jvm_archive() == archive
     first = os.environ["JVM_ARGS"]
     assert first.startswith("-Xmx2g -Dfoo=bar ")
     assert f"-XX:SharedArchiveFile={archive}" in first and "-Xshare:auto" in first
-    jvm_archive.use_archive_for_gateway()
+    jvm_archive.use_jvm_archive()
     assert os.environ["JVM_ARGS"] == first
     # the user's own archive wins; the switch turns ours off
     assert jvm_archive.jvm_args_with_archive("-XX:SharedArchiveFile=/mine.jsa", archive) == \
         "-XX:SharedArchiveFile=/mine.jsa"
     monkeypatch.setenv("JVM_ARGS", "")
     monkeypatch.setenv(jvm_archive.SWITCH_ENV, "0")
-    assert jvm_archive.use_archive_for_gateway() is None
+    assert jvm_archive.use_jvm_archive() is None
     assert os.environ["JVM_ARGS"] == ""
 
 
 def test_bad_build_timeout_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(jvm_archive.BUILD_TIMEOUT_ENV, "soon")
-    with pytest.raises(jvm_archive.JvmArchiveError, match=jvm_archive.BUILD_TIMEOUT_ENV):
+    with pytest.raises(SettingsError, match=jvm_archive.BUILD_TIMEOUT_ENV):
         jvm_archive.build_archive(rebuild=True)
 
 

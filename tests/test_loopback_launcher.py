@@ -14,8 +14,8 @@ import pytest
 from apache_beam.portability.api import beam_fn_api_pb2
 from pyflink.common import Configuration
 
-from flink_dl.flink import loopback_boot, loopback_launcher
-from flink_dl.flink.client_env import without_loopback_leftovers
+from flink_dl.startup import loopback_boot, loopback_launcher
+from flink_dl.startup.client_env import without_loopback_leftovers
 
 JOBS = """
 import json, os, sys, threading, time

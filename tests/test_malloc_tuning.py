@@ -1,4 +1,4 @@
-"""glibc malloc settings for batch loops (``flink_dl.malloc_tuning``): a model served batch
+"""glibc malloc settings for batch loops (``flink_dl.startup.malloc_tuning``): a model served batch
 after batch by ``ModelRunner`` stops faulting its activations in on every batch."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flink_dl import malloc_tuning
+from flink_dl.startup import malloc_tuning
 
 # One fresh process per setting (malloc's state is per process): a ModelRunner over an
 # MLP whose layers produce 4 MiB activations per batch, fed 32,768-row batches the way the
@@ -23,7 +23,7 @@ from flink_dl import malloc_tuning
 _LOOP = textwrap.dedent("""
     import ctypes, json, resource, sys, threading
     import numpy as np, torch
-    from flink_dl import malloc_tuning
+    from flink_dl.startup import malloc_tuning
     from flink_dl.inference.runner import ModelRunner
     from flink_dl.pytorch import TorchModelHandler
 

@@ -17,7 +17,7 @@ from pyflink.table import StreamTableEnvironment
 import flink_dl
 from examples.online_loop import csv_source, write_csv
 from flink_dl.files import count_rows, read_files, write_files
-from flink_dl.flink.builder import cluster_configs_of
+from flink_dl.flink.clusters import cluster_configs_of
 from flink_dl.models.store import ModelStore
 from flink_dl.online import FTRLLogisticRegression, join_labels
 from flink_dl.pipeline import Pipeline, PipelineModel, StandardScaler

@@ -24,7 +24,8 @@ from flink_dl.online import (
 )
 from flink_dl.online.quality import EPSILON
 from flink_dl.pipeline import Pipeline, PipelineModel, StandardScaler, predict, publish_model
-from flink_dl.pipeline.reference import RAW, SERVED, saved_reference
+from flink_dl.pipeline.pipeline import saved_reference
+from flink_dl.pipeline.reference import RAW, SERVED
 
 X = ["x1", "x2"]
 START = pd.Timestamp("2026-01-01")

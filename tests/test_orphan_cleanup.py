@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from flink_dl.cli.main import main
-from flink_dl.flink.client_env import without_loopback_leftovers
 from flink_dl.flink.janitor import sweep
+from flink_dl.startup.client_env import without_loopback_leftovers
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The client's INFO line on submission (flink_dl.flink.job_id).

@@ -27,11 +27,11 @@ from flink_dl.pipeline.api import stage_class
 from flink_dl.pipeline.learners import arrow_type_name, expand_features, parse_arrow_type
 from flink_dl.pipeline.pipeline import _independent_group
 from flink_dl.pipeline.sql import Column, double_literal, quote
-from flink_dl.pipeline.stages.categorical import (
+from flink_dl.pipeline.stages.categorical import column_suffix
+from flink_dl.pipeline.stages.category_lookup import (
     BUCKET_BYTES,
     CHUNK_BYTES,
     bucket_of,
-    column_suffix,
     encode_categories,
 )
 

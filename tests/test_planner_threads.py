@@ -4,8 +4,8 @@ A second job from one environment failed now and then with Calcite's
 ``NullPointerException: metadataHandlerProvider``: the planner's metadata provider lives in
 a thread-local of the JVM thread that built the TableEnvironment, and py4j may serve a
 later call on a JVM thread of a new connection. The script below makes that happen every
-time: another Python thread holds the only pooled connection while the main thread plans,
-so the main thread's calls go over a new connection, to a new JVM thread.
+time: other Python threads hold every pooled connection while the main thread plans, so
+the main thread's calls go over a new connection, to a new JVM thread.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from flink_dl.flink.client_env import without_loopback_leftovers
+from flink_dl.startup.client_env import without_loopback_leftovers
 
 SCRIPT = """
 import sys, threading, time
@@ -37,12 +37,21 @@ if sys.argv[1] == "flink-dl":
     flink_dl.execute(env, "first job", timeout_s=120)
 
 table = t_env.from_pandas(pd.DataFrame({"x": [1.0, 2.0, 3.0], "s": ["a", "b", "c"]}))
-holding = threading.Event()
+# Every pooled connection is held by a thread of its own (a first job leaves several in
+# the pool), so the main thread's next calls open a new connection: a new JVM thread.
+pooled = max(1, len(gateway._gateway_client.deque))
+started = threading.Semaphore(0)
 def hold_a_connection():
-    holding.set()
-    gateway.jvm.java.lang.Thread.sleep(6000)
-holder = threading.Thread(target=hold_a_connection)
-holder.start(); holding.wait(); time.sleep(0.5)
+    started.release()
+    gateway.jvm.java.lang.Thread.sleep(8000)
+holders = [threading.Thread(target=hold_a_connection) for _ in range(pooled)]
+for holder in holders:
+    holder.start()
+for _ in holders:
+    started.acquire()
+deadline = time.monotonic() + 5
+while len(gateway._gateway_client.deque) and time.monotonic() < deadline:
+    time.sleep(0.02)   # until every holder has taken its connection out of the pool
 planned_on = jvm_thread()
 assert planned_on != built_on, (planned_on, built_on)
 plus_one = udf(lambda x: x + 1.0, result_type=DataTypes.DOUBLE())
@@ -50,7 +59,8 @@ scored = table.where(col("x") > 1.0).select(col("s"), plus_one(col("x")).alias("
                                               (col("x") * 2 + 1).alias("z"))
 frame = scored.to_pandas().sort_values("s")
 print("ROWS", frame.to_dict("list"))
-holder.join()
+for holder in holders:
+    holder.join()
 """
 
 

@@ -18,7 +18,7 @@ from pyflink.table import StreamTableEnvironment
 
 import flink_dl
 from examples import digits, streaming
-from flink_dl.flink.builder import cluster_configs_of
+from flink_dl.flink.clusters import cluster_configs_of
 from flink_dl.models import ModelStore
 from flink_dl.pytorch import TorchConfig, TorchModelHandler, predict, predict_distributed, train
 from tests import torch_entries

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from flink_dl import ConfigError
-from flink_dl.channel.node_io import NullValueError
+from flink_dl.channel.arrays import NullValueError
 from flink_dl.cluster.context import NodeContext
 from flink_dl.models import ModelStore, TornModelError
 from flink_dl.pytorch import TorchConfig, TorchModelHandler

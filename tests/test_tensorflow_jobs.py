@@ -18,7 +18,7 @@ from pyflink.table import StreamTableEnvironment
 import flink_dl
 from examples import streaming, tf_digits, tf_ps_wide
 from examples.digits import load_split
-from flink_dl.flink.builder import cluster_configs_of
+from flink_dl.flink.clusters import cluster_configs_of
 from flink_dl.models.store import ModelStore
 from flink_dl.tensorflow import TFConfig, TFModelHandler, predict
 from flink_dl.tensorflow import train as tf_train

@@ -1,5 +1,5 @@
 """A Python worker per Python operator in local process-mode jobs that restart
-(``flink_dl.flink.worker_isolation``): which jobs get it, that the builder, ``predict`` and
+(``flink_dl.startup.worker_isolation``): which jobs get it, that the builder, ``predict`` and
 ``execute`` apply it, and that a real job's operators then run in separate workers."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pyflink.common import Configuration
 from pyflink.table import DataTypes, StreamTableEnvironment
 
 import flink_dl
-from flink_dl.flink import worker_isolation
 from flink_dl.inference.api import ModelHandler
 from flink_dl.inference.operator import predict
+from flink_dl.startup import worker_isolation
 from tests import entries
 from tests.conftest import execution_mode
 from tests.leftovers import wait_clean

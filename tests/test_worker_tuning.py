@@ -1,4 +1,4 @@
-"""Beam's state sampler without its thread (``flink_dl.flink.worker_tuning``): bundle ends
+"""Beam's state sampler without its thread (``flink_dl.startup.worker_tuning``): bundle ends
 no longer wait for the sampling thread to wake, and scoped states, the current tracker and
 user metrics work as before; a flink-dl operator applies it in a process-mode worker."""
 
@@ -20,8 +20,8 @@ from apache_beam.utils.counters import CounterFactory
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
-from flink_dl.flink import worker_tuning
 from flink_dl.pytorch import TorchModelHandler, predict
+from flink_dl.startup import worker_tuning
 from tests.test_pytorch_jobs import _factory, _save_model
 
 

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 
 import pyarrow as pa
 
-from flink_dl.errors import ConfigError
+from flink_dl.errors import ArgumentTypeError, ConfigError, CorruptDataError
 
 
 class Codec(ABC):
@@ -51,7 +51,7 @@ class ArrowCodec(Codec):
         reader = pa.ipc.open_stream(buf)
         batches = list(reader)
         if len(batches) != 1:
-            raise ValueError(f"arrow message holds {len(batches)} batches, expected 1")
+            raise CorruptDataError(f"arrow message holds {len(batches)} batches, expected 1")
         return batches[0]
 
 
@@ -75,12 +75,12 @@ class RawCodec(Codec):
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
         if batch.schema.names != ["bytes"] or not pa.types.is_binary(batch.schema.types[0]):
-            raise ValueError(
+            raise ConfigError(
                 f"the raw codec carries one binary column named 'bytes'; got {batch.schema}")
         out = bytearray()
         for value in batch.column(0).to_pylist():
             if value is None:
-                raise ValueError("the raw codec cannot carry a null in column 'bytes'")
+                raise ConfigError("the raw codec cannot carry a null in column 'bytes'")
             out += len(value).to_bytes(4, "little") + value
         return bytes(out)
 
@@ -112,7 +112,7 @@ _CODECS: dict[str, Codec] = {}
 def register_codec(codec: Codec) -> None:
     """Make ``codec`` available under ``codec.name``."""
     if not isinstance(codec, Codec):
-        raise TypeError(f"codec must be a flink_dl.channel.codecs.Codec, got {type(codec)}")
+        raise ArgumentTypeError(f"codec must be a flink_dl.channel.codecs.Codec, got {type(codec)}")
     _CODECS[codec.name] = codec
 
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flink_dl.errors import CorruptDataError, InvalidStateError, OwnershipError
 from flink_dl.fsutil import fsync_path
 
 _SEQ = struct.Struct(">Q")
@@ -69,7 +70,7 @@ def encode_restore(acked: int, seq: int) -> bytes:
 def decode_restore(data: bytes) -> tuple[int, int]:
     """The inverse of ``encode_restore`` (``ValueError`` on a frame of the wrong size)."""
     if len(data) != _RANGE.size:
-        raise ValueError(f"exactly-once input: bad restore frame of {len(data)} bytes")
+        raise CorruptDataError(f"exactly-once input: bad restore frame of {len(data)} bytes")
     acked, seq = _RANGE.unpack(data)
     return int(acked), int(seq)
 
@@ -265,7 +266,7 @@ def check_private(directory: Path) -> None:
     group or others."""
     info = directory.stat()
     if info.st_uid != os.getuid() or info.st_mode & 0o022:
-        raise PermissionError(
+        raise OwnershipError(
             f"exactly-once state dir {directory} must belong to uid {os.getuid()} and not be "
             f"group/other-writable (owner uid {info.st_uid}, mode {oct(info.st_mode & 0o777)})")
 
@@ -283,7 +284,7 @@ def choose_restore(directory: str | Path, acked: int, seq: int) -> int:
         return usable[-1]
     if acked == 0:
         return 0
-    raise RuntimeError(
+    raise InvalidStateError(
         f"exactly-once: no node state between positions {acked} and {seq} in {directory} "
         f"(found {positions}); raise add_role(state_keep=...) so state files outlive "
         "Flink's checkpoint interval")

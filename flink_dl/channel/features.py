@@ -83,7 +83,7 @@ def numeric_column(name: str, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """One feature column as numpy in its natural dtype (DECIMAL as float64, BOOLEAN as
     bool); zero-copy for integer and floating columns within one chunk. Nulls raise
     ``NullValueError`` naming the column."""
-    from flink_dl.channel.node_io import column_to_numpy
+    from flink_dl.channel.arrays import column_to_numpy
 
     arrow_type = column.type
     if not is_feature_type(arrow_type):

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flink_dl.errors import ClusterTimeoutError, FlinkDLError
+from flink_dl.errors import ClusterTimeoutError, ConfigError, FlinkDLError
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Ring:
                timeout_s: float = 60.0) -> Ring:
         """Create a new ring (memfd + two eventfds, all inheritable)."""
         if capacity < 4096 or capacity % 8:
-            raise ValueError(
+            raise ConfigError(
                 f"channel capacity must be a multiple of 8 and >= 4096, got {capacity}")
         mem_fd = os.memfd_create(f"flink-dl-{name}", os.MFD_CLOEXEC)
         data_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)

@@ -1,5 +1,5 @@
 """``flink-dl jvm-archive``: build (or show) the JVM class archive that makes Flink start
-faster; see :mod:`flink_dl.flink.jvm_archive`."""
+faster; see :mod:`flink_dl.startup.jvm_archive`."""
 
 from __future__ import annotations
 

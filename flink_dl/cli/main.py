@@ -21,6 +21,7 @@ def demo(args: argparse.Namespace) -> int:
     import flink_dl
     from flink_dl.cli.demo_entries import describe_node
 
+    flink_dl.use_jvm_archive()  # before the gateway JVM starts: faster start-up
     env = StreamExecutionEnvironment.get_execution_environment()
     config = flink_dl.ClusterConfig(
         roles={"worker": args.workers, "ps": 1}, daemon_roles={"ps"}, entry=describe_node,

@@ -10,8 +10,8 @@ from typing import Any
 from flink_dl.cluster.am import AMAddress, am_key
 from flink_dl.cluster.api import RendezvousStore
 from flink_dl.cluster.protocol import client_handshake, recv_msg, send_msg
-from flink_dl.cluster.registry import get_store_factory
-from flink_dl.config import DATAFLOW_RENDEZVOUS, ClusterConfig
+from flink_dl.cluster.registry import rendezvous_of
+from flink_dl.config import ClusterConfig
 from flink_dl.errors import (
     AuthenticationError,
     ClusterFailedError,
@@ -97,11 +97,13 @@ def connect_am(address: AMAddress, config: ClusterConfig) -> AMConnection:
 
 
 def rendezvous_store(config: ClusterConfig, node: str) -> RendezvousStore:
-    """The store a node looks the AM up in (``config.rendezvous`` names it)."""
-    if config.rendezvous == DATAFLOW_RENDEZVOUS:
-        raise ConfigError(f"node {node}: rendezvous='dataflow' needs the AM address from "
-                          "the AM operator (am_address)")
-    return get_store_factory(config.rendezvous)(config.job_id, {"dir": config.rendezvous_dir})
+    """The store a node looks the AM up in (``config.rendezvous``'s strategy makes it)."""
+    strategy, params = rendezvous_of(config)
+    store = strategy.store(params)
+    if store is None:
+        raise ConfigError(f"node {node}: rendezvous={config.rendezvous!r} needs the AM "
+                          "address from the AM operator (am_address)")
+    return store
 
 
 def find_am(store: RendezvousStore | None, config: ClusterConfig, attempt: int) -> AMAddress:

@@ -2,7 +2,8 @@
 
 Framework plugins extend the cluster by registering their own ``ClusterRules``
 (``flink_dl.cluster.registry.register_rules``); rendezvous backends by registering a
-``RendezvousStore`` factory.
+``RendezvousStore`` factory (``register_store``) or a whole strategy
+(``register_rendezvous``, ``flink_dl.cluster.rendezvous_strategy``).
 """
 
 from __future__ import annotations

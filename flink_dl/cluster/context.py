@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flink_dl.errors import InvalidStateError
+
 CONTEXT_FILE = "context.json"
 ENTRY_FILE = "entry.pkl"
 RESULT_FILE = "result.json"
@@ -81,7 +83,7 @@ class NodeContext:
         the same port while the reservation is held.
         """
         if self.reserved_fd is None:
-            raise RuntimeError("this node holds no reserved socket")
+            raise InvalidStateError("this node holds no reserved socket")
         return socket.socket(fileno=self.reserved_fd)
 
     @property
@@ -163,7 +165,7 @@ class NodeContext:
 
             info = self.channels or {}
             if not info.get("exactly_once"):
-                raise RuntimeError(
+                raise InvalidStateError(
                     f"role {self.role!r} is not exactly-once: pass exactly_once=True to "
                     "add_role (and ClusterConfig(checkpoint_dir=...))")
             self._state = NodeStateStore(info["state_dir"], keep=int(info.get("keep", 5)))
@@ -173,7 +175,7 @@ class NodeContext:
     def input_position(self) -> int:
         """Exactly-once roles: sequence number of the last input batch handed to the entry
         (0 before the first). State saved now covers every batch up to it."""
-        return int(self._node_input().position)
+        return int(self.node_input().position)
 
     def load_state(self) -> Any:
         """Exactly-once roles: the state the entry saved for the input position the stream
@@ -181,7 +183,7 @@ class NodeContext:
         that follow are exactly those the state does not cover."""
         from flink_dl.channel.exactly_once import choose_restore
 
-        node_input = self._node_input()
+        node_input = self.node_input()
         store = self._state_store()
         position = choose_restore(store.directory, *node_input.restore_range())
         node_input.resume_at(position)
@@ -200,14 +202,17 @@ class NodeContext:
         """Map the ``input``/``output`` ring this node process inherited."""
         handle = (self.channels or {}).get(name)
         if handle is None:
-            raise RuntimeError(f"role {self.role!r} {missing}")
+            raise InvalidStateError(f"role {self.role!r} {missing}")
         from flink_dl.channel.ring import Ring, RingHandle
 
         assert self.channels is not None
         return Ring(RingHandle.from_json(handle), timeout_s=self.channels["timeout"],
                     peer_alive=_parent_alive)
 
-    def _node_input(self) -> Any:
+    def node_input(self) -> Any:
+        """This node's input reader (``flink_dl.channel.node_io.NodeInput``: epochs,
+        batches, rows read, exactly-once positions), opened on first use; a role without
+        input raises ``RuntimeError``."""
         if self._input is None:
             from flink_dl.channel.codecs import get_codec
             from flink_dl.channel.node_io import NodeInput
@@ -245,7 +250,7 @@ class NodeContext:
         """The input epoch being read (0-based); 0 for a role without input."""
         if self._input is None and (self.channels or {}).get("input") is None:
             return 0
-        return self._node_input().epoch
+        return self.node_input().epoch
 
     @property
     def epochs_total(self) -> int:
@@ -253,11 +258,11 @@ class NodeContext:
 
     def epochs(self) -> Iterator[Any]:
         """One ``Epoch`` per pass over the input (iterate each for ``pyarrow.RecordBatch``es)."""
-        return self._node_input().epochs()
+        return self.node_input().epochs()
 
     def batches(self) -> Iterator[Any]:
         """Every input ``pyarrow.RecordBatch``, over all epochs (``ctx.epoch`` says which)."""
-        return self._node_input().batches()
+        return self.node_input().batches()
 
     def numpy_batches(self, batch_size: int, columns: list[str] | None = None,
                       drop_last: bool = False) -> Iterator[dict[str, Any]]:
@@ -265,16 +270,16 @@ class NodeContext:
 
         Batches never straddle an epoch boundary.
         """
-        from flink_dl.channel.node_io import numpy_batches
+        from flink_dl.channel.arrays import numpy_batches
 
         for epoch in self.epochs():
             yield from numpy_batches(iter(epoch), batch_size, columns, drop_last)
 
     def input_stats(self) -> dict[str, int]:
         """The input channel's fill level: ``buffered_bytes`` now and its ``capacity``."""
-        ring = self._node_input().ring
+        ring = self.node_input().ring
         return {"buffered_bytes": ring.used_bytes, "capacity": ring.capacity,
-                "rows_read": self._node_input().rows_read}
+                "rows_read": self.node_input().rows_read}
 
     def write(self, rows: Any) -> None:
         """Send rows out of the node; they leave the role's operator as a Flink stream."""

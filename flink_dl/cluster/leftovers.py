@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from flink_dl.cluster.process import PARENT_PID_ENV
+from flink_dl.settings import NodeIdentity
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def remove_nodes(job_id: str, rest: str) -> tuple[int, int]:
         if proc.info["uids"] and proc.info["uids"].real != os.getuid():
             continue
         with contextlib.suppress(psutil.Error):
-            if proc.environ().get("FLINK_DL_JOB_ID") != job_id:
+            if NodeIdentity.from_env(proc.environ()).job_id != job_id:
                 continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # a node process leads its own group
@@ -90,9 +90,9 @@ def remove_nodes(job_id: str, rest: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- owners and orphans
 #: A node work dir's record of its job and owners (JSON).
 OWNER_FILE = "flink-dl-owner.json"
-#: The local client of a job on the embedded mini-cluster, ``<pid>:<start time>``: in the
-#: operators' cluster config ``env`` (so in every node process's environment too).
-CLIENT_ENV = "FLINK_DL_CLIENT"
+#: ``NodeIdentity.client`` (``FLINK_DL_CLIENT``): the local client of a job on the embedded
+#: mini-cluster, ``<pid>:<start time>``: in the operators' cluster config ``env`` (so in
+#: every node process's environment too).
 
 ProcessRef = tuple[int, float]
 
@@ -131,9 +131,9 @@ def is_alive(ref: ProcessRef) -> bool:
 
 def owners_of(config: Any) -> list[ProcessRef]:
     """The owners of a node of ``config`` run by this process: this process, and the job's
-    client when the operators' config names one (``CLIENT_ENV``)."""
+    client when the operators' config names one (``NodeIdentity.client``)."""
     owners = [process_ref()]
-    client = parse_ref(config.env.get(CLIENT_ENV))
+    client = parse_ref(NodeIdentity.from_env(config.env).client)
     if client is not None and client[0] != owners[0][0]:
         owners.append(client)
     return owners
@@ -179,7 +179,7 @@ def orphaned_work_dirs() -> dict[str, list[Path]]:
 
 def orphaned_processes(orphan_dirs: Iterable[Path] = ()) -> dict[int, str]:
     """This user's node processes and their descendants (pid -> job id) whose job's client
-    (``CLIENT_ENV``) or starting process (``PARENT_PID_ENV``) is gone, or whose work dir is
+    (``NodeIdentity.client``) or starting process (``.parent_pid``) is gone, or whose work dir is
     in ``orphan_dirs``."""
     dirs = {str(d) for d in orphan_dirs}
     found: dict[int, str] = {}
@@ -191,15 +191,16 @@ def orphaned_processes(orphan_dirs: Iterable[Path] = ()) -> dict[int, str]:
             environ = proc.environ()
         except psutil.Error:
             continue
-        job_id = environ.get("FLINK_DL_JOB_ID")
+        identity = NodeIdentity.from_env(environ)
+        job_id = identity.job_id
         if job_id is None:
             continue
         cmdline = proc.info.get("cmdline") or []
-        client = parse_ref(environ.get(CLIENT_ENV))
-        parent = environ.get(PARENT_PID_ENV, "")
+        client = parse_ref(identity.client)
+        parent = identity.parent_pid
         if (("flink_dl.cluster.node_main" in cmdline and cmdline[-1].rstrip("/") in dirs)
                 or (client is not None and not is_alive(client))
-                or (parent.isdigit() and not psutil.pid_exists(int(parent)))):
+                or (parent is not None and parent >= 0 and not psutil.pid_exists(parent))):
             found[proc.pid] = job_id
     return found
 

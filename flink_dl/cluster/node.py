@@ -23,7 +23,8 @@ from flink_dl.cluster.am import AMAddress
 from flink_dl.cluster.am_client import AMConnection, connect_am, find_am, rendezvous_store
 from flink_dl.cluster.api import RendezvousStore
 from flink_dl.cluster.context import ENTRY_FILE, PROGRESS_FILE, NodeContext
-from flink_dl.cluster.entry_process import EntryProcess, entry_env
+from flink_dl.cluster.entry_launch import entry_env
+from flink_dl.cluster.entry_process import EntryProcess
 from flink_dl.cluster.leftovers import (
     WORK_DIR_PREFIX,
     owners_of,
@@ -128,6 +129,16 @@ class NodeRunner:
     @property
     def entry_alive(self) -> bool:
         return self._proc is not None and self._proc.alive()
+
+    @property
+    def start_attempted(self) -> bool:
+        """Whether a background node got past starting (its entry runs, or it failed to)."""
+        return self._started.is_set()
+
+    @property
+    def background_ended(self) -> bool:
+        """Whether a background node's thread has ended (``join`` then returns at once)."""
+        return self._thread is not None and not self._thread.is_alive()
 
     def run(self) -> NodeOutcome:
         """Run the node in the calling thread; returns the outcome or raises its error."""

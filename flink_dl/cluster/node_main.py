@@ -27,6 +27,7 @@ from flink_dl.cluster.context import CONTEXT_FILE, ENTRY_FILE, RESULT_FILE, Node
 from flink_dl.cluster.entry_process import STACK_DUMP_SIGNAL
 from flink_dl.cluster.prewarm import remap_context, wait_for_work
 from flink_dl.cluster.process import die_with_parent
+from flink_dl.settings import RuntimeSettings
 
 log = logging.getLogger("flink_dl.node")
 
@@ -57,12 +58,12 @@ def _write_result(work_dir: Path, payload: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     die_with_parent()
-    logging.basicConfig(level=os.environ.get("FLINK_DL_LOG_LEVEL", "INFO"),
+    logging.basicConfig(level=RuntimeSettings.from_env().log_level,
                         format="%(asctime)s %(levelname)s [node %(process)d] %(message)s")
     fds: dict[int, int] = {}
     work_dir = Path(argv[-1])
     if argv[0] == "--prewarm":  # flink_dl.cluster.prewarm: import first, then wait for work
-        remap = wait_for_work(int(argv[1]))
+        remap = wait_for_work(int(argv[1]), argv[2], float(argv[3]))
         if remap is None:
             return 0
         fds = remap

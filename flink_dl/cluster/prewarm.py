@@ -4,11 +4,12 @@ importing the framework (PyTorch: 2-4 s of CPU) overlap Flink's own deployment.
 Used where the node runners live in the process that built the job: the embedded
 mini-cluster in loopback mode, PyFlink's local default. ``start(job_id, nodes, env,
 modules)`` (called when the job is built) spawns, for each node of attempt 0, a process of
-``flink_dl.cluster.node_main --prewarm <fd> <work dir>`` in the node's own work directory
-and environment (so the janitor and the restart sweep find it as they find any entry
-process): it imports ``modules`` and waits on a socket. The node runner ``take``\\ s its
-process instead of spawning one: ``launch`` sends the final environment and the node's
-descriptors (``SCM_RIGHTS``), and the process carries on as an ordinary entry process.
+``flink_dl.cluster.node_main --prewarm <fd> <modules> <wait_s> <work dir>`` in the node's
+own work directory and environment (so the janitor and the restart sweep find it as they
+find any entry process): it imports ``modules`` and waits on a socket. The node runner
+``take``\\ s its process instead of spawning one: ``launch`` sends the final environment
+and the node's descriptors (``SCM_RIGHTS``), and the process carries on as an ordinary
+entry process.
 What no node takes is discarded when the job's AM ends, and a waiting process exits by
 itself after ``wait_s`` seconds. Anything that goes wrong (a process that died, a refused
 send) falls back to a fresh spawn in the same work directory.
@@ -29,15 +30,16 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from flink_dl.cluster.entry_launch import StderrTail, entry_env, python_executable
 from flink_dl.cluster.process import spawn, stop_process_group
+from flink_dl.errors import ControlConnectionError, CorruptDataError
+from flink_dl.settings import ENV_NAMES, RuntimeSettings
 
 log = logging.getLogger(__name__)
 
-#: The modules to import, comma-separated, and how long to wait for work (seconds).
-MODULES_ENV = "FLINK_DL_PREWARM_MODULES"
-WAIT_ENV = "FLINK_DL_PREWARM_WAIT_S"
-#: ``1``: always prewarm, ``0``: never, ``auto`` (default): where cores are spare.
-ENABLE_ENV = "FLINK_DL_PREWARM"
+#: ``1``: always prewarm, ``0``: never, ``auto`` (default): where cores are spare
+#: (``RuntimeSettings.prewarm``).
+ENABLE_ENV = ENV_NAMES["prewarm"]
 DEFAULT_WAIT_S = 120.0
 _MAX_MESSAGE = 1 << 17
 
@@ -51,16 +53,13 @@ class Prewarmed:
 
     def __init__(self, work_dir: Path, env: Mapping[str, str], modules: Sequence[str],
                  wait_s: float, name: str) -> None:
-        from flink_dl.cluster.entry_process import StderrTail, python_executable
-
         self.work_dir = work_dir
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc: subprocess.Popen[bytes] = spawn(
                 [python_executable(), "-m", "flink_dl.cluster.node_main", "--prewarm",
-                 str(child.fileno()), str(work_dir)],
-                env={**env, MODULES_ENV: ",".join(modules), WAIT_ENV: str(wait_s)},
-                pass_fds=[child.fileno()], cwd=str(work_dir), stderr=subprocess.PIPE)
+                 str(child.fileno()), ",".join(modules), repr(float(wait_s)), str(work_dir)],
+                env=env, pass_fds=[child.fileno()], cwd=str(work_dir), stderr=subprocess.PIPE)
         except BaseException:
             parent.close()
             raise
@@ -76,7 +75,8 @@ class Prewarmed:
         message = json.dumps({"env": dict(env), "fds": list(fds)}).encode()
         try:
             if self.proc.poll() is not None or len(message) > _MAX_MESSAGE:
-                raise OSError("the prewarmed process is gone or the message too large")
+                raise ControlConnectionError(
+                    "the prewarmed process is gone or the message too large")
             socket.send_fds(self.sock, [message], list(fds))
             return self.proc
         except OSError as exc:
@@ -102,9 +102,9 @@ def enabled(nodes: int) -> bool:
     (``python -m bench --only demo``)."""
     if os.environ.get("_python_worker_execution_mode") == "process":
         return False
-    mode = os.environ.get(ENABLE_ENV, "auto")
-    if mode in ("0", "1"):
-        return mode == "1"
+    forced = RuntimeSettings.from_env().prewarm
+    if forced is not None:
+        return forced
     return len(os.sched_getaffinity(0)) >= nodes + 4
 
 
@@ -112,8 +112,6 @@ def start(job_id: str, nodes: Sequence[tuple[str, int]], config_env: Mapping[str
           modules: Sequence[str], wait_s: float = DEFAULT_WAIT_S) -> None:
     """Spawn a prewarmed entry process for each ``(role, index)`` of attempt 0 of
     ``job_id`` (in the background), with the cluster's ``env`` (``config_env``)."""
-    from flink_dl.cluster.entry_process import entry_env
-
     def run() -> None:
         for role, index in nodes:
             work_dir = new_work_dir(job_id, 0, role, index)
@@ -197,19 +195,20 @@ def discard(job_id: str) -> None:
         discard_one(waiting)
 
 
-def wait_for_work(sock_fd: int) -> dict[int, int] | None:
-    """In the prewarmed process: import the modules, then wait for the environment and the
-    descriptors; returns the parent's fd -> this process's fd, or ``None`` when the work
-    never came (discarded, or ``wait_s`` passed)."""
+def wait_for_work(sock_fd: int, modules: str, wait_s: float) -> dict[int, int] | None:
+    """In the prewarmed process: import ``modules`` (comma-separated), then wait (at most
+    ``wait_s`` seconds) for the environment and the descriptors; returns the parent's fd ->
+    this process's fd, or ``None`` when the work never came (discarded, or ``wait_s``
+    passed)."""
     import importlib
 
-    for module in filter(None, os.environ.get(MODULES_ENV, "").split(",")):
+    for module in filter(None, modules.split(",")):
         try:
             importlib.import_module(module)
         except Exception:  # the entry imports it again and reports the error there
             log.debug("prewarm import of %s failed", module, exc_info=True)
     sock = socket.socket(fileno=sock_fd)
-    sock.settimeout(float(os.environ.get(WAIT_ENV, DEFAULT_WAIT_S)))
+    sock.settimeout(wait_s)
     try:
         message, fds, _, _ = socket.recv_fds(sock, _MAX_MESSAGE, 64)
     except OSError:
@@ -220,8 +219,8 @@ def wait_for_work(sock_fd: int) -> dict[int, int] | None:
         return None
     order = json.loads(message)
     if len(fds) != len(order["fds"]):
-        raise RuntimeError(f"prewarmed entry: {len(fds)} descriptors arrived, "
-                           f"{len(order['fds'])} were sent")
+        raise CorruptDataError(f"prewarmed entry: {len(fds)} descriptors arrived, "
+                               f"{len(order['fds'])} were sent")
     for name in set(os.environ) - set(order["env"]):
         del os.environ[name]
     os.environ.update(order["env"])

@@ -19,12 +19,11 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 
+from flink_dl.settings import NodeIdentity
+
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
-
-
-PARENT_PID_ENV = "FLINK_DL_PARENT_PID"
 
 
 #: How long to wait for a SIGKILLed process to be reaped.
@@ -38,8 +37,8 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
         log.warning("prctl(PR_SET_PDEATHSIG) unavailable; relying on the stdin watchdog")
-    expected = os.environ.get(PARENT_PID_ENV)
-    if expected and os.getppid() != int(expected):
+    expected = NodeIdentity.from_env().parent_pid
+    if expected and os.getppid() != expected:
         os._exit(3)  # the parent died before we could register for its death
 
 
@@ -57,7 +56,7 @@ def spawn(
     """
     return subprocess.Popen(
         list(argv),
-        env={**env, PARENT_PID_ENV: str(os.getpid())},
+        env={**env, **NodeIdentity(parent_pid=os.getpid()).to_env()},
         cwd=cwd,
         stdin=subprocess.PIPE,
         stderr=stderr,

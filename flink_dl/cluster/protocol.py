@@ -21,7 +21,7 @@ import socket
 import struct
 from typing import Any
 
-from flink_dl.errors import AuthenticationError, ProtocolError
+from flink_dl.errors import AuthenticationError, ControlConnectionError, ProtocolError
 
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 _HEADER = struct.Struct(">I")
@@ -55,7 +55,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
         if not chunk:
-            raise ConnectionError("control connection closed by peer")
+            raise ControlConnectionError("control connection closed by peer")
         buf += chunk
     return bytes(buf)
 

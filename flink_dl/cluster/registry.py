@@ -1,6 +1,7 @@
-"""Registries of cluster rules (state machines) and rendezvous store backends, by name.
+"""Registries of cluster rules (state machines) and rendezvous strategies, by name.
 
-The core knows only its own built-ins (``"default"`` rules, the ``"file"`` store). Plugins
+The core knows only its own built-ins (``"default"`` rules; the ``"dataflow"`` and
+``"file"`` rendezvous strategies, ``flink_dl.cluster.rendezvous_strategy``). Plugins
 register their own rules when their module is imported (``register_rules(name, cls)``), or
 a config names them by reference: ``ClusterConfig(plugin="package.module:Rules")`` imports
 the module (which may register names on import) and uses the class. The builder ships the
@@ -10,18 +11,26 @@ import nothing of the plugin by themselves, find the same rules.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 from collections.abc import Callable
 
-from flink_dl.cluster.api import ClusterRules, RendezvousStore
+from flink_dl.cluster.api import ClusterRules
+from flink_dl.cluster.rendezvous_strategy import (
+    DataflowRendezvous,
+    FileRendezvous,
+    RendezvousParameters,
+    RendezvousStrategy,
+    StoreFactory,
+    StoreRendezvous,
+)
+from flink_dl.config import ClusterConfig
 from flink_dl.errors import ConfigError
 
-#: A store factory takes (job_id, config options) and returns a store scoped to the job.
-StoreFactory = Callable[[str, dict[str, str | None]], RendezvousStore]
-
 _RULES: dict[str, Callable[[], ClusterRules]] = {}
-_STORES: dict[str, StoreFactory] = {}
+_RENDEZVOUS: dict[str, RendezvousStrategy] = {
+    strategy.name: strategy for strategy in (DataflowRendezvous(), FileRendezvous())}
 _REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -78,19 +87,51 @@ def _import_reference(reference: str) -> Callable[[], ClusterRules]:
     return obj  # type: ignore[return-value]
 
 
+def register_rendezvous(strategy: RendezvousStrategy) -> None:
+    """Register a rendezvous strategy (``ClusterConfig(rendezvous=strategy.name)`` selects
+    it)."""
+    _RENDEZVOUS[strategy.name] = strategy
+
+
 def register_store(name: str, factory: StoreFactory) -> None:
-    """Register a rendezvous store backend (``ClusterConfig(rendezvous=name)`` selects it)."""
-    _STORES[name] = factory
+    """Register a rendezvous store backend (``ClusterConfig(rendezvous=name)`` selects it):
+    the AM publishes its address there and the nodes poll it."""
+    register_rendezvous(StoreRendezvous(name, factory))
 
 
-def get_store_factory(name: str) -> StoreFactory:
-    _load_builtins()
+def get_rendezvous(name: str) -> RendezvousStrategy:
+    """The rendezvous strategy registered as ``name``."""
     try:
-        return _STORES[name]
+        return _RENDEZVOUS[name]
     except KeyError:
         raise ConfigError(
-            f"rendezvous: unknown store backend {name!r}; known: {sorted(_STORES)}"
+            f"rendezvous: unknown store backend {name!r}; known: {sorted(_RENDEZVOUS)}"
         ) from None
+
+
+def rendezvous_of(config: ClusterConfig) -> tuple[RendezvousStrategy, RendezvousParameters]:
+    """The strategy ``config.rendezvous`` names, and its parameters from ``config``."""
+    return get_rendezvous(config.rendezvous), RendezvousParameters.of(config)
+
+
+def hosted_am_config(config: ClusterConfig) -> ClusterConfig:
+    """``config`` for a cluster whose AM a role's subtask 0 hosts (exactly-once roles):
+    with the rendezvous its strategy chooses then (``for_hosted_am``)."""
+    strategy, params = rendezvous_of(config)
+    hosted = strategy.for_hosted_am(params)
+    if hosted == params:
+        return config
+    return dataclasses.replace(config, rendezvous=hosted.strategy, rendezvous_dir=hosted.dir)
+
+
+def validate_config(config: ClusterConfig) -> None:
+    """``config.validate()``, then the names it refers to: its cluster rules
+    (``plugin``) and its rendezvous strategy with its parameters. Raises ``ConfigError``
+    naming the key at fault."""
+    config.validate()
+    get_rules(config.plugin)
+    strategy, params = rendezvous_of(config)
+    strategy.validate(params)
 
 
 def _load_builtins() -> None:
@@ -98,7 +139,4 @@ def _load_builtins() -> None:
         from flink_dl.cluster.rules import DefaultRules
 
         register_rules("default", DefaultRules)
-    if "file" not in _STORES:
-        from flink_dl.cluster.rendezvous import FileStore
 
-        register_store("file", lambda job_id, opts: FileStore(job_id, opts.get("dir")))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flink_dl.cluster.api import RendezvousStore
+from flink_dl.errors import ConfigError, OwnershipError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class FileStore(RendezvousStore):
 
     def _path(self, key: str) -> Path:
         if not key or "/" in key or key.startswith("."):
-            raise ValueError(f"invalid rendezvous key {key!r}")
+            raise ConfigError(f"invalid rendezvous key {key!r}")
         return self.scope / f"{key}.json"
 
     def publish(self, key: str, value: Mapping[str, Any]) -> None:
@@ -127,6 +128,6 @@ class FileStore(RendezvousStore):
 def _check_private(directory: Path) -> None:
     st = directory.stat()
     if st.st_uid != os.getuid():
-        raise PermissionError(f"rendezvous directory {directory} is not owned by this user")
+        raise OwnershipError(f"rendezvous directory {directory} is not owned by this user")
     if stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(directory, 0o700)

@@ -3,6 +3,9 @@
 In loopback mode the node operators are threads of the client, and on a cancel PyFlink never
 closes them, so their shared memory would stay mapped in the client until it exits. The
 janitor calls ``release_abandoned_channels`` once it has stopped the job's entries.
+
+May import: ``flink_dl.channel.ring`` and ``flink_dl.config`` (a runner registers itself
+here; this module never imports ``cluster.node``).
 """
 
 from __future__ import annotations
@@ -11,12 +14,26 @@ import logging
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from flink_dl.cluster.node import NodeRunner
+from flink_dl.channel.ring import Ring
+from flink_dl.config import ClusterConfig
 
 log = logging.getLogger(__name__)
+
+
+class NodeRunner(Protocol):
+    """What this registry needs of a node runner (``cluster.node.NodeRunner`` has it)."""
+
+    config: ClusterConfig
+    name: str
+    input: Ring | None
+    output: Ring | None
+
+    @property
+    def entry_alive(self) -> bool:
+        """Whether the node's entry process still runs."""
+
 
 _RUNNERS: weakref.WeakSet[NodeRunner] = weakref.WeakSet()
 _LOCK = threading.Lock()

@@ -23,7 +23,12 @@ from flink_dl.cluster.api import ClusterState
 from flink_dl.cluster.context import PROGRESS_FILE
 from flink_dl.cluster.entry_process import EntryProcess
 from flink_dl.config import Timeouts
-from flink_dl.errors import ClusterFailedError, NodeFailedError, ProtocolError
+from flink_dl.errors import (
+    ClusterFailedError,
+    ControlConnectionError,
+    NodeFailedError,
+    ProtocolError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +96,9 @@ class NodeWatch:
                 last_contact = time.monotonic()
             except (ConnectionError, TimeoutError, OSError, ProtocolError) as exc:
                 if time.monotonic() - last_contact > timeouts.heartbeat_timeout:
-                    raise ConnectionError(f"no answer from the AM for "
-                                          f"timeouts.heartbeat_timeout="
-                                          f"{timeouts.heartbeat_timeout}s: {exc}") from exc
+                    raise ControlConnectionError(f"no answer from the AM for "
+                                                 f"timeouts.heartbeat_timeout="
+                                                 f"{timeouts.heartbeat_timeout}s: {exc}") from exc
                 continue
             if reply.get("stop") and not stopping:
                 stopping = True

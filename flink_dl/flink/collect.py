@@ -23,49 +23,53 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
 
 from pyflink.datastream import DataStream
-from pyflink.util.java_utils import get_field_value
+
+from flink_dl.flink.clusters import has_clusters
+from flink_dl.flink.pyflink_adapter import (
+    env_transformations,
+    j_env_of_stream,
+    transformation_of,
+    wrap_chaining_optimization,
+)
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_ORIGINAL = "_flink_dl_original_apply_chaining_optimization"
 
 
 def install() -> None:
     """Wrap PyFlink's ``DataStream._apply_chaining_optimization`` (idempotent)."""
     with _lock:
-        if hasattr(DataStream, _ORIGINAL):
-            return
-        original = DataStream._apply_chaining_optimization
-        setattr(DataStream, _ORIGINAL, original)
+        wrap_chaining_optimization(_keeping_other_branches)
 
-        def _apply_chaining_optimization(self: DataStream) -> None:
-            j_env = self._j_data_stream.getExecutionEnvironment()
-            if not _has_ml_clusters(j_env):
-                original(self)
-                return
-            before = list(get_field_value(j_env, "transformations"))
-            upstream = {t.getId() for t in
-                        self._j_data_stream.getTransformation().getTransitivePredecessors()}
+
+def _keeping_other_branches(original: Callable[[DataStream], None]
+                            ) -> Callable[[DataStream], None]:
+    """``original`` (PyFlink's chaining of a collected stream's path), with the branches it
+    drops put back in an environment with ML clusters."""
+
+    def _apply_chaining_optimization(self: DataStream) -> None:
+        j_env = j_env_of_stream(self)
+        if not has_clusters(j_env):
             original(self)
-            kept = {t.getId() for t in get_field_value(j_env, "transformations")}
-            restored = 0
-            for transformation in before:
-                if transformation.getId() not in upstream and \
-                        transformation.getId() not in kept:
-                    j_env.addOperator(transformation)
-                    restored += 1
-            if restored:
-                log.debug("execute_and_collect: kept %d transformation(s) of other branches "
-                          "that PyFlink's chaining dropped", restored)
+            return
+        before = list(env_transformations(j_env))
+        upstream = {t.getId() for t in transformation_of(self).getTransitivePredecessors()}
+        original(self)
+        kept = {t.getId() for t in env_transformations(j_env)}
+        restored = 0
+        for transformation in before:
+            if transformation.getId() not in upstream and \
+                    transformation.getId() not in kept:
+                j_env.addOperator(transformation)
+                restored += 1
+        if restored:
+            log.debug("execute_and_collect: kept %d transformation(s) of other branches "
+                      "that PyFlink's chaining dropped", restored)
 
-        DataStream._apply_chaining_optimization = _apply_chaining_optimization
+    return _apply_chaining_optimization
 
 
-def _has_ml_clusters(j_env: Any) -> bool:
-    from flink_dl.flink.builder import has_clusters
-
-    return has_clusters(j_env)

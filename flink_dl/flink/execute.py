@@ -11,9 +11,10 @@ from typing import Any
 from pyflink.datastream import StreamExecutionEnvironment
 
 from flink_dl.errors import ClusterFailedError, ClusterTimeoutError
-from flink_dl.flink.client_env import restored_environ
 from flink_dl.flink.failures import flink_dl_error, name_job
 from flink_dl.flink.job_id import submission_mark, submissions_since
+from flink_dl.flink.pyflink_adapter import j_env_config, j_job_client
+from flink_dl.startup.client_env import restored_environ
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +37,25 @@ def execute(
     (``NodeFailedError`` naming the node, with its entry's traceback and stderr tail, or
     ``ClusterFailedError``; ``SlotsUnavailableError`` when the job got no task slots),
     with Flink's error as ``__cause__``; else Flink's error. A local process-mode job that
-    restarts gets a Python worker per Python operator (``flink.worker_isolation``).
+    restarts gets a Python worker per Python operator (``startup.worker_isolation``).
     After a failure or a cancel, node processes, work dirs and rendezvous files that the
     job's ML clusters left on this host are swept (``flink.janitor``). ``os.environ`` is
-    given back as it was found (``flink.client_env.restored_environ``)."""
+    given back as it was found (``startup.client_env.restored_environ``)."""
     with restored_environ():
         return _execute(env, job_name, timeout_s, poll_s)
 
 
 def _execute(env: StreamExecutionEnvironment, job_name: str, timeout_s: float | None,
              poll_s: float) -> JobOutcome:
-    from flink_dl.flink import worker_isolation
-    from flink_dl.flink.builder import cluster_configs_of
+    from flink_dl.flink.clusters import cluster_configs_of
     from flink_dl.flink.janitor import sweep
     from flink_dl.flink.planner_threads import install as plan_on_any_thread
+    from flink_dl.startup import worker_isolation
 
     plan_on_any_thread()
 
     clusters = cluster_configs_of(env)
-    worker_isolation.apply(env._j_stream_execution_environment.getConfiguration())
+    worker_isolation.apply(j_env_config(env))
     started = time.monotonic()
     mark = submission_mark()
     client = env.execute_async(job_name)
@@ -100,7 +101,7 @@ def cleanup(env: StreamExecutionEnvironment) -> dict[str, int]:
     groups, work dirs and rendezvous files, and in loopback mode the shared memory of the
     node operators (threads of this process, which PyFlink never closes on a cancel).
     ``execute`` does this on its own."""
-    from flink_dl.flink.builder import cluster_configs_of
+    from flink_dl.flink.clusters import cluster_configs_of
     from flink_dl.flink.janitor import sweep
 
     totals = {"killed": 0, "removed": 0, "released": 0}
@@ -126,7 +127,7 @@ def stop_with_drain(client: Any, savepoint_dir: str, timeout_s: float | None = 6
     from pyflink.java_gateway import get_gateway
 
     started = time.monotonic()
-    j_client = client._j_job_client
+    j_client = j_job_client(client)
     job_id = str(client.get_job_id())
     formats = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType
     stopping = j_client.stopWithSavepoint(True, savepoint_dir, formats.DEFAULT)

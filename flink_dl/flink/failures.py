@@ -111,11 +111,11 @@ def name_job(error: FlinkDLError, cluster_job_ids: Sequence[str],
 def translate_errors() -> Iterator[None]:
     """Raise the flink-dl exception a failed job carries instead of Flink's error (kept
     as ``__cause__``); other errors pass unchanged. ``os.environ`` is given back as it was
-    found (``flink.client_env.restored_environ``: a local job's loopback workers leave
+    found (``startup.client_env.restored_environ``: a local job's loopback workers leave
     variables that break Python processes started later)."""
-    from flink_dl.flink.client_env import restored_environ
     from flink_dl.flink.job_id import submission_mark
     from flink_dl.flink.planner_threads import install as plan_on_any_thread
+    from flink_dl.startup.client_env import restored_environ
 
     plan_on_any_thread()
     mark = submission_mark()

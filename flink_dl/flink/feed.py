@@ -26,7 +26,6 @@ from pyflink.common import WatermarkStrategy
 from pyflink.common.typeinfo import RowTypeInfo, TypeInformation, Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.data_stream import KeyedStream
-from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, StreamTableEnvironment, Table
 from pyflink.table import types as ft
 from pyflink.table.expressions import col, row
@@ -35,9 +34,10 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 from flink_dl.channel.codecs import get_codec
 from flink_dl.channel.exactly_once import MARK_BYTES, encode_marked
 from flink_dl.errors import ConfigError
-from flink_dl.flink import worker_tuning
 from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM, keys_for_subtasks
 from flink_dl.flink.planner_threads import install as plan_on_any_thread
+from flink_dl.flink.pyflink_adapter import key_by_first_field, set_output_type, table_env_of
+from flink_dl.startup import worker_tuning
 
 PACKED_FIELD = "flink_dl_packed"
 
@@ -161,7 +161,7 @@ class PackBatches(ScalarFunction):
         if batch.num_rows == 1:
             sizes = {name: batch.column(name).nbytes for name in batch.schema.names}
             widest = max(sizes, key=lambda n: sizes[n])
-            raise ValueError(
+            raise ConfigError(
                 f"one input row encodes to {len(data)} bytes, more than the channel's "
                 f"{self.max_message_bytes} (column {widest!r} holds {sizes[widest]} bytes); "
                 "raise channel_capacity in add_role")
@@ -195,7 +195,7 @@ def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
     schema = arrow_schema_of(table)
     if not schema.names:
         raise ConfigError(f"add_role(role={role!r}): the input has no columns")
-    t_env = table._t_env
+    t_env = table_env_of(table)
     plan_on_any_thread()
     _default_arrow_batch(t_env)
     keys = keys_for_subtasks(nodes, DEFAULT_MAX_PARALLELISM)
@@ -249,8 +249,7 @@ _KEYED_TYPE = Types.ROW([Types.INT(), _VALUE_TYPE])
 def _retyped(stream: DataStream) -> DataStream:
     """A table conversion's external type info -> the plain Row type the keyed Python
     operator accepts (TableToDataStream emits Row objects either way)."""
-    stream._j_data_stream.getTransformation().setOutputType(_KEYED_TYPE.get_java_type_info())
-    return stream
+    return set_output_type(stream, _KEYED_TYPE)
 
 
 def _key_by_first_field(stream: DataStream) -> KeyedStream:
@@ -260,9 +259,4 @@ def _key_by_first_field(stream: DataStream) -> KeyedStream:
     and back just to read its key; here the key is already a column, so key by it the way
     ``key_by`` does internally (``KeyByKeySelector`` on field 0), with no Python hop.
     """
-    value_type = _VALUE_TYPE
-    j_stream = stream._j_data_stream
-    gateway = get_gateway()
-    j_keyed = j_stream.keyBy(gateway.jvm.KeyByKeySelector(),
-                             Types.ROW([Types.INT()]).get_java_type_info())
-    return KeyedStream(j_keyed, value_type, stream)
+    return key_by_first_field(stream, Types.ROW([Types.INT()]), _VALUE_TYPE)

@@ -28,6 +28,8 @@ from typing import Any
 from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
 
+from flink_dl.flink.pyflink_adapter import j_env
+
 log = logging.getLogger(__name__)
 
 JOB_ID_KEY = "$internal.pipeline.job-id"
@@ -73,7 +75,7 @@ class _JobIdPin:
     logs the ids of the ML clusters each submitted job runs."""
 
     def __init__(self, env: StreamExecutionEnvironment) -> None:
-        self._j_env = env._j_stream_execution_environment
+        self._java_env = j_env(env)
         self.pinned: str | None = None
         self.listening = False
         #: (name, job id) of the ML clusters added since the last submission.
@@ -92,7 +94,7 @@ class _JobIdPin:
 
     def listen(self) -> None:
         if not self.listening:
-            self._j_env.registerJobListener(self)
+            self._java_env.registerJobListener(self)
             self.listening = True
 
     def unpin(self) -> None:
@@ -106,7 +108,7 @@ class _JobIdPin:
             log.debug("unpinned Flink job id %s after its submission", pinned)
 
     def _conf(self) -> Any:
-        return self._j_env.getConfiguration()
+        return self._java_env.getConfiguration()
 
     # -- org.apache.flink.core.execution.JobListener, called by Flink through py4j --------
     def onJobSubmitted(self, job_client: Any, throwable: Any) -> None:  # noqa: N802

@@ -9,6 +9,8 @@ one key that lands on its own subtask, so rows can be routed to node *i* deliber
 
 from __future__ import annotations
 
+from flink_dl.errors import ConfigError
+
 DEFAULT_MAX_PARALLELISM = 128
 _MASK = 0xFFFFFFFF
 
@@ -49,7 +51,7 @@ def keys_for_subtasks(parallelism: int,
                       max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> list[int]:
     """The smallest non-negative key landing on each subtask 0..parallelism-1."""
     if not 1 <= parallelism <= max_parallelism:
-        raise ValueError(f"parallelism {parallelism} must be in 1..{max_parallelism}")
+        raise ConfigError(f"parallelism {parallelism} must be in 1..{max_parallelism}")
     keys: list[int | None] = [None] * parallelism
     missing, key = parallelism, 0
     while missing:

@@ -25,6 +25,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from flink_dl.errors import EngineError
+
 log = logging.getLogger(__name__)
 
 _PRIMED = "_flink_dl_planner_primed"
@@ -49,7 +51,7 @@ class _Primer:
             return
         answer = connection.send_command(self.command())
         if not answer.startswith("y"):
-            raise RuntimeError(f"the JVM refused to set Calcite's metadata provider: {answer}")
+            raise EngineError(f"the JVM refused to set Calcite's metadata provider: {answer}")
         setattr(connection, _PRIMED, True)
 
 

@@ -27,7 +27,7 @@ import psutil
 import yaml
 
 from flink_dl.errors import ClusterTimeoutError, FlinkDLError
-from flink_dl.flink.client_env import without_loopback_leftovers
+from flink_dl.startup.client_env import without_loopback_leftovers
 
 log = logging.getLogger(__name__)
 

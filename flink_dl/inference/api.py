@@ -17,14 +17,17 @@ import numpy as np
 import pyarrow as pa
 
 from flink_dl.channel.features import check_feature_columns
-from flink_dl.errors import ConfigError
+from flink_dl.errors import ConfigError, ModelOutputError
 from flink_dl.models.store import ModelVersion
 
 VERSION_COLUMN = "model_version"
 
 
 class ModelHandler(ABC):
-    """Loads a model and runs it on column batches (one adapter per framework)."""
+    """Loads a model and runs it on column batches (one adapter per framework).
+
+    A plugin's handler calls ``ModelHandler.__init__`` with the common arguments, then
+    implements ``load`` and ``run`` (and optionally ``model_dir`` and ``setup``)."""
 
     #: Input columns the model reads, in order.
     features: Sequence[str]
@@ -35,12 +38,27 @@ class ModelHandler(ABC):
     #: Pad every ``run`` to exactly ``batch_size`` rows (results independent of batching).
     batch_invariant: bool = False
 
-    def _set_common(self, model: str | Any, features: Sequence[str],
-                    outputs: Mapping[str, pa.DataType] | None, batch_size: int,
-                    num_threads: int, postprocess: Callable[[Any], Any] | None,
-                    batch_invariant: bool = False) -> None:
+    #: ``serialize_entry`` of the user's postprocess function, or ``None``.
+    _postprocess: bytes | None = None
+
+    def __init__(self, model: str | Any | None = None, features: Sequence[str] | None = None, *,
+                 outputs: Mapping[str, pa.DataType] | None = None, batch_size: int = 4096,
+                 num_threads: int = 1, postprocess: Callable[[Any], Any] | None = None,
+                 batch_invariant: bool = False) -> None:
         """Check and keep the arguments every framework's handler takes (``ConfigError``
-        naming the argument at fault)."""
+        naming the argument at fault); a plugin's handler calls it first.
+
+        Args:
+            model: what ``load`` loads (a file, a version or a model directory).
+            features / outputs / batch_size / batch_invariant: see the class attributes.
+            num_threads: the framework's threads per operator subtask / node (``setup``).
+            postprocess: user code applied to the model's output (``postprocess_fn``).
+
+        A handler that declares ``features``/``outputs``/``batch_size`` as class attributes
+        (and loads its model itself) need not call it: with no ``model`` and no ``features``
+        it keeps the class attributes."""
+        if model is None and features is None:
+            return
         from flink_dl.config import is_count
         from flink_dl.flink.entry import serialize_entry
 
@@ -74,6 +92,10 @@ class ModelHandler(ABC):
     @abstractmethod
     def run(self, model: Any, columns: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         """Predict for one batch: feature columns in, one array per output column out."""
+
+    def postprocess_fn(self) -> Callable[..., Any] | None:
+        """The handler's ``postprocess`` (loaded once per process), or ``None``."""
+        return self._callable(self._postprocess) if self._postprocess is not None else None
 
     def _callable(self, blob: bytes) -> Callable[..., Any]:
         """A user callable the handler carries as ``serialize_entry`` bytes, loaded once."""
@@ -130,13 +152,13 @@ def split_outputs(outputs: Mapping[str, pa.DataType], y: Any) -> dict[str, np.nd
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
-            raise ValueError(f"the model output has shape {tuple(y.shape)}; output "
-                             f"{names[0]!r} takes one value per row (use postprocess=, "
-                             "or a list type)")
+            raise ModelOutputError(f"the model output has shape {tuple(y.shape)}; output "
+                                   f"{names[0]!r} takes one value per row (use postprocess=, "
+                                   "or a list type)")
         return {names[0]: y}
     if y.ndim != 2 or y.shape[1] != len(names):
-        raise ValueError(f"the model output has shape {tuple(y.shape)}, not (rows, "
-                         f"{len(names)}) for outputs {names}")
+        raise ModelOutputError(f"the model output has shape {tuple(y.shape)}, not (rows, "
+                               f"{len(names)}) for outputs {names}")
     return {name: y[:, i] for i, name in enumerate(names)}
 
 

@@ -7,6 +7,7 @@ functions with the plugin's handler class: the same names, arguments and errors 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,11 @@ from pyflink.table import Table
 
 from flink_dl.errors import ConfigError
 from flink_dl.inference.api import ModelHandler
+from flink_dl.inference.options import PredictOptions
 
-#: Options of ``predict`` that go to the operator, not to the handler.
-RUNNER_OPTIONS = frozenset({"poll_interval_s", "model_wait_s", "set_batch_size",
-                            "max_latency_ms"})
-#: Options of ``predict_distributed`` that go to the inference cluster.
-CLUSTER_OPTIONS = frozenset({"timeouts", "name", "poll_interval_s", "model_wait_s",
-                             "channel_capacity"})
+#: Options of ``predict_distributed`` that go to the inference cluster (besides
+#: ``PredictOptions``).
+CLUSTER_OPTIONS = frozenset({"timeouts", "name", "channel_capacity"})
 
 
 def handler_from(handler_class: type[ModelHandler], model: str | Path | ModelHandler,
@@ -43,7 +42,28 @@ def handler_from(handler_class: type[ModelHandler], model: str | Path | ModelHan
                           "PipelineModel.load(path).transform(input)")
     if features is None:
         raise ConfigError("predict needs features=[...] (the input columns the model reads)")
+    try:
+        inspect.signature(handler_class).bind(model, features, **options)
+    except TypeError as exc:
+        raise ConfigError(f"predict: {exc} ({name} options: "
+                          f"{_keywords(handler_class)}; predict options: "
+                          f"{sorted(PredictOptions.names())})") from None
     return handler_class(model, features, **options)  # type: ignore[call-arg]
+
+
+def _keywords(handler_class: type[ModelHandler]) -> list[str]:
+    return [p.name for p in inspect.signature(handler_class).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def split_options(where: str, options: dict[str, Any]
+                  ) -> tuple[PredictOptions, dict[str, Any]]:
+    """``predict``'s keyword arguments as its ``PredictOptions`` (built and checked here,
+    once; ``options=PredictOptions(...)`` is taken as it is) and the handler's options."""
+    rest = dict(options)
+    given = rest.pop("options", None)
+    mine = {k: rest.pop(k) for k in list(rest) if k in PredictOptions.names()}
+    return PredictOptions.parse(where, mine, given), rest
 
 
 def predict_with(handler_class: type[ModelHandler], input: Table | DataStream,
@@ -52,9 +72,9 @@ def predict_with(handler_class: type[ModelHandler], input: Table | DataStream,
     """In-operator batched inference: ``input`` with the prediction columns appended."""
     from flink_dl.inference.operator import predict as run_predict
 
-    options = dict(options)
-    runner = {k: options.pop(k) for k in list(options) if k in RUNNER_OPTIONS}
-    return run_predict(input, handler_from(handler_class, model, features, options), **runner)
+    settings, options = split_options("predict", options)
+    return run_predict(input, handler_from(handler_class, model, features, options),
+                       options=settings)
 
 
 def predict_distributed_with(handler_class: type[ModelHandler],
@@ -65,10 +85,10 @@ def predict_distributed_with(handler_class: type[ModelHandler],
     """Inference by an ML cluster of ``nodes`` processes, each predicting its share."""
     from flink_dl.inference.distributed import predict_distributed as run_distributed
 
-    options = dict(options)
+    settings, options = split_options("predict_distributed", options)
     cluster = {k: options.pop(k) for k in list(options) if k in CLUSTER_OPTIONS}
     return run_distributed(env, input, handler_from(handler_class, model, features, options),
-                           nodes, **cluster)
+                           nodes, options=settings, **cluster)
 
 
 def _is_pipeline_dir(path: Path) -> bool:

@@ -19,6 +19,7 @@ from flink_dl.errors import ConfigError
 from flink_dl.flink.builder import add_am_role, add_role
 from flink_dl.flink.feed import arrow_schema_of, as_table
 from flink_dl.inference.api import ModelHandler, appended_schema
+from flink_dl.inference.options import PredictOptions
 
 PREDICTOR_ROLE = "predictor"
 
@@ -26,17 +27,15 @@ PREDICTOR_ROLE = "predictor"
 class PredictEntry:
     """Node entry: load the handler's model, predict every input batch, write rows out."""
 
-    def __init__(self, handler: ModelHandler, poll_interval_s: float,
-                 model_wait_s: float) -> None:
+    def __init__(self, handler: ModelHandler, options: PredictOptions) -> None:
         self.handler = handler
-        self.poll_interval_s = poll_interval_s
-        self.model_wait_s = model_wait_s
+        self.options = options
 
     def __call__(self, ctx: NodeContext) -> dict[str, Any]:
         from flink_dl.channel.features import numeric_column
         from flink_dl.inference.runner import ModelRunner
 
-        runner = ModelRunner(self.handler, self.poll_interval_s, self.model_wait_s)
+        runner = ModelRunner.of(self.handler, self.options)
         runner.open()
         for batch in ctx.batches():
             inputs = {f: numeric_column(f, batch.column(f)) for f in self.handler.features}
@@ -54,11 +53,12 @@ def _arrow_column(values: Any) -> Any:
 def predict_distributed(env: StreamExecutionEnvironment, input: Table | DataStream,
                         handler: ModelHandler, nodes: int, *,
                         timeouts: Timeouts | dict[str, float] | None = None,
-                        name: str = "predict", poll_interval_s: float = 1.0,
-                        model_wait_s: float = 300.0,
-                        channel_capacity: int = 8 * 1024 * 1024) -> DataStream:
+                        name: str = "predict", channel_capacity: int = 8 * 1024 * 1024,
+                        options: PredictOptions | None = None, **settings: Any) -> DataStream:
     """Predict with an ML cluster of ``nodes`` processes; returns the input rows with the
-    prediction columns appended, as a DataStream of named rows."""
+    prediction columns appended, as a DataStream of named rows. ``options`` (or its
+    fields as keywords): ``PredictOptions``' ``poll_interval_s`` and ``model_wait_s``."""
+    options = PredictOptions.parse("predict_distributed", settings, options)
     if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1:
         raise ConfigError(f"predict_distributed: nodes must be an integer >= 1, got {nodes!r}")
     table = as_table(env, input, PREDICTOR_ROLE)
@@ -66,7 +66,7 @@ def predict_distributed(env: StreamExecutionEnvironment, input: Table | DataStre
     out_schema = appended_schema(handler, schema, "predict_distributed")
     full = pa.schema(list(schema) + list(out_schema))
     config = ClusterConfig(roles={PREDICTOR_ROLE: nodes},
-                           entry=PredictEntry(handler, poll_interval_s, model_wait_s),
+                           entry=PredictEntry(handler, options),
                            timeouts=timeouts, name=name)
     add_am_role(env, config)
     return add_role(env, config, PREDICTOR_ROLE, table, output_schema=full,

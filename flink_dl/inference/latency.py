@@ -18,11 +18,10 @@ bundle time Flink defaults to), which suit bounded, offline scoring.
 from __future__ import annotations
 
 import logging
-import math
 
 from pyflink.table import StreamTableEnvironment
 
-from flink_dl.errors import ConfigError
+from flink_dl.flink.pyflink_adapter import j_exec_env_of_table_env
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +29,6 @@ log = logging.getLogger(__name__)
 BUFFER_SHARE = 10
 #: Share of the budget a row may wait for its bundle to fill.
 BUNDLE_SHARE = 4
-
-
-def check_budget(max_latency_ms: object, where: str) -> float:
-    """The budget as a float; ``ConfigError`` naming ``where`` unless a positive number."""
-    if isinstance(max_latency_ms, bool) or not isinstance(max_latency_ms, int | float) \
-            or not math.isfinite(max_latency_ms) or max_latency_ms <= 0:
-        raise ConfigError(f"{where}: max_latency_ms must be a positive number of "
-                          f"milliseconds, got {max_latency_ms!r}")
-    return float(max_latency_ms)
 
 
 def apply_latency_budget(t_env: StreamTableEnvironment, max_latency_ms: float,
@@ -59,7 +49,7 @@ def apply_latency_budget(t_env: StreamTableEnvironment, max_latency_ms: float,
     for key, value in settings.items():
         config.set(key, value)
     try:  # the environment's own value, read when the job graph is built
-        t_env._j_tenv.execEnv().setBufferTimeout(buffer_ms)
+        j_exec_env_of_table_env(t_env).setBufferTimeout(buffer_ms)
     except Exception:  # a table environment without a stream environment
         log.debug("no stream execution environment to set the buffer timeout on")
     log.info("latency budget %g ms: buffer timeout %d ms, bundles of up to %d rows or %d ms",

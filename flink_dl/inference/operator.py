@@ -8,6 +8,7 @@ Flink hands the UDF Arrow batches (``python.fn-execution.arrow.batch.size`` rows
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,11 +20,13 @@ from pyflink.table.types import DataType
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from flink_dl.errors import ConfigError
-from flink_dl.flink import loopback_launcher, worker_isolation, worker_tuning
 from flink_dl.flink.feed import arrow_schema_of
+from flink_dl.flink.pyflink_adapter import env_of_stream, table_env_of
 from flink_dl.inference.api import ModelHandler, appended_schema
+from flink_dl.inference.options import PredictOptions
 from flink_dl.inference.runner import ModelRunner
 from flink_dl.inference.shared import share_result
+from flink_dl.startup import loopback_launcher, worker_isolation, worker_tuning
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +70,14 @@ def flink_data_type(name: str, arrow_type: pa.DataType) -> DataType:
 class PredictUDF(ScalarFunction):
     """Pandas UDF: feature columns in, a ROW of prediction columns out."""
 
-    def __init__(self, handler: ModelHandler, poll_interval_s: float,
-                 model_wait_s: float) -> None:
+    def __init__(self, handler: ModelHandler, options: PredictOptions) -> None:
         self.handler = handler
-        self.poll_interval_s = poll_interval_s
-        self.model_wait_s = model_wait_s
+        self.options = options
         self.runner: ModelRunner | None = None
 
     def open(self, function_context: FunctionContext) -> None:
         worker_tuning.apply()
-        self.runner = ModelRunner(self.handler, self.poll_interval_s, self.model_wait_s)
+        self.runner = ModelRunner.of(self.handler, self.options)
         self.runner.open()
 
     def eval(self, *columns: pd.Series) -> pd.DataFrame | pd.Series:
@@ -101,13 +102,13 @@ def _as_column(values: np.ndarray) -> np.ndarray | list:
 
 
 def predict(input: Table | DataStream, handler: ModelHandler, *,
-            poll_interval_s: float = 1.0, model_wait_s: float = 300.0,
-            set_batch_size: bool = True,
-            max_latency_ms: float | None = None, share: bool = True) -> Table | DataStream:
+            options: PredictOptions | None = None, share: bool = True,
+            **settings: Any) -> Table | DataStream:
     """The input with ``handler``'s prediction columns appended (a Table for a Table, a
     DataStream of named rows for a DataStream).
 
     Args:
+        options: a ``PredictOptions``, or its fields as keywords (``settings``):
         poll_interval_s: how often a handler that follows a model directory checks for a
             new version.
         model_wait_s: how long to wait for a first version to appear in that directory.
@@ -126,23 +127,19 @@ def predict(input: Table | DataStream, handler: ModelHandler, *,
             queries of it read one model operator (``flink_dl.inference.shared``); a
             caller that builds on the result shares its own result instead.
     """
+    options = PredictOptions.parse("predict", settings, options)
     table, t_env = _as_table(input)
     loopback_launcher.apply_to_table_env(t_env)
     worker_isolation.apply_to_table_env(t_env)
     schema = arrow_schema_of(table)
     out_schema = appended_schema(handler, schema, "predict")
-    if max_latency_ms is not None:
-        from flink_dl.inference.latency import apply_latency_budget, check_budget
-
-        apply_latency_budget(t_env, check_budget(max_latency_ms, "predict"),
-                             handler.batch_size)
-    elif set_batch_size:
+    if not options.apply_latency_budget(t_env, handler.batch_size) and options.set_batch_size:
         _set_throughput_settings(t_env, max(handler.batch_size, TRANSFER_ROWS))
     single = len(out_schema) == 1
     result_type = flink_data_type(out_schema[0].name, out_schema[0].type) if single else \
         DataTypes.ROW([DataTypes.FIELD(f.name, flink_data_type(f.name, f.type))
                        for f in out_schema])
-    fn = udf(PredictUDF(handler, poll_interval_s, model_wait_s), result_type=result_type,
+    fn = udf(PredictUDF(handler, options), result_type=result_type,
              func_type="pandas")
     # DECIMAL features become DOUBLE in the JVM (cheaper than Decimal objects in pandas).
     predictions = fn(*[col(f).cast(DataTypes.DOUBLE()) if pa.types.is_decimal(schema.field(f).type)
@@ -181,15 +178,11 @@ def _as_table(input: Table | DataStream) -> tuple[Table, StreamTableEnvironment]
 
     plan_on_any_thread()
     if isinstance(input, Table):
-        return input, input._t_env
+        return input, table_env_of(input)
     if isinstance(input, DataStream):
-        from pyflink.datastream import StreamExecutionEnvironment
-
         from flink_dl.flink.feed import as_table
 
-        j_env = input._j_data_stream.getExecutionEnvironment()
-        env = StreamExecutionEnvironment(j_env)
-        table = as_table(env, input, "predict")
-        return table, table._t_env
+        table = as_table(env_of_stream(input), input, "predict")
+        return table, table_env_of(table)
     raise ConfigError(f"predict: input must be a pyflink Table or DataStream, got "
                       f"{type(input).__name__}")

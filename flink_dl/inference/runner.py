@@ -15,14 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from flink_dl import malloc_tuning
+from flink_dl.errors import ModelOutputError
 from flink_dl.inference.api import VERSION_COLUMN, ModelHandler
+from flink_dl.inference.options import PredictOptions
 from flink_dl.models.store import ModelStore, ModelVersion
+from flink_dl.startup import malloc_tuning
 
 log = logging.getLogger(__name__)
 
 
 class ModelRunner:
+    """Serves ``handler``'s model in one process: ``open``, then ``predict`` per batch."""
+
     def __init__(self, handler: ModelHandler, poll_interval_s: float = 1.0,
                  model_wait_s: float = 300.0) -> None:
         self.handler = handler
@@ -34,6 +38,11 @@ class ModelRunner:
         self._last_poll = 0.0
         self.rows = 0
         self.reloads = 0
+
+    @classmethod
+    def of(cls, handler: ModelHandler, options: PredictOptions) -> ModelRunner:
+        """A runner of ``handler`` with the ``PredictOptions`` it reads."""
+        return cls(handler, options.poll_interval_s, options.model_wait_s)
 
     def open(self) -> None:
         malloc_tuning.apply()  # the batch loop reuses freed memory instead of faulting it in
@@ -102,7 +111,7 @@ def run_batch(handler: ModelHandler, model: Any,
     result = handler.run(model, columns)
     missing = [k for k in handler.outputs if k not in result]
     if missing:
-        raise KeyError(f"the model handler returned no column(s) {missing}; it returned "
-                       f"{list(result)}")
+        raise ModelOutputError(f"the model handler returned no column(s) {missing}; it returned "
+                               f"{list(result)}")
     return {k: np.asarray(result[k])[:rows] if pad > 0 else np.asarray(result[k])
             for k in handler.outputs}

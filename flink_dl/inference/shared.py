@@ -25,14 +25,22 @@ from pyflink.java_gateway import get_gateway
 from pyflink.table import Schema, StreamTableEnvironment, Table
 from pyflink.table.expressions import col
 
-from flink_dl.switches import switched_off
+from flink_dl.flink.pyflink_adapter import (
+    env_transformations,
+    j_env_of_stream,
+    resolved_schema,
+    table_env_of,
+    transformation_of,
+    without_time_attribute,
+)
+from flink_dl.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
 
 def time_attributes(table: Table) -> tuple[list[str], list[str]]:
     """The Table's event-time (rowtime) and processing-time columns."""
-    schema = table._j_table.getResolvedSchema()
+    schema = resolved_schema(table)
     rowtime, proctime = [], []
     for name, data_type in zip(schema.getColumnNames(), schema.getColumnDataTypes(),
                                strict=True):
@@ -52,12 +60,8 @@ def detached_stream(t_env: StreamTableEnvironment, table: Table) -> DataStream:
     sink-less, in the environment's next ``execute``: the model and its source a second
     time, or forever with an unbounded source. Taken off the list, it still runs in every
     job that reads it (a job reaches it as the input of what reads it)."""
-    from pyflink.util.java_utils import get_field_value
-
     stream = t_env.to_data_stream(table)
-    j_env = stream._j_data_stream.getExecutionEnvironment()
-    get_field_value(j_env, "transformations").remove(
-        stream._j_data_stream.getTransformation())
+    env_transformations(j_env_of_stream(stream)).remove(transformation_of(stream))
     return stream
 
 
@@ -66,8 +70,8 @@ def share_result(table: Table, where: str) -> Table:
     operators (the plan above is translated once). A table that cannot be cut (no stream
     table environment, several event-time columns, an updating table) comes back as it
     is, with a warning naming ``where``."""
-    t_env = table._t_env
-    if switched_off("FLINK_DL_SHARED_PREDICT"):
+    t_env = table_env_of(table)
+    if not RuntimeSettings.from_env().shared_predict:
         return table
     if not isinstance(t_env, StreamTableEnvironment):
         log.warning("%s: not a StreamTableEnvironment; each query of the result plans its "
@@ -78,7 +82,7 @@ def share_result(table: Table, where: str) -> Table:
         log.warning("%s: the input has several event-time columns %s; each query of the "
                     "result plans its own copy of the model operator", where, rowtime)
         return table
-    schema = table._j_table.getResolvedSchema()
+    schema = resolved_schema(table)
     names = [str(n) for n in schema.getColumnNames()]
     physical = [n for n in names if n not in proctime]
     try:
@@ -89,14 +93,12 @@ def share_result(table: Table, where: str) -> Table:
                     "its own copy of the model operator", where,
                     str(exc).splitlines()[0][:300])
         return table
-    jvm = get_gateway().jvm
-    builder = jvm.org.apache.flink.table.api.Schema.newBuilder()
-    remove_time = jvm.org.apache.flink.table.types.utils.DataTypeUtils.removeTimeAttribute
+    builder = get_gateway().jvm.org.apache.flink.table.api.Schema.newBuilder()
     for name, data_type in zip(names, schema.getColumnDataTypes(), strict=True):
         if name in proctime:
             builder.columnByExpression(name, "PROCTIME()")
         else:
-            builder.column(name, remove_time(data_type))
+            builder.column(name, without_time_attribute(data_type))
     if rowtime:
         builder.watermark(rowtime[0], "SOURCE_WATERMARK()")
     return t_env.from_data_stream(stream, Schema(builder.build()))

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flink_dl.errors import ConfigError, FlinkDLError
+from flink_dl.errors import ConfigError, FlinkDLError, NotFoundError, WaitTimeoutError
 from flink_dl.fsutil import fsync_path
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class ModelStore:
 
     def __init__(self, root: str | os.PathLike[str], keep_last: int | None = None) -> None:
         if keep_last is not None and keep_last < 1:
-            raise ValueError(f"keep_last must be >= 1 or None, got {keep_last}")
+            raise ConfigError(f"keep_last must be >= 1 or None, got {keep_last}")
         self.root = Path(root)
         self.keep_last = keep_last
 
@@ -143,7 +143,7 @@ class ModelStore:
         if number is None:
             number = self.latest_number()
             if number is None:
-                raise FileNotFoundError(f"model store {self.root} has no version yet")
+                raise NotFoundError(f"model store {self.root} has no version yet")
         path = self.root / f"v{number:06d}"
         data = json.loads((path / MANIFEST).read_text())
         data["path"] = str(path)
@@ -161,8 +161,8 @@ class ModelStore:
         deadline = time.monotonic() + timeout_s
         while self.latest_number() is None:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no model version appeared in {self.root} within "
-                                   f"{timeout_s}s (model_wait_s)")
+                raise WaitTimeoutError(f"no model version appeared in {self.root} within "
+                                       f"{timeout_s}s (model_wait_s)")
             time.sleep(poll_s)
         return self.open()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pyflink.table.udf import FunctionContext, ScalarFunction
 
-from flink_dl.flink import worker_tuning
+from flink_dl.startup import worker_tuning
 
 #: The gauges, in the order ``QualityGauges.eval`` takes their values.
 GAUGES = ("model_version", "window_rows", "accuracy_ppm", "log_loss_ppm", "auc_ppm",

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pyflink.table import Table
 
 from flink_dl.errors import ConfigError, FeatureTypeError, MissingColumnError
+from flink_dl.flink.pyflink_adapter import resolved_schema, table_env_of
 from flink_dl.pipeline.reference import mark_served, served_by
 from flink_dl.pipeline.sql import (
     NUMERIC_ROOTS,
@@ -35,7 +36,7 @@ def event_time_column(table: Table, name: str | None, which: str, *,
     """The Table's event-time (rowtime) attribute, or ``name`` checked to be one; errors
     start with ``where`` and name the argument ``keyword`` that picks the column."""
     keyword = keyword or f"{which}_time"
-    schema = table._j_table.getResolvedSchema()
+    schema = resolved_schema(table)
     rowtime = []
     for column, data_type in zip(schema.getColumnNames(), schema.getColumnDataTypes(),
                                  strict=True):
@@ -102,7 +103,7 @@ def join_labels(predictions: Table, labels: Table, *, key: str | Sequence[str],
     sql = (f"SELECT {', '.join(select)} FROM {predictions} AS p {join} {labels} AS l "
            f"ON {on} AND l.{quote(l_time)} BETWEEN p.{quote(p_time)} AND "
            f"p.{quote(p_time)} + {interval_literal(seconds)}")
-    return mark_served(predictions._t_env.sql_query(sql), served_by(predictions))
+    return mark_served(table_env_of(predictions).sql_query(sql), served_by(predictions))
 
 
 #: Key type roots that compare with each other (Flink widens numbers, and compares CHAR

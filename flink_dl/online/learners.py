@@ -20,7 +20,8 @@ from pyflink.datastream import DataStream
 from pyflink.table import Table
 
 from flink_dl.errors import ConfigError
-from flink_dl.pipeline.learners import TorchEstimator, env_of, expand_features
+from flink_dl.pipeline.learners import env_of, expand_features
+from flink_dl.pytorch.learner import TorchEstimator
 
 ENTRY = "flink_dl.online.entries:ftrl_entry"
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pyflink.table import Table
 
 from flink_dl.errors import ConfigError, MissingColumnError, ReferenceMismatchError
+from flink_dl.flink.pyflink_adapter import table_env_of
 from flink_dl.online.labels import duration_seconds, event_time_column
 from flink_dl.pipeline.reference import (
     RAW,
@@ -155,7 +156,7 @@ def monitor(samples: Table, *, label: str, score: str, window: float | timedelta
                      f"{quote('psi_' + name)}")
         outer.append(f"CASE WHEN {present} THEN {_ks(name, ref[name])} END AS "
                      f"{quote('ks_' + name)}")
-    result = samples._t_env.sql_query(f"SELECT {', '.join(outer)} FROM ({grouped})")
+    result = table_env_of(samples).sql_query(f"SELECT {', '.join(outer)} FROM ({grouped})")
     return _with_gauges(result, features) if metrics else result
 
 
@@ -172,7 +173,7 @@ def _late_rows_retimed(samples: Table, ts: str, needed: Sequence[str]) -> Table:
     stream's watermarks."""
     from pyflink.table import Schema, StreamTableEnvironment
 
-    t_env = samples._t_env
+    t_env = table_env_of(samples)
     if not isinstance(t_env, StreamTableEnvironment):
         raise ConfigError("monitor: the samples must come from a StreamTableEnvironment "
                           "(StreamTableEnvironment.create(env))")
@@ -194,8 +195,7 @@ def _late_rows_retimed(samples: Table, ts: str, needed: Sequence[str]) -> Table:
 def resolve_reference(reference: ReferenceLike) -> Reference | None:
     """``monitor``'s ``reference`` as a ``Reference`` (a pipeline's saved one, read from
     its directory or ``PipelineModel``)."""
-    from flink_dl.pipeline.pipeline import PipelineModel
-    from flink_dl.pipeline.reference import saved_reference
+    from flink_dl.pipeline.pipeline import PipelineModel, saved_reference
 
     if reference is None or isinstance(reference, Reference):
         return reference
@@ -350,4 +350,4 @@ def alerts(metrics: Table, rules: Sequence[Rule]) -> Table:
         parts.append(f"SELECT window_end, version, '{text}' AS rule, "
                      f"CAST({quote(rule.metric)} AS DOUBLE) AS `value` FROM {metrics} "
                      f"WHERE {rule.sql()}")
-    return metrics._t_env.sql_query(" UNION ALL ".join(parts))
+    return table_env_of(metrics).sql_query(" UNION ALL ".join(parts))

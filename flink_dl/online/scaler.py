@@ -26,11 +26,12 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.table import Table
 
 from flink_dl.errors import ConfigError, MissingColumnError
-from flink_dl.flink import worker_tuning
+from flink_dl.flink.pyflink_adapter import table_env_of
 from flink_dl.online.labels import duration_seconds, event_time_column
 from flink_dl.pipeline.api import register
 from flink_dl.pipeline.sql import as_double, columns_of, interval_literal, is_missing, quote
 from flink_dl.pipeline.stages.scalers import StandardScaler, StandardScalerModel
+from flink_dl.startup import worker_tuning
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +113,14 @@ class OnlineStandardScaler(StandardScaler):
             moments += [f"COUNT({value}) AS {quote('n_' + x)}",
                         f"AVG({value}) AS {quote('m_' + x)}",
                         f"VAR_POP({value}) AS {quote('v_' + x)}"]
-        windows = samples._t_env.sql_query(
+        windows = table_env_of(samples).sql_query(
             f"SELECT window_end, COUNT(*) AS `rows`, {', '.join(moments)} FROM "
             f"TABLE(TUMBLE(TABLE {samples}, DESCRIPTOR({quote(ts)}), "
             f"{interval_literal(seconds)})) GROUP BY window_start, window_end")
         prior = [(float(prior_count), m, s * s) for m, s in zip(start.mean, start.std,
                                                               strict=True)]
         published = (
-            samples._t_env.to_data_stream(windows)
+            table_env_of(samples).to_data_stream(windows)
             .key_by(lambda row: 0, key_type=Types.INT())
             .process(PublishScaler(str(pipeline_dir), list(self.input_cols), prior),
                      output_type=Types.ROW_NAMED(

@@ -30,10 +30,14 @@ _EXPORTS = {
     "StandardScalerModel": "flink_dl.pipeline.stages",
     "StringIndexer": "flink_dl.pipeline.stages",
     "StringIndexerModel": "flink_dl.pipeline.stages",
-    "TorchEstimator": "flink_dl.pipeline.learners",
-    "TorchModel": "flink_dl.pipeline.learners",
-    "TFEstimator": "flink_dl.pipeline.learners",
-    "TFModel": "flink_dl.pipeline.learners",
+    "TorchEstimator": "flink_dl.pytorch.learner",
+    "TorchModel": "flink_dl.pytorch.learner",
+    "TFEstimator": "flink_dl.tensorflow.learner",
+    "TFModel": "flink_dl.tensorflow.learner",
+    "LearnerEstimator": "flink_dl.pipeline.learners",
+    "LearnerModel": "flink_dl.pipeline.learners",
+    "register": "flink_dl.pipeline.api",
+    "stage_class": "flink_dl.pipeline.api",
     "predict": "flink_dl.pipeline.serving",
 }
 

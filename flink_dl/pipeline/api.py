@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from pyflink.table import Table
 
-from flink_dl.errors import ConfigError
+from flink_dl.errors import ConfigError, UnsupportedOperationError
 
 #: kind -> stage class, filled by ``register`` and by ``stage_class`` on first use.
 _REGISTRY: dict[str, type[Stage]] = {}
@@ -34,8 +34,8 @@ BUILTIN_STAGES: dict[str, str] = {
         "Bucketizer", "QuantileDiscretizer")},
     **{kind: f"flink_dl.pipeline.stages.imputer:{kind}" for kind in ("Imputer", "ImputerModel")},
     "SQLTransform": "flink_dl.pipeline.stages.sql_transform:SQLTransform",
-    **{kind: f"flink_dl.pipeline.learners:{kind}" for kind in (
-        "TorchEstimator", "TorchModel", "TFEstimator", "TFModel")},
+    **{kind: f"flink_dl.pytorch.learner:{kind}" for kind in ("TorchEstimator", "TorchModel")},
+    **{kind: f"flink_dl.tensorflow.learner:{kind}" for kind in ("TFEstimator", "TFModel")},
     "OnlineStandardScaler": "flink_dl.online.scaler:OnlineStandardScaler",
 }
 
@@ -46,7 +46,7 @@ def register(cls: type[Stage]) -> type[Stage]:
     """Class decorator: make ``cls`` loadable from saved JSON under ``cls.kind`` (a stage
     outside flink-dl loads in processes that imported its module)."""
     if cls.kind in _REGISTRY and _REGISTRY[cls.kind] is not cls:
-        raise ValueError(f"pipeline stage kind {cls.kind!r} is registered twice")
+        raise ConfigError(f"pipeline stage kind {cls.kind!r} is registered twice")
     _REGISTRY[cls.kind] = cls
     return cls
 
@@ -106,7 +106,7 @@ class Model(Transformer):
     def from_json(cls, params: Mapping[str, Any], data: Mapping[str, Any],
                   directory: Path) -> Model:
         """Rebuild a saved model; ``directory`` holds its files, if it saved any."""
-        raise NotImplementedError(f"{cls.__name__} cannot be loaded from JSON")
+        raise UnsupportedOperationError(f"{cls.__name__} cannot be loaded from JSON")
 
     def save_files(self, directory: Path) -> None:
         """Write this model's files (e.g. trained weights) into ``directory``."""

@@ -1,9 +1,11 @@
-"""Model stages: ``TorchEstimator`` / ``TFEstimator`` train inside ``fit`` (one Flink job
-running ``train``); their ``TorchModel`` / ``TFModel`` append predictions (``predict``).
+"""Model stages' shared base: a ``LearnerEstimator`` trains inside ``fit`` (one Flink job
+running its plugin's ``train``); its ``LearnerModel`` appends predictions (``predict``).
 
-Both frameworks share one base: the same arguments, checks and errors. The fitted model's
-files are copied into the saved pipeline version, so a loaded pipeline needs nothing else.
-A ``postprocess`` (and a PyTorch ``factory``, needed only without TorchScript) is user code:
+Each plugin owns its stages and registers them (``flink_dl.pytorch.learner``:
+``TorchEstimator``/``TorchModel``; ``flink_dl.tensorflow.learner``: ``TFEstimator``/
+``TFModel``): the same arguments, checks and errors. The fitted model's files are copied
+into the saved pipeline version, so a loaded pipeline needs nothing else. A
+``postprocess`` (and a PyTorch ``factory``, needed only without TorchScript) is user code:
 it is saved with cloudpickle in ``callables.pkl`` and unpickled when the pipeline loads.
 """
 
@@ -13,6 +15,7 @@ import dataclasses
 import logging
 import re
 import shutil
+from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,9 +26,10 @@ from pyflink.table import Table
 
 from flink_dl.channel.features import check_feature_columns, is_feature_type
 from flink_dl.errors import ConfigError
+from flink_dl.flink.pyflink_adapter import j_exec_env_of_table_env, table_env_of
 from flink_dl.inference.api import ModelHandler
 from flink_dl.models.store import ModelStore, ModelVersion
-from flink_dl.pipeline.api import Estimator, Model, check_columns, register
+from flink_dl.pipeline.api import Estimator, Model, check_columns
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +62,11 @@ def parse_arrow_type(text: str) -> pa.DataType:
 
 def env_of(table: Table) -> StreamExecutionEnvironment:
     """The StreamExecutionEnvironment a Table's environment was created on."""
-    j_tenv = table._t_env._j_tenv
-    if not hasattr(j_tenv, "execEnv"):
+    j_exec_env = j_exec_env_of_table_env(table_env_of(table))
+    if j_exec_env is None:
         raise ConfigError("model stages need a StreamTableEnvironment (created with "
                           "StreamTableEnvironment.create(env)) to train in")
-    return StreamExecutionEnvironment(j_tenv.execEnv())
+    return StreamExecutionEnvironment(j_exec_env)
 
 
 def expand_features(stage: str, schema: pa.Schema, features: Sequence[str] | None,
@@ -147,12 +151,14 @@ class LearnerModel(Model):
     def handler(self) -> ModelHandler:
         """The framework's ``ModelHandler`` for this model (what ``transform`` runs)."""
         options = {k: v for k, v in self._callables().items() if v is not None}
-        return self._handler_class()(self.model_path, self.features, outputs=self.outputs,
+        return self.handler_class()(self.model_path, self.features, outputs=self.outputs,
                                      batch_size=self.batch_size,
                                      batch_invariant=self.batch_invariant, **options)
 
-    def _handler_class(self) -> type[ModelHandler]:
-        raise NotImplementedError
+    @abstractmethod
+    def handler_class(self) -> type[ModelHandler]:
+        """The plugin's ``ModelHandler`` class (called with the model's file, features and
+        the handler options)."""
 
 
 class LearnerEstimator(Estimator):
@@ -212,109 +218,19 @@ class LearnerEstimator(Estimator):
         log.info("%s: features = %s, label = %s", name, features, self.label)
         check_feature_columns(schema, features, self.label, where=name)
         config = dataclasses.replace(self.config, features=features, label=self.label)
-        self._train(env_of(table), table, config)
+        self.train_model(env_of(table), table, config)
         execute(env_of(table), f"flink-dl pipeline: {name}")
         version = ModelStore(config.model_dir).open()
-        return self.model_class(self._model_file(version), features, self.outputs,
+        return self.model_class(self.model_file(version), features, self.outputs,
                                 batch_size=self.batch_size,
                                 batch_invariant=self.batch_invariant,
                                 postprocess=self.postprocess, **self.options)
 
-    def _train(self, env: StreamExecutionEnvironment, table: Table, config: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def train_model(self, env: StreamExecutionEnvironment, table: Table, config: Any) -> None:
+        """Add the plugin's training job of ``config`` on ``table`` to ``env`` (its
+        ``train``); ``fit`` runs it."""
 
-    def _model_file(self, version: ModelVersion) -> Path:
-        raise NotImplementedError
-
-
-@register
-class TorchModel(LearnerModel):
-    """A trained PyTorch model (TorchScript, or a state_dict with ``factory``)."""
-
-    kind = "TorchModel"
-    framework = "pytorch"
-
-    def __init__(self, model: str | Path, features: Sequence[str],
-                 outputs: Mapping[str, pa.DataType | str] | None = None, *,
-                 batch_size: int = 1024, batch_invariant: bool = True,
-                 postprocess: Callable[[Any], Any] | None = None,
-                 factory: Callable[[], Any] | None = None) -> None:
-        super().__init__(model, features, outputs, batch_size=batch_size,
-                         batch_invariant=batch_invariant, postprocess=postprocess,
-                         factory=factory)
-
-    def _handler_class(self) -> type[ModelHandler]:
-        from flink_dl.pytorch.handler import TorchModelHandler
-
-        return TorchModelHandler
-
-
-@register
-class TorchEstimator(LearnerEstimator):
-    """``TorchConfig`` training as a pipeline stage; ``factory`` builds the module when the
-    entry saves no TorchScript (``ctx.save_model(model, torchscript=True)``)."""
-
-    kind = "TorchEstimator"
-    framework = "pytorch"
-    model_class = TorchModel
-
-    def _train(self, env: StreamExecutionEnvironment, table: Table, config: Any) -> None:
-        from flink_dl.pytorch.train import train
-
-        train(env, table, config)
-
-    def _model_file(self, version: ModelVersion) -> Path:
-        from flink_dl.pytorch.config import STATE_DICT_FILE, TORCHSCRIPT_FILE
-
-        scripted = version.file(TORCHSCRIPT_FILE)
-        if scripted.is_file() and self.options.get("factory") is None:
-            return scripted
-        if self.options.get("factory") is None:
-            raise ConfigError("TorchEstimator: the trained version has no TorchScript: save "
-                              "it with ctx.save_model(model, torchscript=True) or pass "
-                              "factory=... to build the module its state_dict loads into")
-        return version.file(STATE_DICT_FILE)
-
-
-@register
-class TFModel(LearnerModel):
-    """A trained TensorFlow model (its SavedModel)."""
-
-    kind = "TFModel"
-    framework = "tensorflow"
-
-    def __init__(self, model: str | Path, features: Sequence[str],
-                 outputs: Mapping[str, pa.DataType | str] | None = None, *,
-                 batch_size: int = 1024, batch_invariant: bool = True,
-                 postprocess: Callable[[Any], Any] | None = None) -> None:
-        super().__init__(model, features, outputs, batch_size=batch_size,
-                         batch_invariant=batch_invariant, postprocess=postprocess)
-
-    def _handler_class(self) -> type[ModelHandler]:
-        from flink_dl.tensorflow.handler import TFModelHandler
-
-        return TFModelHandler
-
-
-@register
-class TFEstimator(LearnerEstimator):
-    """``TFConfig`` training as a pipeline stage (the entry saves with ``ctx.save_model``)."""
-
-    kind = "TFEstimator"
-    framework = "tensorflow"
-    model_class = TFModel
-
-    def _train(self, env: StreamExecutionEnvironment, table: Table, config: Any) -> None:
-        from flink_dl.tensorflow.train import train
-
-        train(env, table, config)
-
-    def _model_file(self, version: ModelVersion) -> Path:
-        from flink_dl.tensorflow.config import KERAS_FILE, SAVED_MODEL_DIR
-
-        for name in (SAVED_MODEL_DIR, KERAS_FILE):
-            if version.file(name).exists():
-                return version.file(name)
-        raise ConfigError(f"TFEstimator: version {version.path} has neither {SAVED_MODEL_DIR}/ "
-                          f"nor {KERAS_FILE}; save the model with ctx.save_model(model)")
-
+    @abstractmethod
+    def model_file(self, version: ModelVersion) -> Path:
+        """The file (or directory) of the published ``version`` the model stage serves."""

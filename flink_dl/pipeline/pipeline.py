@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyflink.table import Table
 
-from flink_dl.errors import ConfigError, FeatureTypeError
+from flink_dl.errors import ConfigError, FeatureTypeError, NotFoundError
 from flink_dl.models.store import ModelStore, ModelVersion
 from flink_dl.pipeline.api import Estimator, Model, Stage, Transformer, stage_class
 from flink_dl.pipeline.sql import Column, columns_of
@@ -263,8 +263,18 @@ def _open_version(path: Path, version: int | None) -> ModelVersion:
                               "to choose another version")
         return ModelStore(path.parent).open(int(path.name[1:]))
     if not (path / PIPELINE_FILE).exists() and ModelStore(path).latest_number() is None:
-        raise FileNotFoundError(f"no saved pipeline at {path}")
+        raise NotFoundError(f"no saved pipeline at {path}")
     return ModelStore(path).open(version)
+
+
+def saved_reference(path: str | os.PathLike[str]) -> Reference | None:
+    """The reference saved with the pipeline at ``path`` (its newest version; or one
+    version's directory), or ``None`` when it has none."""
+    from flink_dl.pipeline.reference import reference_of
+
+    opened = _open_version(Path(path), None)
+    document = json.loads(opened.file(PIPELINE_FILE).read_text())
+    return reference_of(document, opened)
 
 
 @contextlib.contextmanager
@@ -307,8 +317,8 @@ def _publish_model(pipeline_dir: str | os.PathLike[str],
     directory = Path(model.path if isinstance(model, ModelVersion) else model)
     source = directory / Path(learner.model_path).name
     if not source.exists():
-        raise FileNotFoundError(f"publish_model: {directory} has no {source.name} (the file "
-                                "the pipeline's model stage serves)")
+        raise NotFoundError(f"publish_model: {directory} has no {source.name} (the file "
+                            "the pipeline's model stage serves)")
     replaced = type(learner).from_json(learner.get_params(), {"model_file": source.name},
                                        directory)
     replaced.postprocess, replaced.options = learner.postprocess, learner.options

@@ -106,9 +106,8 @@ def histograms(table: Table, features: Sequence[str], bins: int, where: str
                ) -> dict[str, Histogram]:
     """``bins`` quantile bins per feature (edges: the distinct inner quantiles), NULLs and
     NaNs left out: one job for the quantiles, one for the bins' shares."""
-    from flink_dl.pipeline.fitting import _collect
     from flink_dl.pipeline.sql import is_missing
-    from flink_dl.pipeline.stages.base import StatQuery, quantiles
+    from flink_dl.pipeline.statistics import StatQuery, collect_statistics, quantiles
 
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
         raise ConfigError(f"{where}: bins must be an integer >= 2, got {bins!r}")
@@ -126,7 +125,7 @@ def histograms(table: Table, features: Sequence[str], bins: int, where: str
                                      f"NOT {is_missing(columns[name])}")
         sql = query.sql.replace("__THIS__", str(table))
         parts.append(f"SELECT {string_literal(name)} AS s, k, v FROM ({sql})")
-    values = _collect(table, " UNION ALL ".join(parts))
+    values = collect_statistics(table, " UNION ALL ".join(parts))
     edges = {name: sorted({v for (s, _), v in values.items() if s == name and v is not None})
              for name in features}
     shares = _bin_shares(table, edges)
@@ -134,8 +133,8 @@ def histograms(table: Table, features: Sequence[str], bins: int, where: str
 
 
 def _bin_shares(table: Table, edges: Mapping[str, list[float]]) -> dict[str, list[float]]:
-    from flink_dl.pipeline.fitting import _collect
     from flink_dl.pipeline.sql import is_missing
+    from flink_dl.pipeline.statistics import collect_statistics
 
     columns = columns_of(table)
     parts = []
@@ -145,7 +144,7 @@ def _bin_shares(table: Table, edges: Mapping[str, list[float]]) -> dict[str, lis
                          f"CAST(AVG(CASE WHEN "
                          f"{condition} THEN 1.0E0 ELSE 0.0E0 END) AS DOUBLE) AS v FROM "
                          f"{table} WHERE NOT {is_missing(columns[name])}")
-    values = _collect(table, " UNION ALL ".join(parts))
+    values = collect_statistics(table, " UNION ALL ".join(parts))
     return {name: [float(values.get((name, str(i))) or 0.0) for i in range(len(inner) + 1)]
             for name, inner in edges.items()}
 
@@ -238,18 +237,6 @@ def fit_reference(models: Sequence[Any], last_input: Table, bins: int | None
     log.info("Pipeline.fit: reference histograms of the served features %s (%d bins) in "
              "%.1f s", features, bins, time.monotonic() - started)
     return result
-
-
-def saved_reference(path: str | os.PathLike[str]) -> Reference | None:
-    """The reference saved with the pipeline at ``path`` (its newest version; or one
-    version's directory), or ``None`` when it has none."""
-    import json
-
-    from flink_dl.pipeline.pipeline import PIPELINE_FILE, _open_version
-
-    opened = _open_version(Path(path), None)
-    document = json.loads(opened.file(PIPELINE_FILE).read_text())
-    return reference_of(document, opened)
 
 
 def reference_of(document: Mapping[str, Any], opened: Any) -> Reference | None:

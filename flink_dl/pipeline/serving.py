@@ -33,8 +33,9 @@ from pyflink.table.expressions import col
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from flink_dl.errors import ConfigError
-from flink_dl.flink import worker_tuning
+from flink_dl.flink.pyflink_adapter import table_env_of
 from flink_dl.inference.api import ModelHandler
+from flink_dl.inference.options import PredictOptions
 from flink_dl.inference.shared import share_result
 from flink_dl.models.store import ModelStore
 from flink_dl.pipeline.api import Model
@@ -44,6 +45,7 @@ from flink_dl.pipeline.reference import mark_served
 from flink_dl.pipeline.sql import Column, columns_of
 from flink_dl.pipeline.stages.base import ConstantRecorder, FeatureModel
 from flink_dl.pipeline.stages.sql_transform import SQLTransform
+from flink_dl.startup import worker_tuning
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +57,22 @@ _VERSION_FEATURE = "__flink_dl_pipeline_version"
 
 
 def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
-            poll_interval_s: float = 1.0, model_wait_s: float = 300.0,
-            max_latency_ms: float | None = None) -> Table:
+            options: PredictOptions | None = None, **settings: Any) -> Table:
     """``table`` through the newest pipeline saved in ``pipeline_dir`` (features, then the
     model's predictions when the last stage is one), plus ``pipeline_version``; new
     versions are picked up every ``poll_interval_s`` and swapped in atomically per row.
 
     Args:
+        options: a ``PredictOptions``, or its fields as keywords (``settings``):
         poll_interval_s: how often the job looks for a new version.
         model_wait_s: how long to wait for a first version to appear.
         max_latency_ms: a streaming job's latency budget, as in
             ``flink_dl.inference.operator.predict`` (``flink_dl.inference.latency``).
+        set_batch_size: the model stage's throughput settings, as there.
     """
-    if max_latency_ms is not None:
-        from flink_dl.inference.latency import check_budget
-
-        check_budget(max_latency_ms, "flink_dl.pipeline.predict")
+    options = PredictOptions.parse("flink_dl.pipeline.predict", settings, options)
     store = ModelStore(pipeline_dir)
-    opened = store.wait_for_version(model_wait_s)
+    opened = store.wait_for_version(options.model_wait_s)
     pipeline = PipelineModel.from_version(opened)
     table = pipeline.conform(table)
     features, learner = _split(pipeline.stages)
@@ -85,7 +85,7 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
         current = stage.transform(current)
     texts, recorder = structure(features, learner, plan)
     params = udf(ParameterUDF(str(pipeline_dir), plan, texts, opened.version,
-                              list(recorder.values), poll_interval_s),
+                              list(recorder.values), options.poll_interval_s),
                  result_type=DataTypes.ROW(
                      [DataTypes.FIELD("version", DataTypes.INT())]
                      + [DataTypes.FIELD(f"c{i}", _data_type(t))
@@ -112,14 +112,10 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
         from flink_dl.inference.operator import predict as run_predict
 
         handler = PipelineModelHandler(str(pipeline_dir), learner)
-        current = run_predict(current, handler, poll_interval_s=poll_interval_s,
-                              model_wait_s=model_wait_s, max_latency_ms=max_latency_ms,
-                              share=False)
+        current = run_predict(current, handler, options=options, share=False)
         names += list(learner.outputs)
-    elif max_latency_ms is not None:
-        from flink_dl.inference.latency import apply_latency_budget
-
-        apply_latency_budget(table._t_env, max_latency_ms, DEFAULT_FEATURE_BATCH)
+    else:  # feature stages only: the budget's settings for their batches
+        options.apply_latency_budget(table_env_of(table), DEFAULT_FEATURE_BATCH)
     # one parameter and one model operator whatever the number of queries of the result
     shared = share_result(current.select(*[col(n) for n in names],
                                          col(_VERSION_FEATURE).alias(VERSION_COLUMN)),
@@ -138,7 +134,7 @@ def _stamped(table: Table) -> Table:
     """The rows stamped by the parameter UDF, as one stream translated with bundles of
     ``PARAMS_BUNDLE_MS`` (a Python operator takes the bundle settings in force when its
     query is translated; the job's setting is restored at once)."""
-    config = table._t_env.get_config()
+    config = table_env_of(table).get_config()
     if config.get("execution.runtime-mode", "streaming").strip().lower() == "batch":
         return table
     before = config.get(_BUNDLE_TIME, "")

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from pyflink.table import Table
 
-from flink_dl.errors import FeatureTypeError, MissingColumnError
+from flink_dl.errors import ConfigError, FeatureTypeError, MissingColumnError
+from flink_dl.flink.pyflink_adapter import resolved_schema, table_env_of
 
 INTEGER_ROOTS = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT"})
 FLOATING_ROOTS = frozenset({"FLOAT", "DOUBLE"})
@@ -70,7 +71,7 @@ def same_family(fitted: Column, now: Column) -> bool:
 def _decimal(column: Column) -> tuple[int, int]:
     match = re.fullmatch(r"DECIMAL\((\d+), (\d+)\)", column.type)
     if not match:
-        raise ValueError(f"not a DECIMAL type: {column.type}")
+        raise ConfigError(f"not a DECIMAL type: {column.type}")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -91,7 +92,7 @@ def widens_to(now: Column, fitted: Column) -> bool:
 
 def columns_of(table: Table) -> dict[str, Column]:
     """The Table's columns in order (read from the planner's resolved schema, no job)."""
-    schema = table._j_table.getResolvedSchema()
+    schema = resolved_schema(table)
     names = list(schema.getColumnNames())
     types = list(schema.getColumnDataTypes())
     out = {}
@@ -202,4 +203,4 @@ def select(table: Table, projections: Sequence[str], where: str | None = None) -
     sql = f"SELECT {', '.join(projections)} FROM {table}"
     if where:
         sql += f" WHERE {where}"
-    return table._t_env.sql_query(sql)
+    return table_env_of(table).sql_query(sql)

@@ -11,6 +11,9 @@ from flink_dl.lazy import lazy_exports
 
 _EXPORTS = {
     "TorchConfig": "flink_dl.pytorch.config",
+    "TorchOptions": "flink_dl.pytorch.config",
+    "TorchEstimator": "flink_dl.pytorch.learner",
+    "TorchModel": "flink_dl.pytorch.learner",
     "TorchContext": "flink_dl.pytorch.context",
     "EVENTS_SCHEMA": "flink_dl.pytorch.context",
     "train": "flink_dl.pytorch.train",

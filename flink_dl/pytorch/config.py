@@ -7,13 +7,22 @@ from dataclasses import dataclass, field
 from flink_dl.config import is_count
 from flink_dl.errors import ConfigError
 from flink_dl.training.config import WORKER_ROLE, TrainingConfig
+from flink_dl.training.options import TrainingOptions
 
-__all__ = ["BACKENDS", "STATE_DICT_FILE", "TORCHSCRIPT_FILE", "WORKER_ROLE", "TorchConfig"]
+__all__ = ["BACKENDS", "STATE_DICT_FILE", "TORCHSCRIPT_FILE", "WORKER_ROLE", "TorchConfig",
+           "TorchOptions"]
 
 BACKENDS = ("auto", "gloo", "nccl")
 #: Files of a published PyTorch model version.
 STATE_DICT_FILE = "model.pt"
 TORCHSCRIPT_FILE = "model.ts"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchOptions(TrainingOptions):
+    """A PyTorch rank's ``TrainingOptions``, plus the config's ``backend``."""
+
+    backend: str = "auto"
 
 
 @dataclass(kw_only=True)
@@ -32,6 +41,7 @@ class TorchConfig(TrainingConfig):
 
     framework = "pytorch"
     supports_exactly_once = True
+    options_class = TorchOptions
     prewarm_modules = ("torch", "torch.distributed", "torch._dynamo",
                        "flink_dl.pytorch.context", "flink_dl.pytorch.train")
 

@@ -17,7 +17,7 @@ from flink_dl.cluster.context import NodeContext
 from flink_dl.errors import ConfigError
 from flink_dl.models.events import EVENTS_SCHEMA
 from flink_dl.models.store import ModelVersion
-from flink_dl.pytorch.config import STATE_DICT_FILE, TORCHSCRIPT_FILE
+from flink_dl.pytorch.config import STATE_DICT_FILE, TORCHSCRIPT_FILE, TorchOptions
 from flink_dl.pytorch.data import rechunk, to_tensors
 from flink_dl.pytorch.process_group import GroupInfo
 from flink_dl.training.checkpoints import checkpoint_name
@@ -66,12 +66,12 @@ class TensorLoader(IterableDataset):
     def skip_epochs(self, count: int) -> None:
         """Consume ``count`` epochs without training on them (resuming after a restart: the
         first epoch is still read from Flink, into this attempt's cache)."""
-        node_input = self.ctx.node._node_input()
+        node_input = self.ctx.node.node_input()
         for _ in range(min(count, node_input.epochs_left)):
             node_input.next_epoch().drain()
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        node_input = self.ctx.node._node_input()
+        node_input = self.ctx.node.node_input()
         epoch = node_input.next_epoch()
         with _join(list(self.ctx._ddp)):
             if self.ctx.exactly_once:
@@ -111,7 +111,9 @@ class TorchContext(TrainingContext):
     framework = "pytorch"
     config_name = "TorchConfig"
 
-    def __init__(self, node: NodeContext, group: GroupInfo, options: dict[str, Any]) -> None:
+    options: TorchOptions
+
+    def __init__(self, node: NodeContext, group: GroupInfo, options: TorchOptions) -> None:
         super().__init__(node, options)
         self.group = group
         self.rank = group.rank
@@ -122,7 +124,7 @@ class TorchContext(TrainingContext):
         self._ddp: list[Any] = []
         #: Exactly-once training (``TorchConfig(exactly_once=True)``): where this rank's
         #: input stands after the last batch the loader handed out.
-        self.exactly_once = bool(options.get("exactly_once")) and self.has_input
+        self.exactly_once = options.exactly_once and self.has_input
         self._delivered = (0, 0)
         self._positions: RankPositions | None = None
         #: The ``extra`` of the checkpoint the last ``resume`` loaded (``{}`` after a fresh
@@ -130,7 +132,7 @@ class TorchContext(TrainingContext):
         self.restored_extra: dict[str, Any] = {}
         if self.has_input and group.store is not None and self.world_size > 1:
             store = group.store
-            self.node._node_input().on_first_pass_end = \
+            self.node.node_input().on_first_pass_end = \
                 lambda rows: store.set(_ROWS_KEY.format(rank=self.rank), str(rows))
 
     # ------------------------------------------------------------------ data
@@ -189,17 +191,20 @@ class TorchContext(TrainingContext):
         return super().maybe_save_model(model, step=step, metrics=metrics,
                                         torchscript=torchscript)
 
-    def _write_model(self, model: Any, directory: Path, **write_options: Any) -> None:
+    def write_model(self, model: Any, directory: Path, *, torchscript: bool = False,
+                    **write_options: Any) -> None:
+        """``model.pt`` (its state_dict) and, with ``torchscript=True``, ``model.ts``."""
         module = _unwrap(model)
         state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
         torch.save(state, directory / STATE_DICT_FILE)
-        if write_options.get("torchscript"):
+        if torchscript:
             with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript
                 warnings.simplefilter("ignore", DeprecationWarning)
                 torch.jit.save(torch.jit.script(module.cpu()), directory / TORCHSCRIPT_FILE)
             module.to(self.device)
 
-    def _load_weights(self, model: Any, version: ModelVersion) -> None:
+    def load_weights(self, model: Any, version: ModelVersion) -> None:
+        """The version's ``model.pt`` into ``model`` (unwrapped from DDP)."""
         state = torch.load(version.file(STATE_DICT_FILE), map_location="cpu",
                            weights_only=True)
         _unwrap(model).load_state_dict(state)
@@ -227,7 +232,7 @@ class TorchContext(TrainingContext):
             self.log.info("rank 0: checkpoint at step %d (epoch %d): %s", step, epoch, path)
         if self.exactly_once:
             self._rank_positions().record(step, self._delivered,
-                                          self.node._node_input().marks)
+                                          self.node.node_input().marks)
         return path
 
     def load_checkpoint(self, map_location: Any = None) -> dict[str, Any] | None:
@@ -276,14 +281,14 @@ class TorchContext(TrainingContext):
             if not state_dir:
                 raise ExactlyOnceError("exactly-once training: this rank has no state "
                                        "directory (TorchConfig(exactly_once=True) sets it)")
-            keep = int(self.options.get("keep_checkpoints") or 3) + 2
+            keep = self.options.keep_checkpoints + 2
             self._positions = RankPositions(state_dir, self.rank, self.world_size,
                                             self.attempt, self.group.store, keep)
         return self._positions
 
     def _resume_exactly_once(self, model: torch.nn.Module,
                              optimizer: torch.optim.Optimizer | None) -> tuple[int, int]:
-        node_input = self.node._node_input()
+        node_input = self.node.node_input()
         acked, sent = node_input.restore_range()
         positions = self._rank_positions()
         offers, acks = self._gather_offers(positions.offer(acked, sent), acked)
@@ -342,8 +347,8 @@ class TorchContext(TrainingContext):
             dist.barrier()
 
     # ------------------------------------------------------------------ empty input
-    def _input_is_empty(self) -> bool | None:
-        own = super()._input_is_empty()
+    def input_is_empty(self) -> bool | None:
+        own = super().input_is_empty()
         if own is not None or not self.is_chief or self._own_first_pass_rows() is None:
             return own
         # Rank 0 read nothing: the input was empty only if every rank's share was.
@@ -352,8 +357,7 @@ class TorchContext(TrainingContext):
             return None
         keys = [_ROWS_KEY.format(rank=r) for r in range(self.world_size) if r != self.rank]
         try:
-            store.wait(keys, datetime.timedelta(
-                seconds=float(self.options.get("setup_timeout_s") or 180.0)))
+            store.wait(keys, datetime.timedelta(seconds=self.options.timeouts.rendezvous))
         except (RuntimeError, dist.DistStoreError):
             self.log.warning("rank 0 read no rows and could not learn the other ranks' "
                              "shares in time; publishing anyway")

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import pyarrow as pa
 import torch
 
+from flink_dl.channel.arrays import rechunk
 from flink_dl.channel.features import feature_matrix, numeric_column
-from flink_dl.channel.node_io import rechunk
 from flink_dl.errors import MissingColumnError
 
 __all__ = ["rechunk", "to_tensors"]

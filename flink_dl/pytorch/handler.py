@@ -53,8 +53,9 @@ class TorchModelHandler(ModelHandler):
         if not path.exists() and path.suffix:
             raise ConfigError(f"model {str(path)!r} does not exist (a path without a suffix "
                               "is taken as a model directory that training will fill)")
-        self._set_common(path, features, outputs, batch_size, num_threads, postprocess,
-                         batch_invariant)
+        super().__init__(path, features, outputs=outputs, batch_size=batch_size,
+                         num_threads=num_threads, postprocess=postprocess,
+                         batch_invariant=batch_invariant)
         self.device = device
         self._factory = serialize_entry(factory) if factory is not None else None
 

@@ -12,7 +12,7 @@ from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import Table
 
 from flink_dl.cluster.context import NodeContext
-from flink_dl.pytorch.config import TorchConfig
+from flink_dl.pytorch.config import TorchConfig, TorchOptions
 from flink_dl.training.build import build
 from flink_dl.training.entry import TrainingEntry, teardown
 
@@ -29,11 +29,12 @@ class TorchEntry(TrainingEntry):
 
         if node.world_size > 1:
             preload_ddp_imports()
-        group = init_process_group(node, self.options["backend"],
-                                   self.options["setup_timeout_s"],
-                                   self.options["collective_timeout_s"])
+        options = self.options
+        assert isinstance(options, TorchOptions)
+        group = init_process_group(node, options.backend, options.timeouts.rendezvous,
+                                   options.collective_timeout_s)
         try:
-            yield TorchContext(node, group, self.options)
+            yield TorchContext(node, group, options)
         finally:
             teardown(destroy_process_group, "destroying the process group")
 
@@ -64,6 +65,5 @@ def train(env: StreamExecutionEnvironment, input: Table | DataStream | None,
     one ``"metrics"`` row per ``ctx.report``. Run the job with ``flink_dl.execute(env)`` or
     by collecting the stream.
     """
-    workers, _ = build(env, input, config, TorchEntry,
-                       extra_options={"backend": config.backend})
+    workers, _ = build(env, input, config, TorchEntry)
     return workers

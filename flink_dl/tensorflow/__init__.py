@@ -13,6 +13,9 @@ from flink_dl.lazy import lazy_exports
 
 _EXPORTS = {
     "TFConfig": "flink_dl.tensorflow.config",
+    "TFOptions": "flink_dl.tensorflow.config",
+    "TFEstimator": "flink_dl.tensorflow.learner",
+    "TFModel": "flink_dl.tensorflow.learner",
     "TFContext": "flink_dl.tensorflow.context",
     "EVENTS_SCHEMA": "flink_dl.models.events",
     "train": "flink_dl.tensorflow.train",

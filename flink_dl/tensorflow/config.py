@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from flink_dl.config import is_count
 from flink_dl.errors import ConfigError
 from flink_dl.training.config import WORKER_ROLE, TrainingConfig
+from flink_dl.training.options import TrainingOptions
 
 __all__ = ["CHIEF_ROLE", "DEFAULT_ENV", "KERAS_FILE", "PS_ROLE", "RULES", "SAVED_MODEL_DIR",
-           "WORKER_ROLE", "TFConfig"]
+           "WORKER_ROLE", "TFConfig", "TFOptions"]
 
 PS_ROLE = "ps"
 CHIEF_ROLE = "chief"
@@ -24,6 +25,13 @@ KERAS_BACKUP = "keras-backup"
 #: ``tf.keras`` is Keras 2 (``tf_keras``), the Keras that ``tf.distribute`` strategies
 #: support; Keras 3 cannot ``fit`` under MultiWorkerMirroredStrategy (see docs).
 DEFAULT_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "1"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TFOptions(TrainingOptions):
+    """A TensorFlow node's ``TrainingOptions``, plus the config's ``streaming``."""
+
+    streaming: bool = False
 
 
 @dataclass(kw_only=True)
@@ -56,6 +64,7 @@ class TFConfig(TrainingConfig):
 
     framework = "tensorflow"
     plugin = RULES
+    options_class = TFOptions
 
     workers: int
     ps: int = 0

@@ -6,24 +6,20 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 
-from flink_dl.channel.node_io import rechunk
+from flink_dl.channel.arrays import rechunk
 from flink_dl.cluster.context import NodeContext
-from flink_dl.errors import ConfigError
+from flink_dl.errors import ConfigError, EmptyInputError, NotFoundError
 from flink_dl.models.store import ModelVersion
-from flink_dl.tensorflow.config import (
-    KERAS_BACKUP,
-    KERAS_FILE,
-    PS_ROLE,
-    SAVED_MODEL_DIR,
-    WORKER_ROLE,
-)
+from flink_dl.tensorflow.config import KERAS_BACKUP, KERAS_FILE, PS_ROLE, WORKER_ROLE, TFOptions
 from flink_dl.tensorflow.data import element_spec, to_element
+from flink_dl.tensorflow.export import export_callback, write_model
+from flink_dl.tensorflow.sessions import PollingWorkerSessionCreator
 from flink_dl.tensorflow.tf_config import is_chief
 from flink_dl.training.context import TrainingContext
 
@@ -48,8 +44,10 @@ class TFContext(TrainingContext):
     framework = "tensorflow"
     config_name = "TFConfig"
 
+    options: TFOptions
+
     def __init__(self, node: NodeContext, tf_config: dict[str, Any],
-                 options: dict[str, Any]) -> None:
+                 options: TFOptions) -> None:
         super().__init__(node, options)
         self.tf_config = tf_config
         self.task_type: str = tf_config["task"]["type"]
@@ -97,7 +95,7 @@ class TFContext(TrainingContext):
                               "ctx.session() (between-graph training), or TFConfig(ps=0)")
         if self._strategy is None:
             options = tf.distribute.experimental.CommunicationOptions(
-                timeout_seconds=self.options["collective_timeout_s"])
+                timeout_seconds=self.options.collective_timeout_s)
             self._strategy = tf.distribute.MultiWorkerMirroredStrategy(
                 communication_options=options)
             log.info("%s %d: MultiWorkerMirroredStrategy with %d replicas", self.task_type,
@@ -130,7 +128,7 @@ class TFContext(TrainingContext):
         operation waits longer than ``TFConfig.collective_timeout_s``."""
         return tf.compat.v1.ConfigProto(
             device_filters=[f"/job:{PS_ROLE}", f"/job:{self.task_type}/task:{self.task_index}"],
-            operation_timeout_in_ms=int(self.options["collective_timeout_s"] * 1000))
+            operation_timeout_in_ms=int(self.options.collective_timeout_s * 1000))
 
     def session(self, checkpoint_dir: str | None = None, *, restore: bool = False,
                 hooks: Sequence[Any] = (), save_checkpoint_steps: int | None = None,
@@ -149,8 +147,8 @@ class TFContext(TrainingContext):
         """
         missing = not checkpoint_dir or tf.train.latest_checkpoint(checkpoint_dir) is None
         if restore and self.is_chief and missing:
-            raise FileNotFoundError(f"session(restore=True): no checkpoint in "
-                                    f"{checkpoint_dir!r}")
+            raise NotFoundError(f"session(restore=True): no checkpoint in "
+                                f"{checkpoint_dir!r}")
         server = self.server()
         config = self.session_config()
         scaffold = tf.compat.v1.train.Scaffold()
@@ -165,9 +163,9 @@ class TFContext(TrainingContext):
                     save_secs=None if save_checkpoint_steps else save_checkpoint_secs or 600,
                     scaffold=scaffold))
         else:
-            creator = _PollingWorkerSessionCreator(
+            creator = PollingWorkerSessionCreator(
                 scaffold, server.target, config, poll_s,
-                wait_s if wait_s is not None else self.options.get("registration_s", 180.0))
+                wait_s if wait_s is not None else self.options.timeouts.registration)
         return tf.compat.v1.train.MonitoredSession(session_creator=creator, hooks=hooks)
 
     def numpy_batches(self, batch_size: int, columns: Sequence[str] | None = None,
@@ -207,11 +205,11 @@ class TFContext(TrainingContext):
         features, label = self._feature_columns("dataset", features, label, columns)
         if equal_steps is None:
             equal_steps = (not self.is_ps_layout and self.num_workers > 1
-                           and not self.options.get("streaming"))
-        if equal_steps and self.options.get("streaming"):
+                           and not self.options.streaming)
+        if equal_steps and self.options.streaming:
             raise ConfigError("dataset: equal_steps needs a bounded input (streaming=False)")
         strategy = self.strategy() if equal_steps else None
-        node_input = self.node._node_input()
+        node_input = self.node.node_input()
         schema = self.input_schema
         assert schema is not None, "a worker with input knows the input's schema"
         steps: int | None = None
@@ -249,8 +247,8 @@ class TFContext(TrainingContext):
         if sum(counts) == 0 and self._skip_empty():  # EmptyInputError unless allowed
             return 0
         if fewest == 0:
-            raise RuntimeError(f"worker {counts.index(0)} got no input rows (rows per worker: "
-                               f"{counts}); give the job more data or fewer workers")
+            raise EmptyInputError(f"worker {counts.index(0)} got no input rows (rows per worker: "
+                                  f"{counts}); give the job more data or fewer workers")
         steps = fewest // batch_size if drop_remainder else math.ceil(fewest / batch_size)
         log.info("worker %d: %d rows; rows per worker %s -> %d batches of %d per epoch",
                  self.task_index, rows, counts, steps, batch_size)
@@ -292,10 +290,13 @@ class TFContext(TrainingContext):
         decides for all, checked every 10 steps."""
         return super().maybe_save_model(model, step=step, metrics=metrics)
 
-    def _write_model(self, model: Any, directory: Path, **write_options: Any) -> None:
+    def write_model(self, model: Any, directory: Path, **write_options: Any) -> None:
+        """``model.keras`` and ``saved_model/`` (``flink_dl.tensorflow.export``)."""
         write_model(model, directory)
 
-    def _write_elsewhere(self, model: Any, **write_options: Any) -> None:
+    def write_elsewhere(self, model: Any, **write_options: Any) -> None:
+        """Under MultiWorkerMirroredStrategy the other workers save too (collectives), to
+        a scratch directory that is removed."""
         if not self._mirrored:
             return
         scratch = Path(tempfile.mkdtemp(prefix="scratch-model-", dir=self.node.work_dir))
@@ -304,7 +305,7 @@ class TFContext(TrainingContext):
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _agree_on_clock(self, late: bool, step: int) -> bool:
+    def agree_on_clock(self, late: bool, step: int) -> bool:
         if not self._mirrored:
             return late
         # Every worker must agree, or one would wait in a collective: the chief's clock
@@ -312,7 +313,7 @@ class TFContext(TrainingContext):
         return step % _CLOCK_EVERY == 0 and self._all_gather(
             self._strategy, int(late and self.is_chief))[0] > 0
 
-    def _load_weights(self, model: Any, version: ModelVersion) -> None:
+    def load_weights(self, model: Any, version: ModelVersion) -> None:
         path = version.file(KERAS_FILE)
         if not path.is_file():
             raise ConfigError(f"warm_start: model version {version.version} has no "
@@ -321,16 +322,16 @@ class TFContext(TrainingContext):
         loaded = tf.keras.models.load_model(str(path), compile=False)
         model.set_weights(loaded.get_weights())
 
-    def _input_is_empty(self) -> bool | None:
+    def input_is_empty(self) -> bool | None:
         if self._row_counts is not None:
             return sum(self._row_counts) == 0
-        return super()._input_is_empty()
+        return super().input_is_empty()
 
     def export_callback(self) -> Any:
         """A Keras callback that calls ``maybe_save_model`` after every training batch
         (the step is the optimizer's count of batches, so it goes on after a resume) and
         ``save_model`` when ``fit`` ends."""
-        return _export_callback(self)
+        return export_callback(self)
 
     def backup_callback(self, directory: str | None = None, *,
                         save_freq: str | int = "epoch") -> Any:
@@ -350,68 +351,3 @@ class TFContext(TrainingContext):
             log.info("%s %d attempt %d: Keras fit resumes from the backup in %s",
                      self.task_type, self.task_index, self.attempt, path)
         return tf.keras.callbacks.BackupAndRestore(backup_dir=str(path), save_freq=save_freq)
-
-class _PollingWorkerSessionCreator(tf.compat.v1.train.SessionCreator):
-    """Waits for the chief's variables like TensorFlow's worker creator, but polls every
-    ``poll_s`` seconds (TensorFlow's own waits 30 s between checks)."""
-
-    def __init__(self, scaffold: Any, master: str, config: Any, poll_s: float,
-                 wait_s: float) -> None:
-        self.scaffold = scaffold
-        self.master = master
-        self.config = config
-        self.poll_s = poll_s
-        self.wait_s = wait_s
-
-    def create_session(self) -> Any:
-        self.scaffold.finalize()
-        manager = tf.compat.v1.train.SessionManager(
-            local_init_op=self.scaffold.local_init_op,
-            local_init_feed_dict=self.scaffold.local_init_feed_dict,
-            ready_op=self.scaffold.ready_op,
-            ready_for_local_init_op=self.scaffold.ready_for_local_init_op,
-            graph=tf.compat.v1.get_default_graph(), recovery_wait_secs=self.poll_s)
-        return manager.wait_for_session(self.master, config=self.config,
-                                        max_wait_secs=self.wait_s)
-
-
-def write_model(model: Any, directory: Path) -> None:
-    """Write ``model`` into a version directory (see ``TFContext.save_model``)."""
-    if hasattr(model, "export") and hasattr(model, "save") and hasattr(model, "layers"):
-        model.save(str(directory / KERAS_FILE))
-        model.export(str(directory / SAVED_MODEL_DIR))
-    elif isinstance(model, tf.Module):
-        tf.saved_model.save(model, str(directory / SAVED_MODEL_DIR))
-    elif callable(model):
-        model(directory)
-    else:
-        raise TypeError(f"save_model: cannot save a {type(model).__name__}; give a Keras "
-                        "model, a tf.Module or a function(directory)")
-
-
-def _export_callback(ctx: TFContext) -> Any:
-    keras: Callable[..., Any] | Any = tf.keras
-
-    class ExportCallback(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.step = 0
-            self._counted = False
-
-        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-            if not self._counted:  # go on from the optimizer's count after a resume
-                self._counted = True
-                iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
-                self.step = int(iterations.numpy()) - 1 if iterations is not None else 0
-            self.step += 1
-            ctx.maybe_save_model(self.model, step=self.step, metrics=_floats(logs))
-
-        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-            if ctx._last_export_step != self.step:
-                ctx.save_model(self.model, step=self.step, metrics=_floats(logs))
-
-    return ExportCallback()
-
-
-def _floats(logs: dict[str, Any] | None) -> dict[str, float]:
-    return {k: float(v) for k, v in (logs or {}).items()}

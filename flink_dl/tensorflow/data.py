@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from flink_dl.channel.arrays import column_to_numpy
 from flink_dl.channel.features import feature_matrix, flink_type_name, numeric_column
-from flink_dl.channel.node_io import column_to_numpy
 from flink_dl.errors import FeatureTypeError
 
 

@@ -51,8 +51,9 @@ class TFModelHandler(ModelHandler):
         path = Path(model)
         if path.suffix in _KERAS_SUFFIXES and not path.is_file():
             raise ConfigError(f"model {str(path)!r} does not exist")
-        self._set_common(path, features, outputs, batch_size, num_threads, postprocess,
-                         batch_invariant)
+        super().__init__(path, features, outputs=outputs, batch_size=batch_size,
+                         num_threads=num_threads, postprocess=postprocess,
+                         batch_invariant=batch_invariant)
         self.signature = signature
 
     # ---------------------------------------------------------------- ModelHandler

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from flink_dl.errors import ConfigError
 from flink_dl.tensorflow.config import CHIEF_ROLE, PS_ROLE, WORKER_ROLE
 
 TF_ROLES = (CHIEF_ROLE, WORKER_ROLE, PS_ROLE)
@@ -16,9 +17,9 @@ def build_tf_config(cluster_spec: Mapping[str, Sequence[str]], role: str,
     (addresses in index order) and this node's task."""
     unknown = sorted(set(cluster_spec) - set(TF_ROLES))
     if unknown:
-        raise ValueError(f"roles {unknown} are not TensorFlow roles {list(TF_ROLES)}")
+        raise ConfigError(f"roles {unknown} are not TensorFlow roles {list(TF_ROLES)}")
     if role not in cluster_spec or not 0 <= index < len(cluster_spec[role]):
-        raise ValueError(f"node {role}:{index} is not in the cluster spec {dict(cluster_spec)}")
+        raise ConfigError(f"node {role}:{index} is not in the cluster spec {dict(cluster_spec)}")
     cluster = {r: list(cluster_spec[r]) for r in TF_ROLES if cluster_spec.get(r)}
     return {"cluster": cluster, "task": {"type": role, "index": index}}
 

@@ -24,7 +24,7 @@ from flink_dl.errors import ConfigError
 from flink_dl.flink.feed import output_type_info
 from flink_dl.flink.operators import DropAll
 from flink_dl.models.events import EVENTS_SCHEMA, event_columns
-from flink_dl.tensorflow.config import PS_ROLE, TFConfig
+from flink_dl.tensorflow.config import PS_ROLE, TFConfig, TFOptions
 from flink_dl.training.build import build
 from flink_dl.training.entry import TrainingEntry
 
@@ -47,7 +47,9 @@ class TFEntry(TrainingEntry):
     def session(self, node: NodeContext) -> Iterator[Any]:
         from flink_dl.tensorflow.context import TFContext
 
-        yield TFContext(node, json.loads(os.environ["TF_CONFIG"]), self.options)
+        options = self.options
+        assert isinstance(options, TFOptions)
+        yield TFContext(node, json.loads(os.environ["TF_CONFIG"]), options)
 
 
 def run_ps(node: NodeContext, tf_config: dict[str, Any]) -> dict[str, Any]:
@@ -69,8 +71,7 @@ def run_ps(node: NodeContext, tf_config: dict[str, Any]) -> dict[str, Any]:
 def _build(env: StreamExecutionEnvironment, input: Table | DataStream | None,
            config: TFConfig, worker_schema: pa.Schema,
            events: bool) -> tuple[DataStream, list[DataStream]]:
-    return build(env, input, config, TFEntry, worker_schema=worker_schema,
-                 extra_options={"streaming": config.streaming, "events": events})
+    return build(env, input, config, TFEntry, worker_schema=worker_schema, events=events)
 
 
 def train(env: StreamExecutionEnvironment, input: Table | DataStream | None,

@@ -9,7 +9,6 @@ then the AM and the roles are added (only ``worker`` is fed the input).
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ from flink_dl.models.events import EVENTS_SCHEMA
 from flink_dl.training.checkpoints import resolve_init_from
 from flink_dl.training.config import WORKER_ROLE, TrainingConfig
 from flink_dl.training.entry import TrainingEntry
+from flink_dl.training.options import TrainingOptions
 
 
 def input_schema_of(env: StreamExecutionEnvironment, input: Table | DataStream | None,
@@ -48,48 +48,33 @@ def input_schema_of(env: StreamExecutionEnvironment, input: Table | DataStream |
     return table, schema
 
 
-def training_options(config: TrainingConfig, schema: pa.Schema | None) -> dict[str, Any]:
-    """What the training processes need of the config (plain values: they travel)."""
+def build(env: StreamExecutionEnvironment, input: Table | DataStream | None,
+          config: TrainingConfig,
+          make_entry: Callable[[bytes, TrainingOptions], TrainingEntry], *,
+          worker_schema: pa.Schema = EVENTS_SCHEMA,
+          events: bool = True) -> tuple[DataStream, list[DataStream]]:
+    """Add the training cluster to ``env``; returns the workers' stream (rows of
+    ``worker_schema``) and the other roles' event streams.
+
+    ``make_entry(user_entry, options)`` is the plugin's ``TrainingEntry`` class (or a
+    factory of one); ``events=False``: the entry writes its own rows, no events."""
+    config.validate_fields()
+    table, schema = input_schema_of(env, input, config)
     init_from = None
     if config.init_from is not None:
         init_from = resolve_init_from(config.init_from, config.config_name).path
-    return {
-        "model_dir": str(config.model_dir) if config.model_dir is not None else None,
-        "keep_versions": config.keep_versions, "keep_checkpoints": config.keep_checkpoints,
-        "export_every_steps": config.export_every_steps,
-        "export_every_s": config.export_every_s,
-        "collective_timeout_s": config.collective_timeout_s,
-        "setup_timeout_s": config.timeout.rendezvous,
-        "registration_s": config.timeout.registration,
-        "init_from": init_from, "features": list(config.features) if config.features else None,
-        "exactly_once": config.exactly_once,
-        "label": config.label, "allow_empty_input": config.allow_empty_input,
-        "input_schema": base64.b64encode(schema.serialize().to_pybytes()).decode()
-        if schema is not None else None,
-        "events": True,
-    }
-
-
-def build(env: StreamExecutionEnvironment, input: Table | DataStream | None,
-          config: TrainingConfig, make_entry: Callable[[bytes, dict[str, Any]], TrainingEntry],
-          *, worker_schema: pa.Schema = EVENTS_SCHEMA,
-          extra_options: dict[str, Any] | None = None) -> tuple[DataStream, list[DataStream]]:
-    """Add the training cluster to ``env``; returns the workers' stream (rows of
-    ``worker_schema``) and the other roles' event streams."""
-    config.validate()
-    table, schema = input_schema_of(env, input, config)
-    options = training_options(config, schema) | dict(extra_options or {})
+    options = config.training_options(schema, init_from=init_from, events=events)
+    # Validated once, when its ML cluster is added (``ml_cluster``).
     cluster = config.cluster_config(make_entry(serialize_entry(config.entry), options))
     if config.exactly_once:
         if table is None:
             raise ConfigError(f"{config.config_name}(exactly_once=True) needs an input (the "
                               "stream whose rows must each be trained on exactly once)")
         # The fed role hosts the AM (a separate AM operator would block checkpoints).
-        cluster.validate()
         workers = add_role(env, cluster, WORKER_ROLE, table, output_schema=worker_schema,
                            channel_capacity=config.channel_capacity, exactly_once=True)
     else:
-        add_am_role(env, cluster)  # validates the cluster config
+        add_am_role(env, cluster)
         workers = add_role(env, cluster, WORKER_ROLE, table,
                            epochs=config.epochs if table is not None else 1,
                            output_schema=worker_schema,
@@ -106,7 +91,7 @@ def _prewarm(env: StreamExecutionEnvironment, config: TrainingConfig, cluster: A
     framework imports now, while Flink deploys the job (``flink_dl.cluster.prewarm``)."""
     from flink_dl.cluster import prewarm
     from flink_dl.cluster.net import LOOPBACK
-    from flink_dl.flink.builder import resolve_bind_host
+    from flink_dl.flink.job_env import resolve_bind_host
 
     nodes = [(role, index) for role, count in cluster.roles.items() for index in range(count)]
     if not config.prewarm_modules or not prewarm.enabled(len(nodes)) \

@@ -40,7 +40,7 @@ class CheckpointDir:
 
     def __init__(self, model_dir: str | os.PathLike[str], job_id: str, keep: int = 3) -> None:
         if keep < 1:
-            raise ValueError(f"keep must be >= 1, got {keep}")
+            raise ConfigError(f"keep must be >= 1, got {keep}")
         self.path = Path(model_dir) / CHECKPOINTS / job_id
         self.keep = keep
 

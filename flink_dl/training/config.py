@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pyarrow as pa
+
+from flink_dl.cluster.registry import validate_config
 from flink_dl.config import (
     DATAFLOW_RENDEZVOUS,
     ClusterConfig,
@@ -24,14 +28,19 @@ from flink_dl.config import (
     validate_entry,
 )
 from flink_dl.errors import ConfigError
+from flink_dl.training.options import DERIVED_FIELDS, TrainingOptions
 
+#: The ``ClusterConfig`` settings ``TrainingConfig`` declares too (same name, same meaning):
+#: ``cluster_config`` hands them over as they are, and ``ClusterConfig.validate`` checks them.
+CLUSTER_FIELDS = ("timeouts", "restart", "bind_host", "advertise_host", "rendezvous",
+                  "rendezvous_dir", "name", "job_id", "secret")
 #: Bytes of each node's shared-memory input ring unless ``channel_capacity`` says otherwise.
 DEFAULT_CHANNEL_CAPACITY = 8 * 1024 * 1024
 WORKER_ROLE = "worker"
 
 
 @dataclass(kw_only=True)
-class TrainingConfig:
+class TrainingConfig(ABC):
     """Settings shared by ``flink_dl.pytorch.train`` and ``flink_dl.tensorflow.train``.
 
     Args:
@@ -103,9 +112,9 @@ class TrainingConfig:
 
     # ------------------------------------------------------------ the layout (per plugin)
     @property
+    @abstractmethod
     def roles(self) -> dict[str, int]:
         """Role -> node count of the training cluster."""
-        raise NotImplementedError
 
     @property
     def daemon_roles(self) -> frozenset[str]:
@@ -116,6 +125,8 @@ class TrainingConfig:
     plugin: ClassVar[str] = "default"
     #: Whether the framework's context implements exactly-once training.
     supports_exactly_once: ClassVar[bool] = False
+    #: What the plugin's training processes get of the config (``ctx.options``).
+    options_class: ClassVar[type[TrainingOptions]] = TrainingOptions
     #: Modules a rank process imports before its node starts, on the embedded
     #: mini-cluster (``flink_dl.cluster.prewarm``); empty: no prewarming.
     prewarm_modules: ClassVar[tuple[str, ...]] = ()
@@ -124,7 +135,7 @@ class TrainingConfig:
         """Environment of the node processes (the framework's defaults under ``env``)."""
         return dict(self.env)
 
-    def validate_layout(self) -> None:
+    def validate_layout(self) -> None:  # noqa: B027 - optional hook
         """Check the framework's own fields (``ConfigError`` naming the key)."""
 
     # ------------------------------------------------------------ shared checks
@@ -133,7 +144,14 @@ class TrainingConfig:
         return type(self).__name__
 
     def validate(self) -> None:
-        """Check every field; raise ``ConfigError`` naming the key at fault."""
+        """Check every field, the cluster settings too; raise ``ConfigError`` naming the
+        key at fault."""
+        self.validate_fields()
+        validate_config(self.cluster_config(self.entry))
+
+    def validate_fields(self) -> None:
+        """Check the training fields (``build`` calls this; the cluster settings are
+        checked once, by the ``ClusterConfig`` of the job, when its cluster is added)."""
         self.validate_layout()
         if not is_count(self.epochs) or self.epochs < 1:
             raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
@@ -171,7 +189,6 @@ class TrainingConfig:
                 or self.channel_capacity % 8:
             raise ConfigError(f"channel_capacity must be a multiple of 8 >= 65536 bytes, got "
                               f"{self.channel_capacity!r}")
-        self.cluster_config(self.entry).validate()
 
     def _validate_exactly_once(self) -> None:
         if not isinstance(self.exactly_once, bool):
@@ -180,8 +197,9 @@ class TrainingConfig:
             return
         where = f"{self.config_name}(exactly_once=True)"
         if not self.supports_exactly_once:
-            raise ConfigError(f"{where}: exactly-once training is built for the PyTorch "
-                              "plugin (flink_dl.pytorch) only so far")
+            raise ConfigError(f"{where}: the {self.framework or type(self).__module__} "
+                              "plugin does not implement exactly-once training (its config "
+                              "class sets supports_exactly_once = False)")
         if self.epochs != 1:
             raise ConfigError(f"{where}: epochs must be 1 (stream training), got "
                               f"{self.epochs!r}")
@@ -191,16 +209,35 @@ class TrainingConfig:
 
     # ------------------------------------------------------------ the ML cluster
     def cluster_config(self, entry: EntryFn | str) -> ClusterConfig:
-        """The ML cluster config of this training job, running ``entry`` on every node."""
+        """The ML cluster config of this training job, running ``entry`` on every node.
+
+        The fields both configs declare (timeouts, restart, placement, name, job_id,
+        secret, ...) pass through by name; the layout and the environment come from the
+        plugin (``roles``, ``daemon_roles``, ``plugin``, ``node_env``)."""
+        shared = {name: getattr(self, name) for name in CLUSTER_FIELDS}
         checkpoint_dir = (str(Path(self.model_dir) / "checkpoints")
                           if self.exactly_once and self.model_dir is not None else None)
         return ClusterConfig(
-            roles=self.roles, entry=entry, properties=dict(self.properties),
-            env=self.node_env(), timeouts=self.timeouts, daemon_roles=self.daemon_roles,
-            plugin=self.plugin, bind_host=self.bind_host, advertise_host=self.advertise_host,
-            rendezvous=self.rendezvous, rendezvous_dir=self.rendezvous_dir, name=self.name,
-            job_id=self.job_id, secret=self.secret, restart=self.restart,
+            **shared, roles=self.roles, entry=entry, properties=dict(self.properties),
+            env=self.node_env(), daemon_roles=self.daemon_roles, plugin=self.plugin,
             checkpoint_dir=checkpoint_dir)
+
+    def training_options(self, input_schema: pa.Schema | None, *, init_from: str | None = None,
+                         events: bool = True) -> TrainingOptions:
+        """What the training processes need of this (validated) config: its plugin's
+        ``options_class``, each field copied from the config field of the same name
+        (a few derived: ``DERIVED_FIELDS``); ``init_from``: the version it resolved to."""
+        cls = self.options_class
+        copied = {f.name: getattr(self, f.name) for f in fields(cls)
+                  if f.name not in DERIVED_FIELDS}
+        return cls(
+            **copied,
+            model_dir=str(self.model_dir) if self.model_dir is not None else None,
+            timeouts=self.timeout, init_from=init_from,
+            features=tuple(self.features) if self.features is not None else None,
+            input_schema=input_schema.serialize().to_pybytes()
+            if input_schema is not None else None,
+            events=events)
 
     @property
     def timeout(self) -> Timeouts:

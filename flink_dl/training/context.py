@@ -10,9 +10,9 @@ clock (``save_model``/``maybe_save_model``), job-scoped checkpoints, warm starts
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,12 +26,17 @@ from flink_dl.errors import ConfigError, EmptyInputError, MissingColumnError
 from flink_dl.models.events import event_columns
 from flink_dl.models.store import ModelStore, ModelVersion, store_for
 from flink_dl.training.checkpoints import CheckpointDir
+from flink_dl.training.options import TrainingOptions
 
 
-class TrainingContext:
+class TrainingContext(ABC):
     """Handed to the training entry in each training process (see the subclasses).
 
+    A plugin implements ``write_model`` and ``load_weights``, and may refine
+    ``write_elsewhere``, ``agree_on_clock`` and ``input_is_empty`` (the hooks below).
+
     Attributes:
+        options: the job's ``TrainingOptions`` (the plugin's subclass of it).
         node: the underlying ``NodeContext``.
         properties: the job's string properties.
         job_id: this run's id; ``attempt``: 0, then +1 after each restart (failover).
@@ -45,7 +50,7 @@ class TrainingContext:
 
     rank: int = 0
 
-    def __init__(self, node: NodeContext, options: dict[str, Any]) -> None:
+    def __init__(self, node: NodeContext, options: TrainingOptions) -> None:
         self.node = node
         self.options = options
         self.properties = node.properties
@@ -58,7 +63,7 @@ class TrainingContext:
         self._last_export_step: int | None = None
         self._warned_empty = False
         if self.has_input:
-            self.node._node_input().epochs_setting = f"{self.config_name}.epochs"
+            self.node.node_input().epochs_setting = f"{self.config_name}.epochs"
 
     # ------------------------------------------------------------------ identity
     @property
@@ -90,29 +95,26 @@ class TrainingContext:
     @property
     def features(self) -> list[str] | None:
         """The config's ``features`` (the loader's default columns), or ``None``."""
-        features = self.options.get("features")
+        features = self.options.features
         return list(features) if features is not None else None
 
     @property
     def label(self) -> str | None:
         """The config's ``label`` column, or ``None``."""
-        return self.options.get("label")
+        return self.options.label
 
     @property
     def input_schema(self) -> pa.Schema | None:
         """The Arrow schema of the input, as known when the job was built."""
-        blob = self.options.get("input_schema")
-        if blob is None:
-            return None
-        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(blob)))
+        return self.options.schema
 
     def _feature_columns(self, where: str, features: Sequence[str] | None, label: str | None,
                          columns: Sequence[str] | None) -> tuple[list[str] | None, str | None]:
         """The loader's features and label (the config's by default), checked against the
         input's schema: ``MissingColumnError``/``FeatureTypeError`` name the column."""
         if features is None and columns is None:
-            features = self.options.get("features")
-            label = label if label is not None else self.options.get("label")
+            features = self.options.features
+            label = label if label is not None else self.options.label
         if isinstance(features, str):
             raise ConfigError(f"{where}: features must be a list of column names, got "
                               f"{features!r}")
@@ -168,7 +170,7 @@ class TrainingContext:
 
     def _emit(self, kind: str, *, epoch: int, step: int, version: int | None = None,
               path: str | None = None, metrics: dict[str, Any] | None = None) -> None:
-        if self.options.get("events", True):
+        if self.options.events:
             self.node.write(event_columns(kind, rank=self.rank, epoch=epoch, step=step,
                                           version=version, path=path, metrics=metrics,
                                           attempt=self.attempt))
@@ -178,8 +180,8 @@ class TrainingContext:
     def model_store(self) -> ModelStore:
         """The version store in ``model_dir`` (``ConfigError`` naming it when unset)."""
         if self._store is None:
-            self._store = store_for(self.options.get("model_dir"),
-                                    self.options.get("keep_versions"), self.config_name)
+            self._store = store_for(self.options.model_dir, self.options.keep_versions,
+                                    self.config_name)
         return self._store
 
     def save_model(self, model: Any, *, step: int = 0, epoch: int | None = None,
@@ -195,10 +197,10 @@ class TrainingContext:
         if self._skip_empty():
             return None
         if not self.is_chief:
-            self._write_elsewhere(model, **write_options)
+            self.write_elsewhere(model, **write_options)
             return None
         version = self.model_store.publish(
-            lambda directory: self._write_model(model, directory, **write_options),
+            lambda directory: self.write_model(model, directory, **write_options),
             step=step, epoch=epoch, framework=self.framework, metrics=metrics)
         self.log.info("%s: published model version %d (step %d, epoch %d)", self.who,
                       version.version, step, epoch)
@@ -210,8 +212,8 @@ class TrainingContext:
                          **write_options: Any) -> ModelVersion | None:
         """Publish a version when ``export_every_steps`` steps or ``export_every_s`` seconds
         passed since the last one (streaming training calls this every step)."""
-        every_steps = self.options.get("export_every_steps")
-        every_s = self.options.get("export_every_s")
+        every_steps = self.options.export_every_steps
+        every_s = self.options.export_every_s
         if every_steps is None and every_s is None:
             raise ConfigError(f"maybe_save_model needs {self.config_name}("
                               "export_every_steps=...) or export_every_s")
@@ -219,7 +221,7 @@ class TrainingContext:
             return None
         due = every_steps is not None and step - (self._last_export_step or 0) >= every_steps
         if every_s is not None and not due:
-            due = self._agree_on_clock(time.monotonic() - self._last_export >= every_s, step)
+            due = self.agree_on_clock(time.monotonic() - self._last_export >= every_s, step)
         if not due:
             return None
         return self.save_model(model, step=step, metrics=metrics, **write_options)
@@ -230,14 +232,21 @@ class TrainingContext:
         together), or ``None`` before the first."""
         return self._last_export_step
 
-    # The framework's part of saving.
-    def _write_model(self, model: Any, directory: Path, **write_options: Any) -> None:
-        raise NotImplementedError
+    # ------------------------------------------------------------------ plugin hooks
+    @abstractmethod
+    def write_model(self, model: Any, directory: Path, **write_options: Any) -> None:
+        """Write ``model`` into a new version's ``directory`` (on the chief; the store
+        publishes the directory atomically afterwards)."""
 
-    def _write_elsewhere(self, model: Any, **write_options: Any) -> None:
-        """What a node that is not the chief does when ``save_model`` is called."""
+    @abstractmethod
+    def load_weights(self, model: Any, version: ModelVersion) -> None:
+        """Load a published ``version``'s weights into ``model`` (``warm_start``)."""
 
-    def _agree_on_clock(self, late: bool, step: int) -> bool:
+    def write_elsewhere(self, model: Any, **write_options: Any) -> None:  # noqa: B027
+        """What a node that is not the chief does when ``save_model`` is called (nothing by
+        default; frameworks whose saving runs collectives take part here)."""
+
+    def agree_on_clock(self, late: bool, step: int) -> bool:
         """Whether the export clock says "due" (frameworks whose saving runs collectives
         make every node agree)."""
         return late
@@ -247,14 +256,13 @@ class TrainingContext:
     def checkpoints(self) -> CheckpointDir:
         """This job's checkpoints: ``model_dir/checkpoints/<job_id>/`` (newest
         ``keep_checkpoints`` kept)."""
-        return CheckpointDir(self.model_store.root, self.job_id,
-                             int(self.options.get("keep_checkpoints") or 3))
+        return CheckpointDir(self.model_store.root, self.job_id, self.options.keep_checkpoints)
 
     # ------------------------------------------------------------------ warm start
     @property
     def init_version(self) -> ModelVersion | None:
         """The model version ``init_from`` resolved to when the job was built, or ``None``."""
-        path = self.options.get("init_from")
+        path = self.options.init_from
         if path is None:
             return None
         if self._init_version is None:
@@ -267,16 +275,13 @@ class TrainingContext:
         version = self.init_version
         if version is None:
             return None
-        self._load_weights(model, version)
+        self.load_weights(model, version)
         self.log.info("%s: warm start from model version %d (%s)", self.who, version.version,
                       version.path)
         return version
 
-    def _load_weights(self, model: Any, version: ModelVersion) -> None:
-        raise NotImplementedError
-
     # ------------------------------------------------------------------ empty input
-    def _input_is_empty(self) -> bool | None:
+    def input_is_empty(self) -> bool | None:
         """True when the job's bounded input had no rows at all, False when it had some,
         ``None`` when this node cannot tell (frameworks refine it)."""
         rows = self._own_first_pass_rows()
@@ -289,18 +294,18 @@ class TrainingContext:
     def _own_first_pass_rows(self) -> int | None:
         if not self.has_input:
             return None
-        return self.node._node_input().first_pass_rows
+        return self.node.node_input().first_pass_rows
 
     def _training_nodes(self) -> int:
         return len(self.node.cluster_spec.get("worker", []))
 
     def _skip_empty(self) -> bool:
         """Raise ``EmptyInputError`` (or warn and return True) on an empty input."""
-        if not self._input_is_empty():
+        if not self.input_is_empty():
             return False
         message = ("the training input had no rows (every node's share of the bounded input "
                    "was empty): nothing was trained, so no model version is published")
-        if not self.options.get("allow_empty_input"):
+        if not self.options.allow_empty_input:
             raise EmptyInputError(f"{message}. Check the source and its filters, or pass "
                                   f"{self.config_name}(allow_empty_input=True) to publish "
                                   "nothing and finish")

@@ -57,7 +57,7 @@ def main() -> None:
                          model_dir=str(out / "models"))
     train(env, t_env.from_pandas(rows(512, seed=0)), config)
     # Flink's job id of the training job is the cluster's (README: flink-dl cleanup <id>).
-    from flink_dl.flink.builder import cluster_configs_of
+    from flink_dl.flink.clusters import cluster_configs_of
 
     (job_id,) = [c.job_id for c in cluster_configs_of(env)]
     outcome = flink_dl.execute(env, "train (standalone)", timeout_s=240)

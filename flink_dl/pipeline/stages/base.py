@@ -6,6 +6,9 @@ must meet). ``transform`` turns them into one ``SELECT`` that Flink compiles int
 so a bounded and an unbounded Table get bit-identical features. A ``FeatureEstimator``
 says which aggregates it needs (``statistics``) and builds its model from their values;
 ``flink_dl.pipeline.fitting`` runs the aggregates of several stages in one Flink job.
+
+May import: ``flink_dl.pipeline`` api, sql, statistics and fitting (which never import the
+stages).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from flink_dl.pipeline.api import (
     check_columns,
     check_handle_invalid,
 )
+from flink_dl.pipeline.fitting import fit_feature_estimators
 from flink_dl.pipeline.sql import (
     Column,
     columns_of,
@@ -36,41 +39,7 @@ from flink_dl.pipeline.sql import (
     select,
     string_literal,
 )
-
-#: One statistic's rows: (key, value); key is None for a plain aggregate.
-StatRows = list[tuple[str | None, float | None]]
-
-
-@dataclass(frozen=True)
-class StatQuery:
-    """An aggregate a stage needs: ``sql`` reads ``__THIS__`` and yields columns ``k``
-    (STRING) and ``v`` (DOUBLE); build it with ``scalar``, ``grouped`` or ``quantiles``."""
-
-    name: str
-    sql: str
-
-
-def scalar(name: str, aggregate: str) -> StatQuery:
-    """One value: ``aggregate`` (e.g. ``AVG(x) FILTER (...)``) over the whole input."""
-    return StatQuery(name, f"SELECT CAST(NULL AS STRING) AS k, CAST({aggregate} AS DOUBLE) "
-                           "AS v FROM __THIS__")
-
-
-def grouped(name: str, key: str, aggregate: str, where: str) -> StatQuery:
-    """One value per distinct ``key`` (as STRING) among rows meeting ``where``."""
-    return StatQuery(name, f"SELECT CAST({key} AS STRING) AS k, CAST({aggregate} AS DOUBLE) "
-                           f"AS v FROM __THIS__ WHERE {where} GROUP BY CAST({key} AS STRING)")
-
-
-def quantiles(name: str, value: str, probabilities: list[float], where: str) -> StatQuery:
-    """Exact quantiles (Flink's ``PERCENTILE``, linear interpolation as numpy's default) of
-    ``value`` over rows meeting ``where``; keys "1".."n" in the order given."""
-    from flink_dl.pipeline.sql import double_literal
-
-    array = ", ".join(double_literal(p) for p in probabilities)
-    return StatQuery(name, f"SELECT CAST(q.i AS STRING) AS k, q.v AS v FROM (SELECT "
-                           f"PERCENTILE({value}, ARRAY[{array}]) FILTER (WHERE {where}) AS a "
-                           "FROM __THIS__) CROSS JOIN UNNEST(a) WITH ORDINALITY AS q(v, i)")
+from flink_dl.pipeline.statistics import StatQuery, StatRows, scalar
 
 
 class ColumnsParams:
@@ -234,8 +203,6 @@ class FeatureEstimator(ColumnsParams, Estimator):
         return self._column_params()
 
     def fit(self, table: Table) -> Model:
-        from flink_dl.pipeline.fitting import fit_feature_estimators
-
         (model,) = fit_feature_estimators(table, [self])
         return model
 

@@ -25,11 +25,9 @@ from flink_dl.pipeline.sql import (
 from flink_dl.pipeline.stages.base import (
     FeatureEstimator,
     FeatureModel,
-    StatQuery,
-    StatRows,
     per_column,
-    quantiles,
 )
+from flink_dl.pipeline.statistics import StatQuery, StatRows, quantiles
 
 
 def _check_splits(stage: str, input_cols: list[str],

@@ -19,13 +19,9 @@ from flink_dl.pipeline.sql import (
 from flink_dl.pipeline.stages.base import (
     FeatureEstimator,
     FeatureModel,
-    StatQuery,
-    StatRows,
-    grouped,
     one_value,
-    quantiles,
-    scalar,
 )
+from flink_dl.pipeline.statistics import StatQuery, StatRows, grouped, quantiles, scalar
 
 STRATEGIES = ("mean", "median", "most_frequent")
 

@@ -17,12 +17,11 @@ from flink_dl.pipeline.sql import (
 from flink_dl.pipeline.stages.base import (
     FeatureEstimator,
     FeatureModel,
-    StatQuery,
-    StatRows,
     column_aggregates,
     column_values,
     per_column,
 )
+from flink_dl.pipeline.statistics import StatQuery, StatRows
 
 
 def null_policy(model: FeatureModel, column: Column, expr: str) -> tuple[str, str | None]:

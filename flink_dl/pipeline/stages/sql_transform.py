@@ -10,6 +10,7 @@ from typing import Any
 from pyflink.table import Table
 
 from flink_dl.errors import ConfigError
+from flink_dl.flink.pyflink_adapter import table_env_of
 from flink_dl.pipeline.api import Model, register
 
 _THIS = re.compile(r"\b__THIS__\b")
@@ -45,7 +46,7 @@ class SQLTransform(Model):
         name = str(table)  # registers the Table under a generated name
         sql = _THIS.sub(lambda _: name, self.statement)
         try:
-            return table._t_env.sql_query(sql)
+            return table_env_of(table).sql_query(sql)
         except Exception as exc:
             message = str(exc).split("\n", 2)
             detail = next((line for line in message if "Exception" in line), message[0])

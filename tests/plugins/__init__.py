@@ -1,0 +1,1 @@
+"""Framework plugins that exist only to test the plugin contract."""

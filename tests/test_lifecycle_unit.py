@@ -238,7 +238,7 @@ def test_node_runner_split_by_concern() -> None:
 
     assert node.AMConnection is am_client.AMConnection and node.find_am is am_client.find_am
     assert hasattr(entry_process, "EntryProcess") and hasattr(watch, "NodeWatch")
-    assert len((ROOT / "flink_dl" / "cluster" / "node.py").read_text().splitlines()) < 400  # the project-wide module size
+    assert len((ROOT / "flink_dl" / "cluster" / "node.py").read_text().splitlines()) < 400
 
 
 def test_every_package_says_its_one_job() -> None:

@@ -1,6 +1,10 @@
 """The ML cluster itself, independent of Flink and of any framework: config checks, the
 AM and its state machine (rules), the node runner (AM client, entry process supervision,
-watch loop), the node context, the control-plane protocol, rendezvous and registries."""
+watch loop), the node context, the control-plane protocol, rendezvous and registries.
+
+May import ``flink_dl.config``, ``channel``, ``models``, ``startup``, ``settings`` and
+``errors``; never Flink's adapter or a framework (tests/test_layers.py).
+"""
 
 from __future__ import annotations
 

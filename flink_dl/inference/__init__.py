@@ -2,6 +2,8 @@
 ``PredictOptions``, in-operator and distributed predict.
 
 Attributes load lazily, like the top-level package.
+May import ``flink``, ``cluster`` and the layers below; never ``pipeline``,
+``online`` or a framework plugin (tests/test_layers.py).
 """
 
 from __future__ import annotations

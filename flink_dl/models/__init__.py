@@ -1,4 +1,7 @@
-"""Versioned model directories: atomic publish, verified load (framework-neutral)."""
+"""Versioned model directories: atomic publish, verified load (framework-neutral).
+
+May import ``flink_dl.errors`` and ``flink_dl.fsutil`` only.
+"""
 
 from flink_dl.models.store import ModelStore, ModelVersion, TornModelError
 

@@ -8,6 +8,8 @@ to build the job (``build``), checkpoints and warm starts. ``flink_dl.pytorch`` 
 ``flink_dl.inference.ModelHandler``, pipeline stages ``flink_dl.pipeline.register``.
 
 Attributes load lazily, like the top-level package.
+May import ``flink``, ``cluster`` and the layers below; never ``inference``'s
+users, ``pipeline``, ``online`` or a framework plugin (tests/test_layers.py).
 """
 
 from __future__ import annotations

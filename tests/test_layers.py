@@ -8,6 +8,7 @@ draws the same picture."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import flink_dl
@@ -109,3 +110,58 @@ def _cycles() -> list[list[str]]:
 def test_no_import_circle() -> None:
     # A package's __init__ that lazily names its submodules is not an import of them.
     assert _cycles() == []
+
+
+def _top_level_names(module: str) -> set[str] | None:
+    """Names a flink-dl module defines or imports at its top level (lazy exports too), or
+    ``None`` when it is not a module of the package."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return None
+    tree = ast.parse(Path(spec.origin).read_text())
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+            if isinstance(node.value, ast.Dict) and any(
+                    isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in targets):
+                names |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.If | ast.Try):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Import | ast.ImportFrom):
+                    names |= {(a.asname or a.name).split(".")[0] for a in sub.names}
+                elif isinstance(sub, ast.FunctionDef | ast.ClassDef):
+                    names.add(sub.name)
+                elif isinstance(sub, ast.Assign):
+                    names |= {t.id for t in sub.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def test_every_flink_dl_import_resolves() -> None:
+    """A name imported from flink-dl (in the package, its tests, bench and examples, inside
+    functions too) exists: a module moved in a refactor leaves no stale path behind."""
+    root = PACKAGE.parent
+    files = [*PACKAGE.rglob("*.py"), *(root / "tests").rglob("*.py"),
+             *(root / "bench").rglob("*.py"), *(root / "examples").rglob("*.py")]
+    stale = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                stale += [f"{path.relative_to(root)}:{node.lineno} import {a.name}"
+                          for a in node.names if a.name.split(".")[0] == "flink_dl"
+                          and importlib.util.find_spec(a.name) is None]
+            elif (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                  and node.module.split(".")[0] == "flink_dl"):
+                names = _top_level_names(node.module)
+                if names is None:
+                    stale.append(f"{path.relative_to(root)}:{node.lineno} {node.module}")
+                    continue
+                stale += [f"{path.relative_to(root)}:{node.lineno} {node.module}.{a.name}"
+                          for a in node.names if a.name != "*" and a.name not in names
+                          and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+    assert stale == []

@@ -8,7 +8,7 @@ import argparse
 
 def jvm_archive(args: argparse.Namespace) -> int:
     """Build the archive unless it exists (``--rebuild`` forces it); ``--status`` only reports."""
-    from flink_dl.flink import jvm_archive as archive
+    from flink_dl.startup import jvm_archive as archive
 
     if args.status:
         found = archive.find_archive()

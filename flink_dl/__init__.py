@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "NodeContext": "flink_dl.cluster.context",
     "ClusterConfig": "flink_dl.config",
+    "ClusterSettings": "flink_dl.config",
     "Timeouts": "flink_dl.config",
     "RestartPolicy": "flink_dl.config",
     "AuthenticationError": "flink_dl.errors",
@@ -48,7 +49,8 @@ _EXPORTS = {
 }
 
 __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
-    "NodeContext", "ClusterConfig", "Timeouts", "RestartPolicy", "AuthenticationError",
+    "NodeContext", "ClusterConfig", "ClusterSettings", "Timeouts", "RestartPolicy",
+    "AuthenticationError",
     "ClusterFailedError", "ClusterTimeoutError", "ConfigError", "FlinkDLError",
     "NodeFailedError", "MLCluster", "ml_cluster", "translate_errors", "add_am_role",
     "add_cluster", "add_role", "JobOutcome", "execute", "cleanup", "stop_with_drain",
@@ -61,7 +63,7 @@ __getattr__, __dir__ = lazy_exports("flink_dl", _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from flink_dl.cluster.context import NodeContext
-    from flink_dl.config import ClusterConfig, RestartPolicy, Timeouts
+    from flink_dl.config import ClusterConfig, ClusterSettings, RestartPolicy, Timeouts
     from flink_dl.errors import (
         AuthenticationError,
         ClusterFailedError,

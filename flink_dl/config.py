@@ -142,20 +142,20 @@ class Timeouts:
         return cls(**dict(value))
 
 
-@dataclass
-class ClusterConfig:
-    """Configuration of one ML cluster: an AM plus groups of nodes in named roles.
+@dataclass(kw_only=True)
+class ClusterSettings:
+    """How an ML cluster waits, restarts, binds, is found and is named: the settings
+    ``ClusterConfig`` and every training config (``TorchConfig``, ``TFConfig``) share.
+
+    Both derive from this class, so each of these settings is declared, documented and
+    checked here only; a training config hands them to the ``ClusterConfig`` of its job
+    as they are (``cluster_settings``). Every field is keyword-only.
 
     Args:
-        roles: role name -> number of nodes, e.g. ``{"worker": 2, "ps": 1}``.
-        entry: the node's user code: a callable taking a ``NodeContext`` or a
-            ``"module:function"`` reference. Runs in a child process of each node.
-        properties: string properties every node sees as ``ctx.properties``.
-        env: environment variables set for the node process.
         timeouts: a ``Timeouts`` or a mapping of its field names.
-        daemon_roles: roles whose nodes run until the AM tells them to stop
-            (e.g. ``ps``); the cluster is done when every other node has finished.
-        plugin: name of the registered cluster rules (state machine) to use.
+        restart: a ``RestartPolicy`` (or mapping / int of attempts) that ``add_am_role``
+            applies to the Flink job: failures restart the whole ML cluster under a new
+            attempt. ``None`` keeps the job's own restart strategy (none by default).
         bind_host: address the AM and the nodes bind their control/data ports to.
             ``None`` (default): chosen when the job is built: ``127.0.0.1`` on the
             embedded mini-cluster, every interface (``0.0.0.0``) on a real cluster.
@@ -174,9 +174,68 @@ class ClusterConfig:
         name: prefix of the Flink operator names.
         job_id: identifies this job run (generated when not given).
         secret: per-job secret the nodes use to authenticate (generated when not given).
-        restart: a ``RestartPolicy`` (or mapping / int of attempts) that ``add_am_role``
-            applies to the Flink job: failures restart the whole ML cluster under a new
-            attempt. ``None`` keeps the job's own restart strategy (none by default).
+    """
+
+    timeouts: Timeouts | Mapping[str, float] | None = None
+    restart: RestartPolicy | Mapping[str, Any] | int | None = None
+    bind_host: str | None = None
+    advertise_host: str | None = None
+    rendezvous: str = DATAFLOW_RENDEZVOUS
+    rendezvous_dir: str | None = None
+    name: str = "ml-cluster"
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+
+    @property
+    def timeout(self) -> Timeouts:
+        """The validated ``Timeouts`` (``timeouts`` normalised)."""
+        return Timeouts.from_value(self.timeouts)
+
+    def cluster_settings(self) -> dict[str, Any]:
+        """These settings by field name, as they are (what a training config hands the
+        ``ClusterConfig`` of its job)."""
+        return {f.name: getattr(self, f.name) for f in fields(ClusterSettings)}
+
+    def validate_settings(self) -> None:
+        """Check these settings' own values; raise ``ConfigError`` naming the key at fault
+        (the rendezvous strategy's name and parameters are checked by the cluster layer's
+        ``validate_config``)."""
+        self.timeout.validate()
+        restart = RestartPolicy.from_value(self.restart)
+        if restart is not None:
+            restart.validate()
+        if self.bind_host is not None and (not isinstance(self.bind_host, str)
+                                           or not self.bind_host):
+            raise ConfigError(f"bind_host must be a non-empty string (or None: chosen when "
+                              f"the job is built), got {self.bind_host!r}")
+        if self.advertise_host is not None and not isinstance(self.advertise_host, str):
+            raise ConfigError(f"advertise_host must be a string, got {self.advertise_host!r}")
+        for key in ("rendezvous", "name", "job_id", "secret"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
+        if not re.match(r"^[A-Za-z0-9_-]+$", self.job_id):
+            raise ConfigError(f"job_id must use letters, digits, '_' and '-', got {self.job_id!r}")
+        if len(self.secret) < 16:
+            raise ConfigError("secret must have at least 16 characters")
+
+
+@dataclass
+class ClusterConfig(ClusterSettings):
+    """Configuration of one ML cluster: an AM plus groups of nodes in named roles.
+
+    It takes every ``ClusterSettings`` field too (timeouts, restart, placement, rendezvous,
+    name, job_id, secret; keyword-only).
+
+    Args:
+        roles: role name -> number of nodes, e.g. ``{"worker": 2, "ps": 1}``.
+        entry: the node's user code: a callable taking a ``NodeContext`` or a
+            ``"module:function"`` reference. Runs in a child process of each node.
+        properties: string properties every node sees as ``ctx.properties``.
+        env: environment variables set for the node process.
+        daemon_roles: roles whose nodes run until the AM tells them to stop
+            (e.g. ``ps``); the cluster is done when every other node has finished.
+        plugin: name of the registered cluster rules (state machine) to use.
         checkpoint_dir: durable directory (shared by every host) where nodes keep their
             state for exactly-once stream training (``ctx.save_state``/``ctx.load_state``).
         input_roles: roles whose nodes need an input stream: ``add_role`` without
@@ -187,17 +246,8 @@ class ClusterConfig:
     entry: EntryFn | str
     properties: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
-    timeouts: Timeouts | Mapping[str, float] | None = None
     daemon_roles: frozenset[str] | set[str] | tuple[str, ...] = frozenset()
     plugin: str = "default"
-    bind_host: str | None = None
-    advertise_host: str | None = None
-    rendezvous: str = DATAFLOW_RENDEZVOUS
-    rendezvous_dir: str | None = None
-    name: str = "ml-cluster"
-    job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
-    restart: RestartPolicy | Mapping[str, Any] | int | None = None
     checkpoint_dir: str | None = None
     input_roles: frozenset[str] | set[str] | tuple[str, ...] = frozenset()
 
@@ -212,12 +262,6 @@ class ClusterConfig:
             dict(self.properties) if isinstance(self.properties, Mapping) else self.properties
         )
         self.env = dict(self.env) if isinstance(self.env, Mapping) else self.env
-
-    @property
-    def timeout(self) -> Timeouts:
-        """The validated ``Timeouts`` (``timeouts`` normalised)."""
-        assert isinstance(self.timeouts, Timeouts)
-        return self.timeouts
 
     @property
     def total_nodes(self) -> int:
@@ -257,25 +301,11 @@ class ClusterConfig:
         validate_entry(self.entry, "entry")
         _validate_str_map(self.properties, "properties")
         _validate_str_map(self.env, "env")
-        self.timeout.validate()
-        if self.restart is not None:
-            self.restart.validate()
+        self.validate_settings()
         if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, str):
             raise ConfigError(f"checkpoint_dir must be a string path, got {self.checkpoint_dir!r}")
-        if self.bind_host is not None and (not isinstance(self.bind_host, str)
-                                           or not self.bind_host):
-            raise ConfigError(f"bind_host must be a non-empty string (or None: chosen when "
-                              f"the job is built), got {self.bind_host!r}")
-        for key in ("rendezvous", "name", "job_id", "secret", "plugin"):
-            value = getattr(self, key)
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
-        if not re.match(r"^[A-Za-z0-9_-]+$", self.job_id):
-            raise ConfigError(f"job_id must use letters, digits, '_' and '-', got {self.job_id!r}")
-        if len(self.secret) < 16:
-            raise ConfigError("secret must have at least 16 characters")
-        if self.advertise_host is not None and not isinstance(self.advertise_host, str):
-            raise ConfigError(f"advertise_host must be a string, got {self.advertise_host!r}")
+        if not isinstance(self.plugin, str) or not self.plugin:
+            raise ConfigError(f"plugin must be a non-empty string, got {self.plugin!r}")
 
     def check_role(self, role: str) -> int:
         """Return the node count of ``role``; raise ``ConfigError`` if it is unknown."""

@@ -215,3 +215,62 @@ def test_training_seconds_are_checked_with_the_key_named(key: str, value: object
     config = TorchConfig(world_size=1, entry=lambda ctx: None, **{key: value})
     with pytest.raises(ConfigError, match=f"^{key} must be a positive number of seconds"):
         config.validate()
+
+
+# ------------------------------------------------------------ one declaration of each setting
+_SHARED_BAD = [
+    ({"timeouts": {"registration": -1}}, "timeouts.registration"),
+    ({"restart": {"attempts": -1}}, "restart.attempts must be an integer >= 0"),
+    ({"bind_host": ""}, "bind_host must be a non-empty string"),
+    ({"advertise_host": 5}, "advertise_host must be a string"),
+    ({"job_id": "a b"}, "job_id must use letters"),
+    ({"secret": "short"}, "secret must have at least 16"),
+    ({"name": ""}, "name must be a non-empty string"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), _SHARED_BAD)
+def test_cluster_settings_have_one_check_in_every_config(kwargs: dict, fragment: str) -> None:
+    """The cluster settings are one declaration (``ClusterSettings``): the same bad value
+    fails with the same message in ``ClusterConfig`` and in both training configs."""
+    from flink_dl.pytorch import TorchConfig
+    from flink_dl.tensorflow import TFConfig
+
+    configs = [ClusterConfig(roles={"worker": 1}, entry=_entry, **kwargs),
+               TorchConfig(entry=_entry, world_size=1, **kwargs),
+               TFConfig(entry=_entry, workers=1, **kwargs)]
+    for config in configs:
+        with pytest.raises(ConfigError) as info:
+            config.validate()
+        assert fragment in str(info.value), type(config).__name__
+
+
+def test_training_configs_declare_no_cluster_setting_again() -> None:
+    """``TrainingConfig`` derives the cluster settings and re-declares none of them (only
+    ``name``'s default differs); its ``ClusterConfig`` gets them as they are."""
+    import dataclasses
+
+    from flink_dl import ClusterSettings
+    from flink_dl.pytorch import TorchConfig
+    from flink_dl.tensorflow import TFConfig
+    from flink_dl.training import TrainingConfig
+
+    shared = {f.name for f in dataclasses.fields(ClusterSettings)}
+    assert shared == {"timeouts", "restart", "bind_host", "advertise_host", "rendezvous",
+                      "rendezvous_dir", "name", "job_id", "secret"}
+    for cls in (TrainingConfig, TorchConfig, TFConfig, ClusterConfig):
+        assert issubclass(cls, ClusterSettings)
+        assert set(vars(cls).get("__annotations__", {})) & shared <= {"name"}, cls.__name__
+    torch_config = TorchConfig(entry=_entry, bind_host="10.1.2.3", advertise_host="10.1.2.3",
+                               restart=2, timeouts={"registration": 7.0}, job_id="j-1",
+                               rendezvous="file", rendezvous_dir="/tmp/rdv", world_size=2)
+    assert torch_config.name == "torch" and ClusterSettings().name == "ml-cluster"
+    cluster = torch_config.cluster_config(_entry)
+    for key in shared:
+        if key not in ("timeouts", "restart"):
+            assert getattr(cluster, key) == getattr(torch_config, key), key
+    assert cluster.timeout.registration == 7.0 and cluster.restart.attempts == 2
+    assert cluster.roles == {"worker": 2}
+    assert repr(torch_config).count(torch_config.secret) == 0  # secret stays out of repr
+    # ClusterConfig keeps its positional roles and entry.
+    assert ClusterConfig({"worker": 3}, _entry, bind_host="127.0.0.1").total_nodes == 3

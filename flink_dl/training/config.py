@@ -6,23 +6,19 @@ framework's options; everything here has one name, one default and one check in 
 
 from __future__ import annotations
 
-import secrets
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pyarrow as pa
 
 from flink_dl.cluster.registry import validate_config
 from flink_dl.config import (
-    DATAFLOW_RENDEZVOUS,
     ClusterConfig,
+    ClusterSettings,
     EntryFn,
-    RestartPolicy,
-    Timeouts,
     is_count,
     is_seconds,
     validate_entry,
@@ -30,18 +26,19 @@ from flink_dl.config import (
 from flink_dl.errors import ConfigError
 from flink_dl.training.options import DERIVED_FIELDS, TrainingOptions
 
-#: The ``ClusterConfig`` settings ``TrainingConfig`` declares too (same name, same meaning):
-#: ``cluster_config`` hands them over as they are, and ``ClusterConfig.validate`` checks them.
-CLUSTER_FIELDS = ("timeouts", "restart", "bind_host", "advertise_host", "rendezvous",
-                  "rendezvous_dir", "name", "job_id", "secret")
 #: Bytes of each node's shared-memory input ring unless ``channel_capacity`` says otherwise.
 DEFAULT_CHANNEL_CAPACITY = 8 * 1024 * 1024
 WORKER_ROLE = "worker"
 
 
 @dataclass(kw_only=True)
-class TrainingConfig(ABC):
+class TrainingConfig(ClusterSettings, ABC):
     """Settings shared by ``flink_dl.pytorch.train`` and ``flink_dl.tensorflow.train``.
+
+    The ML cluster's own settings (``timeouts``, ``restart``, ``bind_host``,
+    ``advertise_host``, ``rendezvous``, ``rendezvous_dir``, ``name``, ``job_id``,
+    ``secret``) come from ``flink_dl.ClusterSettings``, declared and checked there once and
+    handed to the job's ``ClusterConfig`` as they are.
 
     Args:
         entry: the training function, called with the framework's context in each
@@ -68,17 +65,12 @@ class TrainingConfig(ABC):
         keep_versions: keep only this many newest model versions (``None``: all).
         keep_checkpoints: keep only this many newest checkpoints of the job.
         env: environment variables of the training processes.
-        timeouts: cluster ``Timeouts`` (``timeouts.rendezvous`` also bounds the framework's
-            own rendezvous).
         channel_capacity: bytes of each node's shared-memory input ring.
         collective_timeout_s: bound of the framework's collectives.
-        restart: ``RestartPolicy`` (or mapping / int of attempts): a failed or killed node,
-            AM or TaskManager restarts every node under a new attempt (``ctx.attempt``).
-        bind_host / advertise_host / rendezvous / rendezvous_dir: where the nodes bind and
-            how they find the AM (``ClusterConfig``'s placement settings; the defaults
-            need no setting on one host or many).
-        name: prefix of the Flink operator names.
-        job_id / secret: identify and authenticate this run (generated when not given).
+        timeouts / restart / bind_host / advertise_host / rendezvous / rendezvous_dir /
+            name / job_id / secret: the ``ClusterSettings`` (``timeouts.rendezvous`` also
+            bounds the framework's own rendezvous; a failed or killed node, AM or
+            TaskManager restarts every node under a new attempt, ``ctx.attempt``).
     """
 
     #: The framework's name, in the manifests of published versions.
@@ -98,17 +90,10 @@ class TrainingConfig(ABC):
     keep_versions: int | None = None
     keep_checkpoints: int = 3
     env: Mapping[str, str] = field(default_factory=dict)
-    timeouts: Timeouts | Mapping[str, float] | None = None
     channel_capacity: int = DEFAULT_CHANNEL_CAPACITY
     collective_timeout_s: float = 1800.0
-    restart: RestartPolicy | Mapping[str, Any] | int | None = None
-    bind_host: str | None = None
-    advertise_host: str | None = None
-    rendezvous: str = DATAFLOW_RENDEZVOUS
-    rendezvous_dir: str | None = None
+    #: ``ClusterSettings.name`` with the training jobs' default.
     name: str = "training"
-    job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
 
     # ------------------------------------------------------------ the layout (per plugin)
     @property
@@ -135,7 +120,7 @@ class TrainingConfig(ABC):
         """Environment of the node processes (the framework's defaults under ``env``)."""
         return dict(self.env)
 
-    def validate_layout(self) -> None:  # noqa: B027 - optional hook
+    def validate_layout(self) -> None:
         """Check the framework's own fields (``ConfigError`` naming the key)."""
 
     # ------------------------------------------------------------ shared checks
@@ -211,16 +196,15 @@ class TrainingConfig(ABC):
     def cluster_config(self, entry: EntryFn | str) -> ClusterConfig:
         """The ML cluster config of this training job, running ``entry`` on every node.
 
-        The fields both configs declare (timeouts, restart, placement, name, job_id,
-        secret, ...) pass through by name; the layout and the environment come from the
+        The ``ClusterSettings`` both configs are (timeouts, restart, placement, name,
+        job_id, secret) pass through as they are; the layout and the environment come from the
         plugin (``roles``, ``daemon_roles``, ``plugin``, ``node_env``)."""
-        shared = {name: getattr(self, name) for name in CLUSTER_FIELDS}
         checkpoint_dir = (str(Path(self.model_dir) / "checkpoints")
                           if self.exactly_once and self.model_dir is not None else None)
         return ClusterConfig(
-            **shared, roles=self.roles, entry=entry, properties=dict(self.properties),
-            env=self.node_env(), daemon_roles=self.daemon_roles, plugin=self.plugin,
-            checkpoint_dir=checkpoint_dir)
+            **self.cluster_settings(), roles=self.roles, entry=entry,
+            properties=dict(self.properties), env=self.node_env(),
+            daemon_roles=self.daemon_roles, plugin=self.plugin, checkpoint_dir=checkpoint_dir)
 
     def training_options(self, input_schema: pa.Schema | None, *, init_from: str | None = None,
                          events: bool = True) -> TrainingOptions:
@@ -238,8 +222,3 @@ class TrainingConfig(ABC):
             input_schema=input_schema.serialize().to_pybytes()
             if input_schema is not None else None,
             events=events)
-
-    @property
-    def timeout(self) -> Timeouts:
-        """The validated ``Timeouts``."""
-        return Timeouts.from_value(self.timeouts)

@@ -100,6 +100,10 @@ class RuntimeSettings:
     sampler_thread: bool = _setting(
         "FLINK_DL_SAMPLER_THREAD", False, _parse_bool,
         "keep Beam's state sampler thread in Python workers")
+    #: Keep Beam's tracebacks of a job's end (Flink hanging up its Python workers).
+    hangup_tracebacks: bool = _setting(
+        "FLINK_DL_HANGUP_TRACEBACKS", False, _parse_bool,
+        "print Beam's tracebacks when a job ends (Flink hanging up its Python workers)")
     #: Tune glibc's allocator in flink-dl's processes (unless the user tuned it).
     malloc_tuning: bool = _setting(
         "FLINK_DL_MALLOC_TUNING", True, _parse_bool,

@@ -18,6 +18,7 @@ import numpy as np
 from flink_dl.errors import ModelOutputError
 from flink_dl.inference.api import VERSION_COLUMN, ModelHandler
 from flink_dl.inference.options import PredictOptions
+from flink_dl.log import EveryFewSeconds
 from flink_dl.models.store import ModelStore, ModelVersion
 from flink_dl.startup import malloc_tuning
 
@@ -38,6 +39,7 @@ class ModelRunner:
         self._last_poll = 0.0
         self.rows = 0
         self.reloads = 0
+        self._swaps = EveryFewSeconds(log)
 
     @classmethod
     def of(cls, handler: ModelHandler, options: PredictOptions) -> ModelRunner:
@@ -73,7 +75,7 @@ class ModelRunner:
             return
         self.model, self.version = model, version
         self.reloads += 1
-        log.info("now serving model version %d", version.version)
+        self._swaps.log("now serving model version %d", version.version)
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs (and ``model_version``) for one batch of feature columns."""

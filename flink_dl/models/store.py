@@ -62,13 +62,21 @@ class ModelVersion:
 
 
 class ModelStore:
-    """Publishes and opens versions under ``root`` (created 0700 if missing)."""
+    """Publishes and opens versions under ``root`` (created 0700 if missing).
 
-    def __init__(self, root: str | os.PathLike[str], keep_last: int | None = None) -> None:
+    ``keep_last``: after each publish, remove the versions older than the newest
+    ``keep_last`` (``None``: keep all), except those published less than ``keep_for_s``
+    seconds ago (a reader that saw them as the newest may still be opening them)."""
+
+    def __init__(self, root: str | os.PathLike[str], keep_last: int | None = None, *,
+                 keep_for_s: float = 0.0) -> None:
         if keep_last is not None and keep_last < 1:
             raise ConfigError(f"keep_last must be >= 1 or None, got {keep_last}")
+        if keep_for_s < 0:
+            raise ConfigError(f"keep_for_s must be >= 0 seconds, got {keep_for_s}")
         self.root = Path(root)
         self.keep_last = keep_last
+        self.keep_for_s = keep_for_s
 
     # ---------------------------------------------------------------- writing
     def publish(self, write: Callable[[Path], None], *, step: int = 0, epoch: int = 0,
@@ -98,7 +106,7 @@ class ModelStore:
             raise
         self._point_latest(final.name)
         self._prune()
-        log.info("published model version %d (step %d) at %s", number, step, final)
+        log.debug("published model version %d (step %d) at %s", number, step, final)
         return version
 
     def _point_latest(self, name: str) -> None:
@@ -110,8 +118,15 @@ class ModelStore:
     def _prune(self) -> None:
         if self.keep_last is None:
             return
+        now = time.time()
         for number in self.version_numbers()[:-self.keep_last]:
-            shutil.rmtree(self.root / f"v{number:06d}", ignore_errors=True)
+            path = self.root / f"v{number:06d}"
+            try:
+                if self.keep_for_s and now - path.stat().st_mtime < self.keep_for_s:
+                    continue
+            except FileNotFoundError:  # another pruner was first
+                continue
+            shutil.rmtree(path, ignore_errors=True)
 
     # ---------------------------------------------------------------- reading
     def version_numbers(self) -> list[int]:

@@ -44,6 +44,7 @@ def ftrl_entry(ctx: Any) -> None:
             optimizer.step()
             step += 1
             seen += len(batch["label"])
+            ctx.log_progress(step=step, samples=seen, loss=loss)
             if streaming:
                 version = ctx.maybe_save_model(model, step=step, torchscript=True,
                                                metrics={"samples": seen})

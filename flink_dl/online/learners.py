@@ -24,6 +24,10 @@ from flink_dl.pipeline.learners import env_of, expand_features
 from flink_dl.pytorch.learner import TorchEstimator
 
 ENTRY = "flink_dl.online.entries:ftrl_entry"
+#: Model versions ``FTRLLogisticRegression`` keeps in its ``model_dir`` unless
+#: ``keep_versions=`` says otherwise (a stream publishes one every export; each published
+#: version is copied into the pipeline version that serves it).
+ONLINE_KEEP_VERSIONS = 10
 
 
 def probability(logits: Any) -> Any:
@@ -35,7 +39,13 @@ def probability(logits: Any) -> Any:
 
 class FTRLLogisticRegression(TorchEstimator):
     """FTRL-Proximal logistic regression (Flink ML's ``OnlineLogisticRegression``, Alink's
-    FTRL) on the PyTorch plugin; predicts ``probability`` (FLOAT)."""
+    FTRL) on the PyTorch plugin; predicts ``probability`` (FLOAT).
+
+    Disk stays bounded on an endless stream: ``model_dir`` keeps the newest
+    ``keep_versions=10`` versions and ``keep_checkpoints=3`` checkpoints, and each pipeline
+    version it publishes prunes the pipeline directory (``publish_model``). Each node logs
+    one progress line every ``progress_every_s=5`` seconds; each version's lines are DEBUG.
+    Other keywords are ``TorchConfig`` fields."""
 
     kind = "FTRLLogisticRegression"
 
@@ -51,6 +61,7 @@ class FTRLLogisticRegression(TorchEstimator):
         self.settings = {"alpha": alpha, "beta": beta, "l1": l1, "l2": l2,
                          "batch_size": batch_size}
         _check_settings(FTRL, self.settings)
+        config.setdefault("keep_versions", ONLINE_KEEP_VERSIONS)
         torch_config = TorchConfig(
             world_size=1, entry=ENTRY, epochs=epochs, model_dir=str(model_dir),
             init_from=None if init_from is None else str(init_from),

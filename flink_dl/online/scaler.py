@@ -147,7 +147,12 @@ def publish_statistics(pipeline_dir: str, input_cols: Sequence[str],
                        moments: Sequence[RunningMoments]) -> int:
     """Publish the newest pipeline again with the scaler's ``mean``/``std`` replaced;
     returns the new version number."""
-    from flink_dl.pipeline.pipeline import PipelineModel, pipeline_lock
+    from flink_dl.pipeline.pipeline import (
+        ONLINE_KEEP_FOR_S,
+        ONLINE_KEEP_VERSIONS,
+        PipelineModel,
+        pipeline_lock,
+    )
 
     with pipeline_lock(pipeline_dir):
         current = PipelineModel.load(pipeline_dir)
@@ -159,7 +164,7 @@ def publish_statistics(pipeline_dir: str, input_cols: Sequence[str],
             handle_invalid=old.handle_invalid)
         stages = [*current.stages[:index], replaced, *current.stages[index + 1:]]
         version = PipelineModel(stages, current.input_schema, current.reference).save(
-            pipeline_dir)
+            pipeline_dir, keep_versions=ONLINE_KEEP_VERSIONS, keep_for_s=ONLINE_KEEP_FOR_S)
     return version.version
 
 

@@ -34,6 +34,11 @@ PIPELINE_FILE = "pipeline.json"
 #: The lock file publishers of a pipeline directory hold (``pipeline_lock``).
 PUBLISH_LOCK = ".publish.lock"
 FORMAT_VERSION = 1
+#: Pipeline versions an online learner's publishing keeps (``publish_model``, the online
+#: scaler): the newest 20, and every version younger than 30 s (a serving job may still be
+#: loading the model of a version it has just swapped in).
+ONLINE_KEEP_VERSIONS = 20
+ONLINE_KEEP_FOR_S = 30.0
 
 
 class Pipeline(Estimator):
@@ -201,8 +206,11 @@ class PipelineModel(Model):
                               else quote(n) for n in columns])
 
     # ------------------------------------------------------------- save / load
-    def save(self, path: str | os.PathLike[str]) -> ModelVersion:
-        """Publish the pipeline as the next version of the ``ModelStore`` at ``path``."""
+    def save(self, path: str | os.PathLike[str], *, keep_versions: int | None = None,
+             keep_for_s: float = 0.0) -> ModelVersion:
+        """Publish the pipeline as the next version of the ``ModelStore`` at ``path``;
+        ``keep_versions``: then remove all but the newest that many, sparing versions
+        younger than ``keep_for_s`` seconds (``None``: keep every version)."""
 
         def write(directory: Path) -> None:
             stages = []
@@ -224,7 +232,8 @@ class PipelineModel(Model):
                 document["reference"] = self.reference.to_json()
             (directory / PIPELINE_FILE).write_text(json.dumps(document, indent=2))
 
-        self.version = ModelStore(path).publish(write, framework="pipeline")
+        store = ModelStore(path, keep_versions, keep_for_s=keep_for_s)
+        self.version = store.publish(write, framework="pipeline")
         return self.version
 
     @classmethod
@@ -294,19 +303,26 @@ def pipeline_lock(pipeline_dir: str | os.PathLike[str]) -> Iterator[None]:
 
 
 def publish_model(pipeline_dir: str | os.PathLike[str],
-                  model: ModelVersion | str | os.PathLike[str]) -> ModelVersion:
+                  model: ModelVersion | str | os.PathLike[str], *,
+                  keep_versions: int | None = ONLINE_KEEP_VERSIONS,
+                  keep_for_s: float = ONLINE_KEEP_FOR_S) -> ModelVersion:
     """Publish a new version of the pipelines at ``pipeline_dir``: the newest version's
     stages, with the model stage's files taken from ``model`` (a version a training job
     published, e.g. what ``ctx.maybe_save_model`` returned on the chief). The structure
     stays the same, so a job serving the directory (``flink_dl.pipeline.predict``) swaps
-    the new model in."""
+    the new model in.
+
+    Older pipeline versions are removed: all but the newest ``keep_versions``, sparing
+    those younger than ``keep_for_s`` seconds (``keep_versions=None`` keeps every one), so
+    a long online run's disk use stays flat."""
 
     with pipeline_lock(pipeline_dir):
-        return _publish_model(pipeline_dir, model)
+        return _publish_model(pipeline_dir, model, keep_versions, keep_for_s)
 
 
 def _publish_model(pipeline_dir: str | os.PathLike[str],
-                   model: ModelVersion | str | os.PathLike[str]) -> ModelVersion:
+                   model: ModelVersion | str | os.PathLike[str],
+                   keep_versions: int | None, keep_for_s: float) -> ModelVersion:
     from flink_dl.pipeline.learners import LearnerModel
 
     current = PipelineModel.load(pipeline_dir)
@@ -323,4 +339,5 @@ def _publish_model(pipeline_dir: str | os.PathLike[str],
                                        directory)
     replaced.postprocess, replaced.options = learner.postprocess, learner.options
     return PipelineModel([*current.stages[:-1], replaced], current.input_schema,
-                         current.reference).save(pipeline_dir)
+                         current.reference).save(pipeline_dir, keep_versions=keep_versions,
+                                                 keep_for_s=keep_for_s)

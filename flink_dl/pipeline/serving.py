@@ -37,6 +37,7 @@ from flink_dl.flink.pyflink_adapter import table_env_of
 from flink_dl.inference.api import ModelHandler
 from flink_dl.inference.options import PredictOptions
 from flink_dl.inference.shared import share_result
+from flink_dl.log import EveryFewSeconds
 from flink_dl.models.store import ModelStore
 from flink_dl.pipeline.api import Model
 from flink_dl.pipeline.learners import LearnerModel
@@ -221,6 +222,7 @@ class ParameterUDF(ScalarFunction):
     def open(self, function_context: FunctionContext) -> None:
         worker_tuning.apply()
         self._store = ModelStore(self.pipeline_dir)
+        self._swaps = EveryFewSeconds(log)
         key = (self.pipeline_dir, hashlib.sha256("\n".join(self.texts).encode()).hexdigest())
         with _SERVING_LOCK:
             self._state = _SERVING.setdefault(key, _Serving(self.version, list(self.values)))
@@ -253,7 +255,8 @@ class ParameterUDF(ScalarFunction):
             values = self._values_of(number, state)
             if values is not None:
                 state.values, state.version = values, number
-                log.info("now serving pipeline version %d from %s", number, self.pipeline_dir)
+                self._swaps.log("now serving pipeline version %d from %s", number,
+                                self.pipeline_dir)
                 return
 
     def _values_of(self, number: int, state: _Serving) -> list[float | str] | None:
@@ -312,7 +315,7 @@ class PipelineModelHandler(ModelHandler):
             keep = {number, max(cache)}  # this one and the newest
             for old in [v for v in cache if v not in keep]:
                 del cache[old]
-            log.info("pipeline version %d: model loaded from %s", number,
+            log.debug("pipeline version %d: model loaded from %s", number,
                      Path(opened.path).name)
         return cache[number]
 

@@ -229,7 +229,7 @@ class TorchContext(TrainingContext):
                      "extra": extra}
             path = self.checkpoints.write(lambda tmp: torch.save(state, tmp), step=step,
                                           attempt=self.attempt, suffix=CHECKPOINT_SUFFIX)
-            self.log.info("rank 0: checkpoint at step %d (epoch %d): %s", step, epoch, path)
+            self.log.debug("rank 0: checkpoint at step %d (epoch %d): %s", step, epoch, path)
         if self.exactly_once:
             self._rank_positions().record(step, self._delivered,
                                           self.node.node_input().marks)

@@ -3,7 +3,8 @@ and run lean, without changing what a job computes.
 
 ``jvm_archive`` (the gateway JVM's class archive), ``loopback_launcher``/``loopback_boot``
 (the light launcher of local Python workers), ``worker_isolation`` (a Python worker per
-flink-dl operator), ``worker_tuning`` (Beam's sampler without its thread), ``malloc_tuning``
+flink-dl operator), ``worker_tuning`` (Beam's sampler without its thread), ``quiet_hangup``
+(a job's end logs no Beam tracebacks), ``malloc_tuning``
 (glibc's allocator in batch loops) and ``client_env`` (the client's environment around a
 job). Each is switched by a ``flink_dl.settings.RuntimeSettings`` field.
 

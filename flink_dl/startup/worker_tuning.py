@@ -21,6 +21,7 @@ import os
 import threading
 
 from flink_dl.settings import ENV_NAMES, RuntimeSettings
+from flink_dl.startup import quiet_hangup
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,9 @@ _MARK = "_flink_dl_threadless"
 def apply() -> bool:
     """Run Beam's state sampler without its thread in this process (idempotent); False
     when turned off by ``FLINK_DL_SAMPLER_THREAD=1`` or when this Beam release's sampler
-    does not have the expected shape (then nothing is changed)."""
+    does not have the expected shape (then nothing is changed). Also installs
+    ``quiet_hangup`` (a job's end logs no Beam tracebacks)."""
+    quiet_hangup.install()
     if RuntimeSettings.from_env().sampler_thread:
         return False
     try:

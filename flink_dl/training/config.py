@@ -62,6 +62,9 @@ class TrainingConfig(ClusterSettings, ABC):
             covers them, and ``ctx.resume`` picks up after the newest one. Needs Flink
             checkpointing, a checkpointed source, ``model_dir`` and ``epochs=1``.
         export_every_steps / export_every_s: when ``ctx.maybe_save_model`` publishes.
+        progress_every_s: each node logs one progress line (rows, steps, version, loss,
+            rate) at INFO at most this often (``ctx.log_progress``; ``maybe_save_model``
+            calls it too); the per-version lines are DEBUG. ``None``: no progress lines.
         keep_versions: keep only this many newest model versions (``None``: all).
         keep_checkpoints: keep only this many newest checkpoints of the job.
         env: environment variables of the training processes.
@@ -87,6 +90,7 @@ class TrainingConfig(ClusterSettings, ABC):
     exactly_once: bool = False
     export_every_steps: int | None = None
     export_every_s: float | None = None
+    progress_every_s: float | None = 5.0
     keep_versions: int | None = None
     keep_checkpoints: int = 3
     env: Mapping[str, str] = field(default_factory=dict)
@@ -148,9 +152,11 @@ class TrainingConfig(ClusterSettings, ABC):
         if not is_count(self.keep_checkpoints) or self.keep_checkpoints < 1:
             raise ConfigError(f"keep_checkpoints must be an integer >= 1, got "
                               f"{self.keep_checkpoints!r}")
-        if self.export_every_s is not None and not is_seconds(self.export_every_s):
-            raise ConfigError(f"export_every_s must be a positive number of seconds or None, "
-                              f"got {self.export_every_s!r}")
+        for key in ("export_every_s", "progress_every_s"):
+            value = getattr(self, key)
+            if value is not None and not is_seconds(value):
+                raise ConfigError(f"{key} must be a positive number of seconds or None, "
+                                  f"got {value!r}")
         if not is_seconds(self.collective_timeout_s):
             raise ConfigError(f"collective_timeout_s must be a positive number of seconds, "
                               f"got {self.collective_timeout_s!r}")

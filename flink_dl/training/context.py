@@ -27,6 +27,7 @@ from flink_dl.models.events import event_columns
 from flink_dl.models.store import ModelStore, ModelVersion, store_for
 from flink_dl.training.checkpoints import CheckpointDir
 from flink_dl.training.options import TrainingOptions
+from flink_dl.training.progress import ProgressLine
 
 
 class TrainingContext(ABC):
@@ -62,6 +63,10 @@ class TrainingContext(ABC):
         self._last_export = time.monotonic()
         self._last_export_step: int | None = None
         self._warned_empty = False
+        self._last_version: int | None = None
+        self._routine_export = False  # maybe_save_model's versions log at DEBUG
+        every = options.progress_every_s
+        self._progress = None if every is None else ProgressLine(self.log, every)
         if self.has_input:
             self.node.node_input().epochs_setting = f"{self.config_name}.epochs"
 
@@ -168,6 +173,17 @@ class TrainingContext(ABC):
         self._emit("metrics", epoch=epoch, step=step, metrics=metrics)
         self.heartbeat()
 
+    def log_progress(self, *, step: int, **metrics: Any) -> None:
+        """Log one progress line at INFO at most every ``progress_every_s`` seconds: rows
+        read, ``step``, the newest version published, ``metrics`` (e.g. ``loss=loss``; a
+        tensor is read only when a line is due) and rows/s. Cheap enough for every step;
+        ``maybe_save_model`` calls it too."""
+        if self._progress is None or not self._progress.due():
+            return
+        rows = self.node.node_input().rows_read if self.has_input else None
+        self._progress.log(self.who, rows=rows, step=step, version=self._last_version,
+                           metrics=metrics)
+
     def _emit(self, kind: str, *, epoch: int, step: int, version: int | None = None,
               path: str | None = None, metrics: dict[str, Any] | None = None) -> None:
         if self.options.events:
@@ -202,8 +218,10 @@ class TrainingContext(ABC):
         version = self.model_store.publish(
             lambda directory: self.write_model(model, directory, **write_options),
             step=step, epoch=epoch, framework=self.framework, metrics=metrics)
-        self.log.info("%s: published model version %d (step %d, epoch %d)", self.who,
-                      version.version, step, epoch)
+        self._last_version = version.version
+        self.log.log(logging.DEBUG if self._routine_export else logging.INFO,
+                     "%s: published model version %d (step %d, epoch %d)", self.who,
+                     version.version, step, epoch)
         self._emit("model", epoch=epoch, step=step, version=version.version,
                    path=version.path, metrics=metrics)
         return version
@@ -217,6 +235,7 @@ class TrainingContext(ABC):
         if every_steps is None and every_s is None:
             raise ConfigError(f"maybe_save_model needs {self.config_name}("
                               "export_every_steps=...) or export_every_s")
+        self.log_progress(step=step, **(metrics or {}))
         if step == self._last_export_step:
             return None
         due = every_steps is not None and step - (self._last_export_step or 0) >= every_steps
@@ -224,7 +243,11 @@ class TrainingContext(ABC):
             due = self.agree_on_clock(time.monotonic() - self._last_export >= every_s, step)
         if not due:
             return None
-        return self.save_model(model, step=step, metrics=metrics, **write_options)
+        self._routine_export = True
+        try:
+            return self.save_model(model, step=step, metrics=metrics, **write_options)
+        finally:
+            self._routine_export = False
 
     @property
     def last_export_step(self) -> int | None:

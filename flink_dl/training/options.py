@@ -37,6 +37,7 @@ class TrainingOptions:
     keep_checkpoints: int = 3
     export_every_steps: int | None = None
     export_every_s: float | None = None
+    progress_every_s: float | None = 5.0
     collective_timeout_s: float = 1800.0
     timeouts: Timeouts = field(default_factory=Timeouts)
     init_from: str | None = None

@@ -34,8 +34,8 @@ BATCH = 16
 
 
 def versions(model_dir: Path) -> list[ModelVersion]:
-    store = ModelStore(model_dir)
-    return [store.open(n) for n in range(1, (store.latest_number() or 0) + 1)]
+    """The versions still in ``model_dir`` (an online learner keeps its newest 10)."""
+    return ModelStore(model_dir).versions()
 
 
 def kill_twice(job_id: str, checkpoints: Path, flink_checkpoints: Path, log: list,

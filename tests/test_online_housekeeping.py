@@ -105,3 +105,18 @@ def test_publish_model_prunes_old_pipeline_versions_by_default(tmp_path: Path) -
     assert PipelineModel.load(pipes).stages[0].mean == [0.5]   # the newest is whole
     publish_model(pipes, model_dir, keep_versions=None)         # opt out: keeps all
     assert len(store.version_numbers()) == ONLINE_KEEP_VERSIONS + 1
+
+
+def test_a_writer_killed_before_moving_latest_does_not_block_the_next(tmp_path: Path) -> None:
+    """A version renamed into place whose writer died before ``LATEST`` moved: the next
+    publish takes the number after it instead of failing on the rename forever (seen as
+    "Directory not empty" on every restart of an exactly-once learner killed there)."""
+    store = ModelStore(tmp_path)
+    _publish(store, 3)
+    (tmp_path / "LATEST").write_text("v000002")           # as if killed after v3's rename
+    _publish(store, 1)
+    assert store.version_numbers() == [1, 2, 3, 4]
+    assert store.latest_number() == 4 and store.open().version == 4
+    (tmp_path / "v000005").mkdir()                         # a torn one, no manifest
+    _publish(store, 1)
+    assert store.latest_number() == 6

@@ -83,7 +83,9 @@ class ModelStore:
                 framework: str = "", metrics: Mapping[str, Any] | None = None) -> ModelVersion:
         """Create the next version: ``write(tmp_dir)`` puts the model files in ``tmp_dir``."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        number = (self.latest_number() or 0) + 1
+        # past LATEST and past every version directory: a writer killed between renaming
+        # its version into place and moving LATEST left a directory LATEST does not name
+        number = max(self.latest_number() or 0, self._highest_directory()) + 1
         tmp = self.root / f".tmp-v{number:06d}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(mode=0o700)
         try:
@@ -108,6 +110,13 @@ class ModelStore:
         self._prune()
         log.debug("published model version %d (step %d) at %s", number, step, final)
         return version
+
+    def _highest_directory(self) -> int:
+        """The highest number of a version directory, complete or not (0: none)."""
+        if not self.root.is_dir():
+            return 0
+        numbers = [int(m.group(1)) for m in map(_VERSION_DIR.match, os.listdir(self.root)) if m]
+        return max(numbers, default=0)
 
     def _point_latest(self, name: str) -> None:
         tmp = self.root / f".{LATEST}.{uuid.uuid4().hex[:8]}"

@@ -1,6 +1,7 @@
 """The README's real-time loop on 1,250 labelled rows, as a user runs it (its own process,
-INFO logging), with an online learner that publishes often: FTRL with ``batch_size=1`` and
-a version every 2 steps. ``tests/test_online_quiet.py`` counts what it writes to stderr.
+INFO logging, ``execute_async``, a cancel once every row is served and learned), with an
+online learner that publishes often: FTRL with ``batch_size=1`` and a version every 2
+steps. ``tests/test_online_quiet.py`` counts what it writes to stderr.
 
 Usage: ``python -m tests.jobs.quiet_loop WORK_DIR``
 """
@@ -8,6 +9,7 @@ Usage: ``python -m tests.jobs.quiet_loop WORK_DIR``
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,8 @@ from pyflink.table import StreamTableEnvironment
 
 import flink_dl
 from examples.online_loop import REQUEST_COLUMNS, X, clicks, csv_source, write_csv
-from flink_dl.files import read_files, write_files
+from flink_dl.errors import FlinkDLError
+from flink_dl.files import count_rows, read_files, write_files
 from flink_dl.log import configure_logging
 from flink_dl.models.store import ModelStore
 from flink_dl.online import FTRLLogisticRegression, join_labels, monitor
@@ -24,6 +27,15 @@ from flink_dl.pipeline import Pipeline, StandardScaler, predict
 
 ROWS = 1250
 RATE = 50  # rows per second of event time
+
+
+def trained_rows(store: ModelStore) -> int:
+    """Rows the newest version learned from (0 while there is none, or while the learner
+    prunes the version just read)."""
+    try:
+        return int(store.open(verify=False).metrics.get("samples", 0))
+    except (FlinkDLError, OSError):
+        return 0
 
 
 def main(work: Path) -> None:
@@ -56,7 +68,16 @@ def main(work: Path) -> None:
     served = write_files(scored.select(scored.id, scored.pipeline_version), work / "served")
     write_files(monitor(samples, label="y", score="probability", window=5,
                         reference=work / "pipes"), work / "metrics")
-    flink_dl.execute(env, "quiet loop", timeout_s=300)
+    client = env.execute_async("quiet loop")
+    online = ModelStore(work / "online")
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and not (
+                count_rows(served) >= ROWS and trained_rows(online) >= ROWS):
+            time.sleep(0.5)
+    finally:
+        client.cancel().result()
+        flink_dl.cleanup(env)
     print(f"served {len(read_files(served))} rows", flush=True)
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import flink_dl
 from flink_dl.models.store import ModelStore
 from flink_dl.online.learners import ONLINE_KEEP_VERSIONS
 
@@ -17,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_loop_logs_little_and_keeps_few_versions(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    # a user's fresh process: without what an earlier loopback job of this pytest process
+    # left in os.environ (PYFLINK_GATEWAY_DISABLED would refuse to start a gateway)
+    env = {**flink_dl.without_loopback_leftovers(), "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     done = subprocess.run([sys.executable, "-m", "tests.jobs.quiet_loop", str(tmp_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

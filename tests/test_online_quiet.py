@@ -12,7 +12,7 @@ from pathlib import Path
 
 import flink_dl
 from flink_dl.models.store import ModelStore
-from flink_dl.online.learners import ONLINE_KEEP_VERSIONS
+from flink_dl.online.learners import FTRL_KEEP_VERSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def test_the_loop_logs_little_and_keeps_few_versions(tmp_path: Path) -> None:
     latest = online.open()
     assert latest.metrics["samples"] == 1250 and latest.step == 1250   # batch_size=1
     assert latest.version >= 600                                        # a version per 2 rows
-    assert len(online.version_numbers()) <= ONLINE_KEEP_VERSIONS
+    assert len(online.version_numbers()) <= FTRL_KEEP_VERSIONS
     checkpoints = list((tmp_path / "online" / "checkpoints").rglob("ckpt-*"))
     assert 1 <= len(checkpoints) <= 3, checkpoints
     # one line for the batch fit's single version; none for the ~625 online versions

@@ -85,7 +85,8 @@ class ModelStore:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         # past LATEST and past every version directory: a writer killed between renaming
         # its version into place and moving LATEST left a directory LATEST does not name
-        number = max(self.latest_number() or 0, self._highest_directory()) + 1
+        number = max([self.latest_number() or 0,
+                      *self.version_numbers(complete_only=False)]) + 1
         tmp = self.root / f".tmp-v{number:06d}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(mode=0o700)
         try:
@@ -111,13 +112,6 @@ class ModelStore:
         log.debug("published model version %d (step %d) at %s", number, step, final)
         return version
 
-    def _highest_directory(self) -> int:
-        """The highest number of a version directory, complete or not (0: none)."""
-        if not self.root.is_dir():
-            return 0
-        numbers = [int(m.group(1)) for m in map(_VERSION_DIR.match, os.listdir(self.root)) if m]
-        return max(numbers, default=0)
-
     def _point_latest(self, name: str) -> None:
         tmp = self.root / f".{LATEST}.{uuid.uuid4().hex[:8]}"
         tmp.write_text(name)
@@ -138,13 +132,15 @@ class ModelStore:
             shutil.rmtree(path, ignore_errors=True)
 
     # ---------------------------------------------------------------- reading
-    def version_numbers(self) -> list[int]:
+    def version_numbers(self, complete_only: bool = True) -> list[int]:
+        """Numbers of the version directories, ascending: those with a manifest, or
+        (``complete_only=False``) every one, torn ones too."""
         if not self.root.is_dir():
             return []
         numbers = []
         for entry in self.root.iterdir():
             match = _VERSION_DIR.match(entry.name)
-            if match and (entry / MANIFEST).is_file():
+            if match and (not complete_only or (entry / MANIFEST).is_file()):
                 numbers.append(int(match.group(1)))
         return sorted(numbers)
 

@@ -27,7 +27,7 @@ ENTRY = "flink_dl.online.entries:ftrl_entry"
 #: Model versions ``FTRLLogisticRegression`` keeps in its ``model_dir`` unless
 #: ``keep_versions=`` says otherwise (a stream publishes one every export; each published
 #: version is copied into the pipeline version that serves it).
-ONLINE_KEEP_VERSIONS = 10
+FTRL_KEEP_VERSIONS = 10
 
 
 def probability(logits: Any) -> Any:
@@ -61,7 +61,7 @@ class FTRLLogisticRegression(TorchEstimator):
         self.settings = {"alpha": alpha, "beta": beta, "l1": l1, "l2": l2,
                          "batch_size": batch_size}
         _check_settings(FTRL, self.settings)
-        config.setdefault("keep_versions", ONLINE_KEEP_VERSIONS)
+        config.setdefault("keep_versions", FTRL_KEEP_VERSIONS)
         torch_config = TorchConfig(
             world_size=1, entry=ENTRY, epochs=epochs, model_dir=str(model_dir),
             init_from=None if init_from is None else str(init_from),

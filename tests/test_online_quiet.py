@@ -34,8 +34,9 @@ def test_the_loop_logs_little_and_keeps_few_versions(tmp_path: Path) -> None:
     assert len(online.version_numbers()) <= FTRL_KEEP_VERSIONS
     checkpoints = list((tmp_path / "online" / "checkpoints").rglob("ckpt-*"))
     assert 1 <= len(checkpoints) <= 3, checkpoints
-    # one line for the batch fit's single version; none for the ~625 online versions
-    assert len([line for line in lines if "published model version" in line]) == 1
+    # at most the batch fit's one version line (its node may end before the line is
+    # relayed); none for the ~625 online versions
+    assert len([line for line in lines if "published model version" in line]) <= 1
     assert not [line for line in lines if "Traceback" in line or "CANCELLED" in line]
     progress = [line for line in lines if "rows read" in line]
     assert progress, "\n".join(lines[-50:])

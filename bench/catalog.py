@@ -115,6 +115,17 @@ def drift(settings: Settings) -> Iterator[Output]:
                 workload.measure())
 
 
+@register("online", "Online learning against River, prequential",
+          goal="the README loop, cold and warm, >= River's accuracy on Phishing at 1x and 5x")
+def online(settings: Settings) -> Iterator[Output]:
+    from bench.workloads import online as workload
+
+    yield Table("The README's real-time loop vs River (StandardScaler | LogisticRegression) "
+                "on the same rows, prequential accuracy of what was served (labels arrive "
+                "with their requests; River in its own environment, same run)",
+                workload.measure())
+
+
 @register("w3", "W3: batch inference, vs plain PyTorch")
 def w3(settings: Settings) -> Iterator[Output]:
     from bench.workloads import inference

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow.csv as pacsv
 
+from bench.drivers.venvs import own_python
 from bench.workloads.data import (
     BATCH,
     CONVERT,
@@ -111,18 +112,7 @@ def main(argv: list[str]) -> None:
 def ray_python() -> Path:
     """The interpreter of Ray's virtual environment, made (about a minute, from the package
     registries) and filled when it lacks Ray."""
-    python = RAY_VENV / "bin" / "python"
-    check = [str(python), "-c", "import ray, ray.train, ray.data, torch"]
-    if python.exists() and subprocess.run(check, capture_output=True,
-                                          timeout=300).returncode == 0:
-        return python
-    log.info("making Ray's environment in %s (once, about a minute)", RAY_VENV)
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(RAY_VENV)], check=True, timeout=300)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *RAY_PACKAGES], check=True,
-                   timeout=1200)
-    subprocess.run(check, check=True, capture_output=True, timeout=300)
-    return python
+    return own_python(RAY_VENV.name, RAY_PACKAGES, "ray, ray.train, ray.data, torch")
 
 
 def run_ray(rows: int, python: Path) -> dict[str, Any]:

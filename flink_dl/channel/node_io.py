@@ -150,6 +150,11 @@ class NodeInput:
         self._current = Epoch(number, self._first_pass() if number == 0 else self._replay())
         return self._current
 
+    def waiting(self) -> bool:
+        """Whether input frames wait in the channel, not read yet (a streaming entry that
+        has learned everything read and finds none waiting has caught up)."""
+        return self.ring.used_bytes > 0
+
     @property
     def epochs_left(self) -> int:
         """Epochs not handed out yet."""

@@ -34,6 +34,7 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 from flink_dl.channel.codecs import get_codec
 from flink_dl.channel.exactly_once import MARK_BYTES, encode_marked
 from flink_dl.errors import ConfigError
+from flink_dl.flink.bundles import python_bundles_of
 from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM, keys_for_subtasks
 from flink_dl.flink.planner_threads import install as plan_on_any_thread
 from flink_dl.flink.pyflink_adapter import key_by_first_field, set_output_type, table_env_of
@@ -222,12 +223,18 @@ def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
     # source sat at the final watermark. The data passes a watermark assigner that ignores
     # upstream idleness and watermarks and forwards only the final one; the seeds join
     # behind it.
-    data = _retyped(t_env.to_data_stream(packed)).assign_timestamps_and_watermarks(
+    with python_bundles_of(t_env, FEED_BUNDLE_MS):  # a sample reaches its node in ~0.1 s
+        converted = t_env.to_data_stream(packed)
+    data = _retyped(converted).assign_timestamps_and_watermarks(
         WatermarkStrategy.no_watermarks())
     stream = data.union(_retyped(t_env.to_data_stream(seeds)))
     return _key_by_first_field(stream)
 
 
+#: The packing UDF's Python bundle (ms) in a streaming job: a bundle ends after this long
+#: or ``bundle.size`` rows, and its rows reach the node only then (Flink's 1 s default held
+#: an online learner's samples back up to a second; at high rates bundles end by size).
+FEED_BUNDLE_MS = 50
 #: Rows per Arrow batch handed to the packing UDF unless the job sets its own (Flink's
 #: default of 1,000 costs ~25 % of ingest throughput in per-batch overhead).
 FEED_ARROW_BATCH_ROWS = 10_000

@@ -17,12 +17,10 @@ def ftrl_entry(ctx: Any) -> None:
     every version is the number of input rows it was trained on)."""
     import torch
 
-    from flink_dl.online.ftrl import FTRL
+    from flink_dl.online.ftrl import FTRL, initial_model
 
     props = ctx.properties
-    model = torch.nn.Linear(len(ctx.features), 1)
-    torch.nn.init.zeros_(model.weight)
-    torch.nn.init.zeros_(model.bias)
+    model = initial_model(len(ctx.features), float(props.get("prior", 0.5)))
     optimizer = FTRL(model.parameters(), alpha=float(props["alpha"]),
                      beta=float(props["beta"]), l1=float(props["l1"]), l2=float(props["l2"]))
     streaming = props.get("streaming") == "1"
@@ -36,7 +34,8 @@ def ftrl_entry(ctx: Any) -> None:
     published = step  # a restored checkpoint's step was published before it was written
     loss = None
     for epoch in range(ctx.epochs):
-        for batch in ctx.dataloader(int(props["batch_size"])):
+        loader = ctx.dataloader(int(props["batch_size"]))
+        for batch in loader:
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
                 model(batch["features"]).squeeze(1), batch["label"].float())
             optimizer.zero_grad()
@@ -46,8 +45,10 @@ def ftrl_entry(ctx: Any) -> None:
             seen += len(batch["label"])
             ctx.log_progress(step=step, samples=seen, loss=loss)
             if streaming:
+                # by the clock, and whenever it has learned every row there is for now
                 version = ctx.maybe_save_model(model, step=step, torchscript=True,
-                                               metrics={"samples": seen})
+                                               metrics={"samples": seen},
+                                               now=loader.caught_up())
                 if ctx.last_export_step == step:  # every rank: a new version is due
                     ctx.save_checkpoint(model, optimizer, epoch=0, step=step, samples=seen)
                     published = step

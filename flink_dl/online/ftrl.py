@@ -18,6 +18,7 @@ model instead of resetting it to zero.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -65,3 +66,12 @@ class FTRL(torch.optim.Optimizer):
                 weight = -(z - torch.sign(z) * l1) / ((beta + torch.sqrt(n)) / alpha + l2)
                 param.copy_(torch.where(z.abs() <= l1, torch.zeros_like(weight), weight))
         return loss
+
+
+def initial_model(width: int, prior: float = 0.5) -> torch.nn.Linear:
+    """The logistic regression FTRL starts from: zero weights and the bias
+    ``logit(prior)``, so every row's probability is ``prior``."""
+    model = torch.nn.Linear(width, 1)
+    torch.nn.init.zeros_(model.weight)
+    torch.nn.init.constant_(model.bias, math.log(prior / (1.0 - prior)))
+    return model

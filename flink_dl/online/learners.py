@@ -20,6 +20,7 @@ from pyflink.datastream import DataStream
 from pyflink.table import Table
 
 from flink_dl.errors import ConfigError
+from flink_dl.models.store import ModelVersion
 from flink_dl.pipeline.learners import env_of, expand_features
 from flink_dl.pytorch.learner import TorchEstimator
 
@@ -28,6 +29,10 @@ ENTRY = "flink_dl.online.entries:ftrl_entry"
 #: ``keep_versions=`` says otherwise (a stream publishes one every export; each published
 #: version is copied into the pipeline version that serves it).
 FTRL_KEEP_VERSIONS = 10
+#: How often ``fit_stream`` publishes a version unless ``export_every_steps=`` or
+#: ``export_every_s=`` says otherwise (seconds; see docs/benchmarks.md, "Online learning
+#: against River").
+STREAM_EXPORT_EVERY_S = 0.5
 
 
 def probability(logits: Any) -> Any:
@@ -50,16 +55,16 @@ class FTRLLogisticRegression(TorchEstimator):
     kind = "FTRLLogisticRegression"
 
     def __init__(self, features: Sequence[str] | None = None, label: str | None = None, *,
-                 model_dir: str | os.PathLike[str], alpha: float = 0.1, beta: float = 1.0,
-                 l1: float = 0.0, l2: float = 0.0, batch_size: int = 64, epochs: int = 1,
-                 init_from: str | os.PathLike[str] | None = None,
+                 model_dir: str | os.PathLike[str], alpha: float = 0.3, beta: float = 3.0,
+                 l1: float = 0.0, l2: float = 0.0, batch_size: int = 1, epochs: int = 1,
+                 prior: float = 0.5, init_from: str | os.PathLike[str] | None = None,
                  export_every_steps: int | None = None, export_every_s: float | None = None,
                  **config: Any) -> None:
         from flink_dl.online.ftrl import FTRL
         from flink_dl.pytorch import TorchConfig
 
         self.settings = {"alpha": alpha, "beta": beta, "l1": l1, "l2": l2,
-                         "batch_size": batch_size}
+                         "batch_size": batch_size, "prior": prior}
         _check_settings(FTRL, self.settings)
         config.setdefault("keep_versions", FTRL_KEEP_VERSIONS)
         torch_config = TorchConfig(
@@ -73,6 +78,17 @@ class FTRLLogisticRegression(TorchEstimator):
 
     def get_params(self) -> dict[str, Any]:
         return {**super().get_params(), **self.settings}
+
+    def publish_untrained(self, features: Sequence[str]) -> ModelVersion:
+        """Zero weights and the bias ``logit(prior)``: every row gets ``prior`` until the
+        first trained version (``Pipeline.untrained``)."""
+        from flink_dl.online.ftrl import initial_model
+        from flink_dl.pytorch.module_files import publish_module
+
+        return publish_module(self.config.model_dir, initial_model(len(features),
+                                                                   self.settings["prior"]),
+                              keep_versions=self.config.keep_versions,
+                              metrics={"samples": 0, "untrained": True})
 
     def fit_stream(self, samples: Table, pipeline_dir: str | os.PathLike[str] | None = None,
                    *, exactly_once: bool = False) -> DataStream:
@@ -90,16 +106,17 @@ class FTRLLogisticRegression(TorchEstimator):
         from flink_dl.flink.feed import arrow_schema_of
         from flink_dl.pytorch.train import train
 
-        if self.config.export_every_steps is None and self.config.export_every_s is None:
-            raise ConfigError("FTRLLogisticRegression.fit_stream needs export_every_steps= "
-                              "or export_every_s= (when to publish a version)")
+        export_every_s = self.config.export_every_s
+        if self.config.export_every_steps is None and export_every_s is None:
+            export_every_s = STREAM_EXPORT_EVERY_S
         schema = arrow_schema_of(samples)
         features = expand_features(self.kind, schema, self.features, self.label)
         properties = dict(self.config.properties, streaming="1")
         if pipeline_dir is not None:
             properties["pipeline_dir"] = str(pipeline_dir)
         config = dataclasses.replace(self.config, features=features, label=self.label,
-                                     properties=properties, exactly_once=exactly_once)
+                                     properties=properties, exactly_once=exactly_once,
+                                     export_every_s=export_every_s)
         return train(env_of(samples), samples, config)
 
 
@@ -107,7 +124,11 @@ def _check_settings(ftrl: type, settings: dict[str, Any]) -> None:
     import torch
 
     ftrl([torch.zeros(1, requires_grad=True)],
-         **{k: v for k, v in settings.items() if k != "batch_size"})
+         **{k: v for k, v in settings.items() if k not in ("batch_size", "prior")})
+    prior = settings["prior"]
+    if isinstance(prior, bool) or not isinstance(prior, int | float) or not 0 < prior < 1:
+        raise ConfigError(f"FTRLLogisticRegression: prior must be a probability strictly "
+                          f"between 0 and 1, got {prior!r}")
     size = settings["batch_size"]
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ConfigError(f"FTRLLogisticRegression: batch_size must be an integer >= 1, got "

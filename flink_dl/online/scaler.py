@@ -78,8 +78,24 @@ class OnlineStandardScaler(StandardScaler):
 
     kind = "OnlineStandardScaler"
 
+    def untrained(self, table: Table) -> StandardScalerModel:
+        """Mean 0 and std 1 for every column (it scales nothing) until ``fit_stream``'s
+        first window replaces them (``prior_count=0``)."""
+        from flink_dl.pipeline.pipeline import require_table
+
+        require_table("OnlineStandardScaler.untrained", table)
+        columns = columns_of(table)
+        missing = [c for c in self.input_cols if c not in columns]
+        if missing:
+            raise MissingColumnError(f"OnlineStandardScaler.untrained: column(s) {missing} "
+                                     f"are not in the input; it has {list(columns)}")
+        count = len(self.input_cols)
+        return StandardScalerModel(self.input_cols, [0.0] * count, [1.0] * count,
+                                   output_cols=self.output_cols, with_mean=self.with_mean,
+                                   with_std=self.with_std, handle_invalid=self.handle_invalid)
+
     def fit_stream(self, samples: Table, pipeline_dir: str | os.PathLike[str], *,
-                   window: float | timedelta = 60.0, time: str | None = None,
+                   window: float | timedelta = 1.0, time: str | None = None,
                    prior_count: int = 0) -> DataStream:
         """Publish new statistics for this scaler's columns after every event-time
         ``window`` of ``samples``; returns the stream of publications
@@ -159,11 +175,13 @@ def publish_statistics(pipeline_dir: str, input_cols: Sequence[str],
         index = scaler_stage(current.stages, input_cols, pipeline_dir)
         old = current.stages[index]
         replaced = StandardScalerModel(
-            old.input_cols, [m.mean for m in moments], [m.std for m in moments],
+            # a std of 0 only centres, as 1 does; 1 keeps the SQL (the structure) the same
+            old.input_cols, [m.mean for m in moments], [m.std or 1.0 for m in moments],
             output_cols=old.output_cols, with_mean=old.with_mean, with_std=old.with_std,
             handle_invalid=old.handle_invalid)
         stages = [*current.stages[:index], replaced, *current.stages[index + 1:]]
-        version = PipelineModel(stages, current.input_schema, current.reference).save(
+        version = PipelineModel(stages, current.input_schema, current.reference,
+                                untrained=current.untrained).save(
             pipeline_dir, keep_versions=ONLINE_KEEP_VERSIONS, keep_for_s=ONLINE_KEEP_FOR_S)
     return version.version
 

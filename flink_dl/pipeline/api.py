@@ -119,6 +119,17 @@ class Estimator(Stage):
     def fit(self, table: Table) -> Model:
         """Compute the statistics (or train) on ``table`` with Flink; the fitted model."""
 
+    def untrained(self, table: Table) -> Model:
+        """The model this estimator serves before it has learned anything (a cold start,
+        ``Pipeline.untrained``), for input shaped like ``table``; no Flink job runs.
+
+        Only estimators that keep learning from a stream can start untrained; the others
+        raise ``ConfigError`` naming themselves."""
+        raise ConfigError(f"{type(self).__name__} cannot start untrained: it learns only from "
+                          "a batch fit (Pipeline.fit); a cold start needs stages that keep "
+                          "learning from the stream (OnlineStandardScaler, "
+                          "FTRLLogisticRegression, a TorchEstimator with a factory)")
+
 
 def check_handle_invalid(stage: str, value: str) -> str:
     if value not in HANDLE_INVALID:

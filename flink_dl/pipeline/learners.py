@@ -220,8 +220,34 @@ class LearnerEstimator(Estimator):
         config = dataclasses.replace(self.config, features=features, label=self.label)
         self.train_model(env_of(table), table, config)
         execute(env_of(table), f"flink-dl pipeline: {name}")
-        version = ModelStore(config.model_dir).open()
-        return self.model_class(self.model_file(version), features, self.outputs,
+        return self.model_of(ModelStore(config.model_dir).open(), features)
+
+    def untrained(self, table: Table) -> Model:
+        """The model before any training, published as a version of ``model_dir``
+        (``publish_untrained``), with the features ``fit`` would choose on ``table``
+        (a label column need not be there). No Flink job runs."""
+        from flink_dl.flink.feed import arrow_schema_of
+        from flink_dl.pipeline.pipeline import require_table
+
+        name = type(self).__name__
+        require_table(f"{name}.untrained", table)
+        schema = arrow_schema_of(table)
+        features = expand_features(name, schema, self.features, self.label)
+        check_feature_columns(schema, features, where=f"{name}.untrained")
+        version = self.publish_untrained(features)
+        log.info("%s: untrained model version %d in %s (features = %s)", name,
+                 version.version, self.config.model_dir, features)
+        return self.model_of(version, features)
+
+    def publish_untrained(self, features: Sequence[str]) -> ModelVersion:
+        """Publish the untrained model for ``features`` in ``model_dir``; estimators that
+        cannot start untrained raise ``ConfigError``."""
+        raise ConfigError(f"{type(self).__name__} cannot start untrained: give it a factory "
+                          "(the module to start from) or fit it on a batch first")
+
+    def model_of(self, version: ModelVersion, features: Sequence[str]) -> Model:
+        """The model stage serving ``version``'s files."""
+        return self.model_class(self.model_file(version), list(features), self.outputs,
                                 batch_size=self.batch_size,
                                 batch_invariant=self.batch_invariant,
                                 postprocess=self.postprocess, **self.options)

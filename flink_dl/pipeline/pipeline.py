@@ -103,6 +103,30 @@ class Pipeline(Estimator):
         return result
 
 
+    def untrained(self, table: Table) -> PipelineModel:
+        """A cold start: the pipeline as it serves before it has seen a row, for input
+        shaped like ``table`` (only its columns are read; no Flink job runs). Each
+        estimator gives its untrained model (``Estimator.untrained``): an
+        ``OnlineStandardScaler`` scales by mean 0 and std 1 until its first window, an
+        ``FTRLLogisticRegression`` has zero weights and predicts its ``prior``. Save it
+        (``.save(pipeline_dir)``) and a job can serve and learn from the first labelled
+        row; ``predict`` marks rows served by an untrained version in ``from_prior``.
+        A stage that learns only from a batch fit is refused (``ConfigError``)."""
+        require_table("Pipeline.untrained", table)
+        input_columns = columns_of(table)
+        models: list[Model] = []
+        current = table
+        for index, stage in enumerate(self.stages):
+            model = stage.untrained(current) if isinstance(stage, Estimator) \
+                else _as_model(stage, index)
+            models.append(model)
+            if index < len(self.stages) - 1:
+                current = model.transform(current)  # planner only: the next stage's input
+        log.info("a pipeline of %d stages starts untrained", len(models))
+        return PipelineModel(models, input_schema=list(input_columns.values()),
+                             untrained=True)
+
+
 def require_table(where: str, table: object) -> None:
     """``ConfigError`` unless ``table`` is a PyFlink Table (a DataStream is converted with
     ``t_env.from_data_stream(stream)`` first)."""
@@ -145,11 +169,14 @@ class PipelineModel(Model):
 
     def __init__(self, stages: Sequence[Model],
                  input_schema: Sequence[Column] | None = None,
-                 reference: Reference | None = None) -> None:
+                 reference: Reference | None = None, *, untrained: bool = False) -> None:
         self.stages = list(stages)
         self.input_schema = list(input_schema or [])
         #: Histograms of the served features on the training table (``Pipeline.fit``).
         self.reference = reference
+        #: A cold start whose model has learned nothing yet (``Pipeline.untrained``): its
+        #: predictions are the model's prior. A published model version clears it.
+        self.untrained = untrained
         self.fit_jobs = 0
         self.version: ModelVersion | None = None
 
@@ -230,6 +257,8 @@ class PipelineModel(Model):
                         "stages": stages}
             if self.reference is not None:
                 document["reference"] = self.reference.to_json()
+            if self.untrained:
+                document["untrained"] = True
             (directory / PIPELINE_FILE).write_text(json.dumps(document, indent=2))
 
         store = ModelStore(path, keep_versions, keep_for_s=keep_for_s)
@@ -258,7 +287,8 @@ class PipelineModel(Model):
         schema = [Column(c["name"], c["type"], c["root"]) for c in document["input_schema"]]
         from flink_dl.pipeline.reference import reference_of
 
-        model = cls(stages, input_schema=schema, reference=reference_of(document, opened))
+        model = cls(stages, input_schema=schema, reference=reference_of(document, opened),
+                    untrained=bool(document.get("untrained", False)))
         model.version = opened
         return model
 

@@ -33,6 +33,7 @@ from pyflink.table.expressions import col
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from flink_dl.errors import ConfigError
+from flink_dl.flink.bundles import python_bundles_of
 from flink_dl.flink.pyflink_adapter import table_env_of
 from flink_dl.inference.api import ModelHandler
 from flink_dl.inference.options import PredictOptions
@@ -55,6 +56,10 @@ PARAMS = "__flink_dl_pipeline"
 #: The column that tags every served row with the pipeline version that made it.
 VERSION_COLUMN = "pipeline_version"
 _VERSION_FEATURE = "__flink_dl_pipeline_version"
+#: The column that marks rows served by an untrained version (the model's prior): only in
+#: jobs that start from a cold start (``Pipeline.untrained``).
+PRIOR_COLUMN = "from_prior"
+_PRIOR_FEATURE = "__flink_dl_from_prior"
 
 
 def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
@@ -62,6 +67,9 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
     """``table`` through the newest pipeline saved in ``pipeline_dir`` (features, then the
     model's predictions when the last stage is one), plus ``pipeline_version``; new
     versions are picked up every ``poll_interval_s`` and swapped in atomically per row.
+    When the newest version is a cold start (``Pipeline.untrained``) the rows also get
+    ``from_prior`` (BOOLEAN): TRUE while the version serving them is still untrained, so
+    its predictions are the model's prior.
 
     Args:
         options: a ``PredictOptions``, or its fields as keywords (``settings``):
@@ -77,18 +85,22 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
     pipeline = PipelineModel.from_version(opened)
     table = pipeline.conform(table)
     features, learner = _split(pipeline.stages)
-    if PARAMS in columns_of(table) or VERSION_COLUMN in columns_of(table):
-        raise ConfigError(f"predict: the input already has a column {PARAMS!r} or "
-                          f"{VERSION_COLUMN!r}")
+    cold = pipeline.untrained
+    taken = [c for c in (PARAMS, VERSION_COLUMN, *([PRIOR_COLUMN] if cold else []))
+             if c in columns_of(table)]
+    if taken:
+        raise ConfigError(f"predict: the input already has column(s) {taken}, which predict "
+                          "adds; rename them")
     plan, current = [], table
     for stage in features:  # planner only: each stage's input columns
         plan.append(columns_of(current))
         current = stage.transform(current)
     texts, recorder = structure(features, learner, plan)
     params = udf(ParameterUDF(str(pipeline_dir), plan, texts, opened.version,
-                              list(recorder.values), options.poll_interval_s),
+                              list(recorder.values), options.poll_interval_s, cold),
                  result_type=DataTypes.ROW(
-                     [DataTypes.FIELD("version", DataTypes.INT())]
+                     [DataTypes.FIELD("version", DataTypes.INT()),
+                      DataTypes.FIELD("prior", DataTypes.BOOLEAN())]
                      + [DataTypes.FIELD(f"c{i}", _data_type(t))
                         for i, t in enumerate(recorder.types)]),
                  func_type="pandas")
@@ -108,7 +120,9 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
     assert shared.values == recorder.values
     names = [n for n in columns_of(current) if n != PARAMS]
     current = current.select(*[col(n) for n in names],
-                             col(PARAMS).get("version").alias(_VERSION_FEATURE))
+                             col(PARAMS).get("version").alias(_VERSION_FEATURE),
+                             *([col(PARAMS).get("prior").alias(_PRIOR_FEATURE)] if cold
+                               else []))
     if learner is not None:
         from flink_dl.inference.operator import predict as run_predict
 
@@ -117,38 +131,29 @@ def predict(table: Table, pipeline_dir: str | os.PathLike[str], *,
         names += list(learner.outputs)
     else:  # feature stages only: the budget's settings for their batches
         options.apply_latency_budget(table_env_of(table), DEFAULT_FEATURE_BATCH)
-    # one parameter and one model operator whatever the number of queries of the result
-    shared = share_result(current.select(*[col(n) for n in names],
-                                         col(_VERSION_FEATURE).alias(VERSION_COLUMN)),
-                          "flink_dl.pipeline.predict")
+    # one parameter and one model operator whatever the number of queries of the result;
+    # the model operator's bundles end within PARAMS_BUNDLE_MS too: a served row (and the
+    # training sample joined from it) is not held back by Flink's 1 s bundle
+    with python_bundles_of(table_env_of(table), PARAMS_BUNDLE_MS):
+        shared = share_result(current.select(*[col(n) for n in names],
+                                             col(_VERSION_FEATURE).alias(VERSION_COLUMN),
+                                             *([col(_PRIOR_FEATURE).alias(PRIOR_COLUMN)]
+                                               if cold else [])),
+                              "flink_dl.pipeline.predict")
     return mark_served(shared, pipeline_dir)  # monitor: these are served features
 
 
 #: The parameter UDF's Python bundle (ms) in a streaming job. It only stamps rows with the
 #: version it holds, once per Arrow batch, and batches end with the bundle: with Flink's
 #: 1 s bundle a new version waited up to a bundle there and another in the model operator.
-PARAMS_BUNDLE_MS = 100
-_BUNDLE_TIME = "python.fn-execution.bundle.time"
+PARAMS_BUNDLE_MS = 50
 
 
 def _stamped(table: Table) -> Table:
     """The rows stamped by the parameter UDF, as one stream translated with bundles of
-    ``PARAMS_BUNDLE_MS`` (a Python operator takes the bundle settings in force when its
-    query is translated; the job's setting is restored at once)."""
-    config = table_env_of(table).get_config()
-    if config.get("execution.runtime-mode", "streaming").strip().lower() == "batch":
-        return table
-    before = config.get(_BUNDLE_TIME, "")
-    if before and int(before) <= PARAMS_BUNDLE_MS:
-        return table
-    config.set(_BUNDLE_TIME, str(PARAMS_BUNDLE_MS))
-    try:
+    ``PARAMS_BUNDLE_MS`` (``python_bundles_of``)."""
+    with python_bundles_of(table_env_of(table), PARAMS_BUNDLE_MS):
         return share_result(table, "flink_dl.pipeline.predict")
-    finally:
-        if before:
-            config.set(_BUNDLE_TIME, before)
-        else:
-            config.get_configuration().remove_config(_BUNDLE_TIME)
 
 
 #: Rows per bundle under a latency budget when the pipeline has no model stage.
@@ -193,6 +198,7 @@ class _Serving:
 
     version: int
     values: list[float | str]
+    untrained: bool = False
     refused: set[int] = field(default_factory=set)
     last_poll: float = 0.0
 
@@ -211,13 +217,15 @@ class ParameterUDF(ScalarFunction):
         return False
 
     def __init__(self, pipeline_dir: str, plan: list[dict[str, Column]], texts: list[str],
-                 version: int, values: list[float | str], poll_interval_s: float) -> None:
+                 version: int, values: list[float | str], poll_interval_s: float,
+                 untrained: bool = False) -> None:
         self.pipeline_dir = pipeline_dir
         self.plan = plan
         self.texts = texts
         self.version = version
         self.values = values
         self.poll_interval_s = poll_interval_s
+        self.untrained = untrained
 
     def open(self, function_context: FunctionContext) -> None:
         worker_tuning.apply()
@@ -225,14 +233,17 @@ class ParameterUDF(ScalarFunction):
         self._swaps = EveryFewSeconds(log)
         key = (self.pipeline_dir, hashlib.sha256("\n".join(self.texts).encode()).hexdigest())
         with _SERVING_LOCK:
-            self._state = _SERVING.setdefault(key, _Serving(self.version, list(self.values)))
+            self._state = _SERVING.setdefault(
+                key, _Serving(self.version, list(self.values), self.untrained))
 
     def eval(self, anchor: pd.Series) -> pd.DataFrame:
         with _SERVING_LOCK:
             self._maybe_swap(self._state)
             version, values = self._state.version, self._state.values
+            untrained = self._state.untrained
         rows = len(anchor)
-        data: dict[str, Any] = {"version": np.full(rows, version, dtype=np.int32)}
+        data: dict[str, Any] = {"version": np.full(rows, version, dtype=np.int32),
+                                "prior": np.full(rows, untrained, dtype=bool)}
         for index, value in enumerate(values):
             data[f"c{index}"] = np.full(rows, value) if isinstance(value, float) \
                 else pd.Series([value] * rows, dtype=object)
@@ -252,16 +263,18 @@ class ParameterUDF(ScalarFunction):
                 return
             if number in state.refused:
                 continue
-            values = self._values_of(number, state)
-            if values is not None:
-                state.values, state.version = values, number
+            served = self._values_of(number, state)
+            if served is not None:
+                state.values, state.untrained = served
+                state.version = number
                 self._swaps.log("now serving pipeline version %d from %s", number,
                                 self.pipeline_dir)
                 return
 
-    def _values_of(self, number: int, state: _Serving) -> list[float | str] | None:
-        """Version ``number``'s fitted values, or ``None`` (refused) when it cannot be
-        served or changes the structure."""
+    def _values_of(self, number: int, state: _Serving
+                   ) -> tuple[list[float | str], bool] | None:
+        """Version ``number``'s fitted values and whether it is untrained, or ``None``
+        (refused) when it cannot be served or changes the structure."""
         try:
             pipeline = PipelineModel.from_version(self._store.open(number))
             features, learner = _split(pipeline.stages)
@@ -279,7 +292,7 @@ class ParameterUDF(ScalarFunction):
                       "it", number, self.pipeline_dir, changed[:300])
             state.refused.add(number)
             return None
-        return list(recorder.values)
+        return list(recorder.values), pipeline.untrained
 
 
 class PipelineModelHandler(ModelHandler):

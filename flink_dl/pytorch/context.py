@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from flink_dl.cluster.context import NodeContext
 from flink_dl.errors import ConfigError
 from flink_dl.models.events import EVENTS_SCHEMA
 from flink_dl.models.store import ModelVersion
-from flink_dl.pytorch.config import STATE_DICT_FILE, TORCHSCRIPT_FILE, TorchOptions
+from flink_dl.pytorch.config import STATE_DICT_FILE, TorchOptions
 from flink_dl.pytorch.data import rechunk, to_tensors
 from flink_dl.pytorch.process_group import GroupInfo
 from flink_dl.training.checkpoints import checkpoint_name
@@ -62,6 +61,16 @@ class TensorLoader(IterableDataset):
         self.drop_last = drop_last
         self.max_batches = max_batches
         self.dtype = dtype
+        self._read_at_start = 0
+        self._rows_yielded = 0
+
+    def caught_up(self) -> bool:
+        """Whether every row that has reached this rank was handed out and none waits in
+        its channel: a streaming entry has learned all there is for now (the moment to
+        publish, ``maybe_save_model(..., now=True)``)."""
+        node_input = self.ctx.node.node_input()
+        return node_input.rows_read - self._read_at_start <= self._rows_yielded \
+            and not node_input.waiting()
 
     def skip_epochs(self, count: int) -> None:
         """Consume ``count`` epochs without training on them (resuming after a restart: the
@@ -73,6 +82,7 @@ class TensorLoader(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         node_input = self.ctx.node.node_input()
         epoch = node_input.next_epoch()
+        self._read_at_start, self._rows_yielded = node_input.rows_read, 0
         with _join(list(self.ctx._ddp)):
             if self.ctx.exactly_once:
                 tables = rechunk_tracked(iter(epoch), lambda: node_input.last_frame,
@@ -85,6 +95,7 @@ class TensorLoader(IterableDataset):
                     break
                 if position is not None:
                     self.ctx._delivered = position
+                self._rows_yielded += table.num_rows
                 yield to_tensors(table, self.features, self.label, self.columns, self.dtype)
 
 
@@ -185,22 +196,21 @@ class TorchContext(TrainingContext):
                                   torchscript=torchscript)
 
     def maybe_save_model(self, model: torch.nn.Module, *, step: int,
-                         metrics: dict[str, Any] | None = None,
+                         metrics: dict[str, Any] | None = None, now: bool = False,
                          torchscript: bool = False) -> ModelVersion | None:
-        """Publish a version when the export clock says so (see ``TrainingContext``)."""
-        return super().maybe_save_model(model, step=step, metrics=metrics,
+        """Publish a version when the export clock says so, or ``now`` when this step is
+        not published yet (see ``TrainingContext``)."""
+        return super().maybe_save_model(model, step=step, metrics=metrics, now=now,
                                         torchscript=torchscript)
 
     def write_model(self, model: Any, directory: Path, *, torchscript: bool = False,
                     **write_options: Any) -> None:
         """``model.pt`` (its state_dict) and, with ``torchscript=True``, ``model.ts``."""
+        from flink_dl.pytorch.module_files import write_module
+
         module = _unwrap(model)
-        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-        torch.save(state, directory / STATE_DICT_FILE)
+        write_module(module, directory, torchscript=torchscript)
         if torchscript:
-            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript
-                warnings.simplefilter("ignore", DeprecationWarning)
-                torch.jit.save(torch.jit.script(module.cpu()), directory / TORCHSCRIPT_FILE)
             module.to(self.device)
 
     def load_weights(self, model: Any, version: ModelVersion) -> None:

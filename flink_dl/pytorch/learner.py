@@ -61,6 +61,16 @@ class TorchEstimator(LearnerEstimator):
 
         train(env, table, config)
 
+    def publish_untrained(self, features: Sequence[str]) -> ModelVersion:
+        """``factory()``'s module as built (its own initialisation), as a state_dict."""
+        if self.factory is None:
+            return super().publish_untrained(features)
+        from flink_dl.pytorch.module_files import publish_module
+
+        return publish_module(self.config.model_dir, self.factory(), torchscript=False,
+                              keep_versions=self.config.keep_versions,
+                              metrics={"samples": 0, "untrained": True})
+
     def model_file(self, version: ModelVersion) -> Path:
         scripted = version.file(TORCHSCRIPT_FILE)
         if scripted.is_file() and self.factory is None:

@@ -227,9 +227,11 @@ class TrainingContext(ABC):
         return version
 
     def maybe_save_model(self, model: Any, *, step: int, metrics: dict[str, Any] | None = None,
-                         **write_options: Any) -> ModelVersion | None:
+                         now: bool = False, **write_options: Any) -> ModelVersion | None:
         """Publish a version when ``export_every_steps`` steps or ``export_every_s`` seconds
-        passed since the last one (streaming training calls this every step)."""
+        passed since the last one (streaming training calls this every step), or ``now``
+        (e.g. the entry has caught up with its input: ``loader.caught_up()``) when this
+        step is not published yet."""
         every_steps = self.options.export_every_steps
         every_s = self.options.export_every_s
         if every_steps is None and every_s is None:
@@ -239,8 +241,9 @@ class TrainingContext(ABC):
         if step == self._last_export_step:
             return None
         due = every_steps is not None and step - (self._last_export_step or 0) >= every_steps
-        if every_s is not None and not due:
-            due = self.agree_on_clock(time.monotonic() - self._last_export >= every_s, step)
+        if (every_s is not None or now) and not due:
+            late = every_s is not None and time.monotonic() - self._last_export >= every_s
+            due = self.agree_on_clock(late or now, step)
         if not due:
             return None
         self._routine_export = True

@@ -120,10 +120,31 @@ def drift(settings: Settings) -> Iterator[Output]:
 def online(settings: Settings) -> Iterator[Output]:
     from bench.workloads import online as workload
 
+    accuracy, throughput = workload.measure()
     yield Table("The README's real-time loop vs River (StandardScaler | LogisticRegression) "
                 "on the same rows, prequential accuracy of what was served (labels arrive "
-                "with their requests; River in its own environment, same run)",
-                workload.measure())
+                "with their requests; River in its own environment, same run)", accuracy)
+    yield Table("The loop's sustained training rate, input all there (20,000 rows of the "
+                "drifting stream; River's rate from the same run, in one process)",
+                throughput)
+
+
+@register("online-soak", "Disk and memory soak of the real-time loop (cold start)",
+          goal="disk use flat (within ±10 %) after warm-up")
+def online_soak(settings: Settings) -> Iterator[Output]:
+    from bench.drivers.plots import soak_plot
+    from bench.workloads import online_soak as workload
+
+    warmup = min(120.0, settings.soak_seconds / 5)
+    table, curve = workload.measure(settings.soak_seconds, warmup_s=warmup)
+    yield Table(f"Real-time loop soak, {settings.soak_seconds:.0f} s: the README's cold-start "
+                "loop (predict, join_labels, OnlineStandardScaler and FTRL learning) on 200 "
+                "rows/s of datagen; disk = the pipeline and model directories (versions and "
+                f"checkpoints); warm-up {warmup:.0f} s", table)
+    path = DOCS / "online_soak.png"
+    soak_plot(curve, ("disk MiB",), warmup, path, ylabel="MiB on disk (pipeline + model dirs)",
+              title="Real-time loop soak: disk use of versions and checkpoints")
+    yield Plot(path)
 
 
 @register("w3", "W3: batch inference, vs plain PyTorch")

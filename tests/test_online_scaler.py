@@ -70,7 +70,7 @@ def test_stream_statistics_are_published_as_pipeline_versions(tmp_path: Path) ->
         "x": rng.normal(5.0, 3.0, n), "z": rng.integers(10, 20, n)})
     stream.loc[4, "x"] = np.nan  # NULL in the CSV: not counted
     published = OnlineStandardScaler(["x", "z"]).fit_stream(
-        _stream(t_env, tmp_path / "stream", stream), pipes, window=10)
+        _stream(t_env, tmp_path / "stream", stream), pipes, window=10, time="ts")
     assert published.get_type().get_field_names() == ["version", "rows", "window_end"]
     flink_dl.execute(env, "online-scaler", timeout_s=180)
 

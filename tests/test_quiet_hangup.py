@@ -97,3 +97,28 @@ def test_an_instruction_ended_by_the_hang_up_answers_without_a_printed_traceback
     response = harness._responses.get_nowait()
     assert "a real bug" in response.error
     assert "a real bug" in capsys.readouterr().err  # Beam's own print, unchanged
+
+
+def test_a_failure_of_a_job_its_client_stopped_is_the_stop() -> None:
+    """After ``mark_stopped`` (``flink_dl.cleanup`` after a cancel, ``execute``'s
+    timeout), flink-dl's error naming that job (the AM reporting the nodes cleanup
+    killed) counts as the job's end; the same error of another job, or another error type
+    naming it, does not."""
+    from flink_dl.errors import ClusterNodeFailedError, NodeFailedError
+
+    killed = ClusterNodeFailedError("ML node worker:0 (role 'worker', index 0) of job "
+                                    "c0ffee01 attempt 0 failed: entry process killed by "
+                                    "signal 9")
+    other = NodeFailedError("ML node worker:0 of job beef0002 attempt 0 failed")
+    assert not quiet_hangup.is_hang_up(killed)
+    quiet_hangup.mark_stopped(["c0ffee01", ""])
+    assert quiet_hangup.is_hang_up(killed)
+    assert not quiet_hangup.is_hang_up(RuntimeError("task failed"))
+    wrapped = RuntimeError("operator failed")
+    wrapped.__cause__ = killed
+    assert quiet_hangup.is_hang_up(wrapped)
+    assert not quiet_hangup.is_hang_up(other)
+    assert not quiet_hangup.is_hang_up(ValueError("of job c0ffee01"))
+    named = NodeFailedError("failed")
+    named.job_id = "c0ffee01"
+    assert quiet_hangup.is_hang_up(named)

@@ -43,14 +43,17 @@ def latency_plot(points: list[dict], path: Path) -> None:
 
 
 def soak_plot(curve: list[dict[str, float]], kinds: tuple[str, ...], warmup_s: float,
-              path: Path) -> None:
-    """RSS per kind of process over the soak, with the end of its warm-up."""
+              path: Path, *, ylabel: str = "RSS, MiB (sum per kind)",
+              title: str = "Soak: streaming training + streaming predict, process mode"
+              ) -> None:
+    """Each of ``kinds`` (RSS per kind of process by default) over the soak, with the end
+    of its warm-up."""
     fig, ax = _axes((7, 4))
     t = [p["t_s"] for p in curve]
     for kind in kinds:
         ax.plot(t, [p[kind] for p in curve], marker=".", label=kind)
     ax.axvline(warmup_s, color="grey", linestyle=":", label="end of warm-up")
     ax.set_xlabel("seconds since the job started")
-    ax.set_ylabel("RSS, MiB (sum per kind)")
-    ax.set_title("Soak: streaming training + streaming predict, process mode")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     _save(fig, ax, path, legend_size=8, grid="major")

@@ -76,6 +76,8 @@ class Run:
     stream: str
     start: str  # "cold" | "warm"
     speed: float
+    #: The learner's batch size written into the README's code (``None``: as written).
+    batch_size: int | None = None
 
 
 def run_loop(work: Path, frame: pd.DataFrame, features: list[str], run: Run,
@@ -104,6 +106,10 @@ def run_loop(work: Path, frame: pd.DataFrame, features: list[str], run: Run,
                            f"id BIGINT, ts TIMESTAMP(3), {columns}")
     labels = file_source(t_env, "labels", work / "labels", "id BIGINT, ts TIMESTAMP(3), y INT")
     code = warm_code if run.start == "warm" else cold_code
+    if run.batch_size is not None:
+        assert 'model_dir="/data/online")' in code, "the README's learner line changed"
+        code = code.replace('model_dir="/data/online")',
+                            f'model_dir="/data/online", batch_size={run.batch_size})')
     for path, here in zip(README_PATHS, (work / "pipes", work / "online", batch_model),
                           strict=True):
         code = code.replace(f'"{path}"', repr(str(here)))
@@ -112,8 +118,9 @@ def run_loop(work: Path, frame: pd.DataFrame, features: list[str], run: Run,
                                  "__name__": "readme_loop"}
     exec(compile(code, f"README loop ({run.start})", "exec"), namespace)
     scored = namespace["scored"]
+    extra = [scored.from_prior] if run.start == "cold" else []
     served_dir = write_files(scored.select(scored.id, scored.probability,
-                                           scored.pipeline_version), work / "served")
+                                           scored.pipeline_version, *extra), work / "served")
     stop = threading.Event()
     timeline = Timeline()
     feeder = threading.Thread(target=feed, args=(stream, features, rate, run.speed, work,
@@ -153,6 +160,7 @@ def run_loop(work: Path, frame: pd.DataFrame, features: list[str], run: Run,
             "served": len(rows), "rows": len(stream), "wall_s": wall, "trained": trained,
             "versions": ModelStore(work / "pipes").latest_number(),
             "lag_rows": float(behind.median()) if len(rows) else float("nan"),
+            "from_prior": int(rows["from_prior"].sum()) if "from_prior" in rows else 0,
             **timeline.delays(len(stream))}
 
 
@@ -224,20 +232,34 @@ def fit_batch(work: Path, history: pd.DataFrame, features: list[str]) -> str:
     return ModelStore(work / "batch").open().path
 
 
-def file_source(t_env: Any, name: str, directory: Path, columns: str) -> Any:
+def file_source(t_env: Any, name: str, directory: Path, columns: str,
+                monitored: bool = True) -> Any:
+    """A CSV directory as a table with a 2 s watermark; ``monitored``: read new files every
+    100 ms (unbounded)."""
     directory.mkdir(parents=True, exist_ok=True)
+    monitor = ", 'source.monitor-interval' = '100 ms'" if monitored else ""
     t_env.execute_sql(
         f"CREATE TEMPORARY TABLE {name} ({columns}, WATERMARK FOR ts AS ts - INTERVAL '2' "
         f"SECOND) WITH ('connector' = 'filesystem', 'path' = '{directory}', 'format' = "
-        "'csv', 'source.monitor-interval' = '100 ms')")
+        f"'csv'{monitor})")
     return t_env.from_path(name)
 
 
 def feed(stream: pd.DataFrame, features: list[str], rate: float, speed: float, work: Path,
          served_dir: Path, stop: threading.Event, timeline: Timeline) -> None:
     """Write ``stream`` as request and label files, ``rate * speed`` rows per wall second
-    (event time: ``id / rate`` seconds); the first file waits until the job serves it."""
+    (event time: ``id / rate`` seconds). The job's start-up is not measured: after the
+    first file the feed waits until the job has served it and a model version has learned
+    from it (River's learner, too, exists before its first row)."""
     from flink_dl.files import count_rows
+    from flink_dl.models.store import ModelStore
+
+    online = ModelStore(work / "online")
+
+    def learned_some() -> bool:
+        with contextlib.suppress(Exception):  # no version yet, or one pruned while read
+            return int(online.open(verify=False).metrics.get("samples", 0)) > 0
+        return False
 
     rows_per_s = rate * speed
     ts = START + pd.to_timedelta(stream["id"] / rate, unit="s")
@@ -250,8 +272,8 @@ def feed(stream: pd.DataFrame, features: list[str], rate: float, speed: float, w
         for frame, name in ((requests, "requests"), (labels, "labels")):
             write_csv(frame.iloc[part], work / name / f"part-{number:06d}.csv")
         timeline.written.append((time.monotonic(), min(start + per_file, len(stream))))
-        while number == 0 and count_rows(served_dir) == 0:
-            if stop.wait(0.1):
+        while number == 0 and not (count_rows(served_dir) and learned_some()):
+            if stop.wait(0.05):
                 return
         begun = begun or time.monotonic()
         pause = begun + (number + 1) * per_file / rows_per_s - time.monotonic()
@@ -266,37 +288,106 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def measure(speeds: tuple[float, ...] = (1.0, 5.0),
-            runs: tuple[tuple[str, str], ...] = (("phishing", "cold"), ("phishing", "warm"),
-                                                 ("hyperplane", "cold"))
-            ) -> list[dict[str, Any]]:
-    """The table: per stream, start and speed, flink-dl's prequential accuracy beside
-    River's on the same rows, in one run."""
+            runs: tuple[tuple[str, str, int | None], ...] = (
+                ("phishing", "cold", None), ("phishing", "warm", None),
+                ("hyperplane", "cold", None), ("phishing", "cold", 64)),
+            batch_sizes: tuple[int, ...] = (1, 64)
+            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Two tables: per stream, start and speed, flink-dl's prequential accuracy beside
+    River's on the same rows; the loop's sustained samples/s per FTRL batch size beside
+    River's rows/s (predict and learn, one process). One run."""
     work = Path(tempfile.mkdtemp(prefix="bench-online-"))
     try:
         reference = river(work)
+        throughput = [{"learner": f"flink-dl loop, FTRL batch_size={size}",
+                       **sustained(work / "data", work / f"sustained-{size}", size)}
+                      for size in batch_sizes]
+        throughput.append({"learner": "River, StandardScaler | LogisticRegression (one "
+                                      "process, no I/O)", "batch_size": 1,
+                           "samples/s": round(reference["hyperplane"]["rows_per_s"]),
+                           "rows": reference["hyperplane"]["rows"]})
         table = []
-        for stream, start in runs:
+        for stream, start, batch_size in runs:
             frame = pd.read_csv(work / "data" / f"{stream}.csv")
             features = reference[stream]["features"]
             for speed in speeds:
-                run = Run(stream, start, speed)
-                out = run_loop(work / f"{stream}-{start}-{speed:g}x", frame, features, run,
-                               RATES[stream])
+                run = Run(stream, start, speed, batch_size)
+                out = run_loop(work / f"{stream}-{start}-{speed:g}x-{batch_size}", frame,
+                               features, run, RATES[stream])
                 river_accuracy = reference[stream][start]
                 table.append({
                     "stream": stream, "start": start, "speed": f"{speed:g}x",
+                    "FTRL batch_size": batch_size or "README (1)",
                     "rows/s (event)": RATES[stream] * speed,
                     "flink-dl accuracy": round(out["accuracy"], 4),
                     "River accuracy": round(river_accuracy, 4),
                     "difference": round(out["accuracy"] - river_accuracy, 4),
                     "served": f"{out['served']}/{out['rows']}",
                     "rows behind (median)": out["lag_rows"],
+                    "rows served the prior": out["from_prior"],
                     "to served, s": round(out["serve_s"], 3),
                     "to learned, s": round(out["learn_s"], 3),
                     "pipeline versions": out["versions"]})
-        return table
+        return table, throughput
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def sustained(data_dir: Path, work: Path, batch_size: int, rows: int = 20_000,
+              timeout_s: float = 600.0) -> dict[str, Any]:
+    """Samples/s the loop (predict, join, FTRL ``fit_stream`` cold) trains when its input
+    is all there: the drifting stream's rows repeated to ``rows`` with new ids, read from
+    one file; from the first published version to the one that learned every row."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    import flink_dl
+    from flink_dl.models.store import ModelStore
+    from flink_dl.online import FTRLLogisticRegression, join_labels
+    from flink_dl.pipeline import Pipeline, predict
+
+    frame = pd.read_csv(data_dir / "hyperplane.csv")
+    features = [c for c in frame.columns if c not in ("id", "y")]
+    frame = pd.concat([frame] * (rows // len(frame) + 1)).iloc[:rows].reset_index(drop=True)
+    frame["id"] = range(rows)
+    ts = START + pd.to_timedelta(frame["id"] / 1000, unit="s")
+    for name in ("requests", "labels"):
+        (work / name).mkdir(parents=True)
+    write_csv(frame[["id", *features]].assign(ts=ts)[["id", "ts", *features]],
+              work / "requests" / "part-0.csv")
+    write_csv(frame[["id", "y"]].assign(ts=ts)[["id", "ts", "y"]], work / "labels" / "p.csv")
+    env = StreamExecutionEnvironment.get_execution_environment()
+    t_env = StreamTableEnvironment.create(env)
+    columns = ", ".join(f"`{f}` DOUBLE" for f in features)
+    requests = file_source(t_env, "requests", work / "requests",
+                           f"id BIGINT, ts TIMESTAMP(3), {columns}", monitored=False)
+    labels = file_source(t_env, "labels", work / "labels", "id BIGINT, ts TIMESTAMP(3), y INT",
+                         monitored=False)
+    learner = FTRLLogisticRegression(features, "y", model_dir=work / "online",
+                                     batch_size=batch_size)
+    Pipeline([learner]).untrained(requests).save(work / "pipes")
+    scored = predict(requests, work / "pipes")
+    learner.fit_stream(join_labels(scored, labels, key="id", within=10), work / "pipes")
+    store = ModelStore(work / "online")
+    client = env.execute_async(f"online bench sustained, batch {batch_size}")
+    points: list[tuple[float, int]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and (not points or points[-1][1] < rows):
+            time.sleep(0.05)
+            with contextlib.suppress(Exception):  # a version pruned while read
+                samples = int(store.open(verify=False).metrics.get("samples", 0))
+                if samples and (not points or samples != points[-1][1]):
+                    points.append((time.monotonic(), samples))
+    finally:
+        if not client.get_job_execution_result().done():
+            client.cancel().result()
+        flink_dl.cleanup(env)
+    if len(points) < 2 or points[-1][1] < rows:
+        return {"batch_size": batch_size, "samples/s": None, "rows": rows}
+    (t0, s0), (t1, s1) = points[0], points[-1]
+    return {"batch_size": batch_size, "samples/s": round((s1 - s0) / (t1 - t0)),
+            "rows": rows, "versions": store.latest_number()}
 
 
 if __name__ == "__main__":  # quick look: python -m bench.workloads.online [stream start speed]
@@ -309,6 +400,6 @@ if __name__ == "__main__":  # quick look: python -m bench.workloads.online [stre
     flink_dl.use_jvm_archive()
     if len(sys.argv) > 1:
         stream_name, start_name, speed_text = sys.argv[1:4]
-        print(measure((float(speed_text),), ((stream_name, start_name),)))
+        print(measure((float(speed_text),), ((stream_name, start_name, None),), ()))
     else:
         print(measure())

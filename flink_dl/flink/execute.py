@@ -14,6 +14,7 @@ from flink_dl.errors import ClusterFailedError, ClusterTimeoutError
 from flink_dl.flink.failures import flink_dl_error, name_job
 from flink_dl.flink.job_id import submission_mark, submissions_since
 from flink_dl.flink.pyflink_adapter import j_env_config, j_job_client
+from flink_dl.startup import quiet_hangup
 from flink_dl.startup.client_env import restored_environ
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,14 @@ def _execute(env: StreamExecutionEnvironment, job_name: str, timeout_s: float | 
     try:
         while not future.done():
             if timeout_s is not None and time.monotonic() - started > timeout_s:
-                log.error("job %s ran past its timeout of %ss; cancelling it", job_id,
-                          timeout_s)
+                quiet_hangup.mark_stopped([job_id, *(c.job_id for c in clusters)])
                 try:
                     client.cancel().result()
+                    log.error("job %s (%s) ran past its timeout of %ss: cancelled", job_name,
+                              job_id, timeout_s)
                 except Exception as exc:
-                    log.warning("cancelling job %s: %s", job_id, exc)
+                    log.error("job %s (%s) ran past its timeout of %ss; cancelling it "
+                              "failed: %s", job_name, job_id, timeout_s, exc)
                 raise ClusterTimeoutError(f"job {job_name!r} ({job_id}) did not finish "
                                           f"within timeout_s={timeout_s}")
             time.sleep(poll_s)
@@ -92,7 +95,9 @@ def _execute(env: StreamExecutionEnvironment, job_name: str, timeout_s: float | 
     runtime = None
     with contextlib.suppress(Exception):
         runtime = int(result.get_net_runtime())
-    return JobOutcome(job_id, time.monotonic() - started, runtime)
+    wall = time.monotonic() - started
+    log.info("job %s (%s) finished in %.1f s", job_name, job_id, wall)
+    return JobOutcome(job_id, wall, runtime)
 
 
 def cleanup(env: StreamExecutionEnvironment) -> dict[str, int]:
@@ -105,7 +110,10 @@ def cleanup(env: StreamExecutionEnvironment) -> dict[str, int]:
     from flink_dl.flink.janitor import sweep
 
     totals = {"killed": 0, "removed": 0, "released": 0}
-    for config in cluster_configs_of(env):
+    configs = cluster_configs_of(env)
+    # the nodes killed here are the stop, not a failure of the operators still running
+    quiet_hangup.mark_stopped(c.job_id for c in configs)
+    for config in configs:
         for key, value in sweep([config.job_id], config.rendezvous_dir).items():
             totals[key] += value
     return totals

@@ -8,9 +8,10 @@ from typing import Any
 def ftrl_entry(ctx: Any) -> None:
     """Logistic regression with FTRL-Proximal on ``ctx.features`` / ``ctx.label``: bounded
     input trains ``ctx.epochs`` passes and publishes once; a stream (``streaming``
-    property) publishes by the export clock and, with ``pipeline_dir``, a pipeline version
-    for each model version, and a final version when its input ends (a bounded stream,
-    or Flink's stop with drain).
+    property) publishes by the export clock and whenever it has caught up with its input
+    (``loader.caught_up()``), with ``pipeline_dir`` a pipeline version for each model
+    version, and a final version when its input ends (a bounded stream, or Flink's stop
+    with drain).
 
     ``step`` and the ``samples`` metric count from the job's start: each checkpoint keeps
     them and a restart goes on from the restored one's (exactly-once: the sample count of

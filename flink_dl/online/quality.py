@@ -213,12 +213,24 @@ def resolve_reference(reference: ReferenceLike) -> Reference | None:
         raise ConfigError(f"monitor: reference must be a pipeline directory, a PipelineModel, "
                           f"a Reference or a mapping of Histograms, got "
                           f"{type(reference).__name__}")
+    if found is None and _untrained(reference):
+        raise ConfigError(f"monitor: {where} is an untrained start (Pipeline.untrained): "
+                          "nothing was fitted that drift could be measured against; leave "
+                          "out reference=, or pass reference_histograms(table, columns)")
     if found is None:
         raise ConfigError(f"monitor: {where} has no saved reference histograms (saved by an "
                           "older flink-dl, or fitted with Pipeline(..., reference_bins=None));"
                           " fit and save it again, or pass reference_histograms(table of the "
                           "served features, columns)")
     return found
+
+
+def _untrained(reference: ReferenceLike) -> bool:
+    from flink_dl.pipeline.pipeline import PipelineModel
+
+    if isinstance(reference, PipelineModel):
+        return reference.untrained
+    return isinstance(reference, str | os.PathLike) and PipelineModel.load(reference).untrained
 
 
 def _store_of(version_path: str | os.PathLike[str]) -> str:

@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 
 #: Rows of the stream ``fit_stream`` returns: the version published and the rows behind it.
 PUBLISHED_FIELDS = ["version", "rows", "window_end"]
+#: ``fit_stream``'s default window (seconds of processing time): the statistics reach the
+#: served features within about this long (see docs/benchmarks.md, "Online learning
+#: against River").
+PROCESSING_WINDOW_S = 0.25
+#: The processing-time attribute ``fit_stream`` adds when ``time`` is None.
+PROCESSING_TIME = "__flink_dl_processing_time"
 
 
 @dataclass
@@ -95,11 +101,18 @@ class OnlineStandardScaler(StandardScaler):
                                    with_std=self.with_std, handle_invalid=self.handle_invalid)
 
     def fit_stream(self, samples: Table, pipeline_dir: str | os.PathLike[str], *,
-                   window: float | timedelta = 1.0, time: str | None = None,
+                   window: float | timedelta = PROCESSING_WINDOW_S, time: str | None = None,
                    prior_count: int = 0) -> DataStream:
-        """Publish new statistics for this scaler's columns after every event-time
-        ``window`` of ``samples``; returns the stream of publications
-        (``PUBLISHED_FIELDS``), which runs with the job (``flink_dl.execute``).
+        """Publish new statistics for this scaler's columns after every ``window`` of
+        ``samples``; returns the stream of publications (``PUBLISHED_FIELDS``), which runs
+        with the job (``flink_dl.execute``).
+
+        ``time``: ``None`` (default): windows of processing time, each published as soon
+        as it ends (the statistics lag the stream by about one window, whatever its
+        watermark); an event-time column: windows of event time, published when the
+        watermark passes their end (reproducible on a replay; they lag by the
+        watermark's delay too). The statistics are running ones either way: a window only
+        says how often they are published.
 
         ``prior_count``: how many rows the saved statistics stand for (0: the stream's
         statistics replace them at the first window; larger: they blend in).
@@ -116,8 +129,11 @@ class OnlineStandardScaler(StandardScaler):
         if missing:
             raise MissingColumnError(f"OnlineStandardScaler.fit_stream: column(s) {missing} "
                                      f"are not in the stream; it has {list(columns)}")
-        ts = event_time_column(samples, time, "stream", keyword="time",
-                               where="OnlineStandardScaler.fit_stream")
+        if time is None:
+            samples, ts = with_processing_time(samples, list(self.input_cols))
+        else:
+            ts = event_time_column(samples, time, "stream", keyword="time",
+                                   where="OnlineStandardScaler.fit_stream")
         current = PipelineModel.load(pipeline_dir)
         stage = scaler_stage(current.stages, self.input_cols, str(pipeline_dir))
         start = current.stages[stage]
@@ -146,6 +162,20 @@ class OnlineStandardScaler(StandardScaler):
 
         published.sink_to(discarding_sink()).set_parallelism(1)
         return published
+
+
+def with_processing_time(table: Table, columns: list[str]) -> tuple[Table, str]:
+    """``columns`` of ``table`` with a processing-time attribute added (``PROCTIME()``,
+    through a DataStream: a derived Table cannot declare one); and its name."""
+    from pyflink.table import Schema
+    from pyflink.table.expressions import col
+
+    t_env = table_env_of(table)
+    stream = t_env.to_data_stream(table.select(*[col(c) for c in columns]))
+    with_time = t_env.from_data_stream(
+        stream, Schema.new_builder().column_by_expression(PROCESSING_TIME, "PROCTIME()")
+        .build())
+    return with_time, PROCESSING_TIME
 
 
 def scaler_stage(stages: Sequence[Any], input_cols: Sequence[str], where: str) -> int:

@@ -13,15 +13,21 @@ logging it. ``install()`` (idempotent; ``worker_tuning.apply``, which flink-dl's
 call when they open, calls it) turns exactly these into DEBUG lines: a ``CANCELLED`` gRPC
 error of Beam's reader thread, Beam's log records whose exception is such an error or the
 premature-close ``RuntimeError``, and an instruction that fails with one of them (it still
-answers with an error response, without the printed traceback). Everything else passes
-unchanged. A real failure still
-surfaces where it belongs: Flink fails the job and ``flink_dl.execute`` raises it.
+answers with an error response, without the printed traceback).
+
+The same goes for a flink-dl failure of a job the client stopped (``mark_stopped``:
+``flink_dl.cleanup`` after a cancel, ``flink_dl.execute``'s timeout): cleaning up kills
+the job's node processes, and the AM and node operators, still running in this process
+in loopback mode, would report the killed nodes as a failure. Everything else passes
+unchanged. A real failure still surfaces where it belongs: Flink fails the job and
+``flink_dl.execute`` raises it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from flink_dl.settings import RuntimeSettings
@@ -37,6 +43,27 @@ BEAM_LOGGERS = ("apache_beam.runners.worker.data_plane",
 PREMATURE_CLOSE = "Channel closed prematurely"
 _installed = False
 _lock = threading.Lock()
+#: Job ids (ML clusters' and Flink's) their client stopped.
+_STOPPED: set[str] = set()
+
+
+def mark_stopped(job_ids: Iterable[str]) -> None:
+    """The client stopped these jobs: a failure their operators raise from now on is the
+    stop, not news (see the module docstring)."""
+    with _lock:
+        _STOPPED.update(str(job_id) for job_id in job_ids if job_id)
+
+
+def of_stopped_job(error: BaseException) -> bool:
+    """A flink-dl error that names a job its client stopped."""
+    from flink_dl.errors import FlinkDLError
+
+    if not isinstance(error, FlinkDLError):
+        return False
+    with _lock:
+        stopped = set(_STOPPED)
+    text = str(error)
+    return getattr(error, "job_id", None) in stopped or any(j in text for j in stopped)
 
 
 def is_hang_up(error: BaseException | None) -> bool:
@@ -51,6 +78,8 @@ def is_hang_up(error: BaseException | None) -> bool:
             except Exception:  # not a gRPC error after all
                 pass
         if isinstance(error, RuntimeError) and PREMATURE_CLOSE in str(error):
+            return True
+        if of_stopped_job(error):
             return True
         error = error.__cause__ or error.__context__
         seen += 1

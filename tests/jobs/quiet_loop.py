@@ -1,9 +1,14 @@
 """The README's real-time loop on 1,250 labelled rows, as a user runs it (its own process,
-INFO logging, ``execute_async``, a cancel once every row is served and learned), with an
-online learner that publishes often: FTRL with ``batch_size=1`` and a version every 2
-steps. ``tests/test_online_quiet.py`` counts what it writes to stderr.
+INFO logging), with an online learner that publishes often: FTRL with ``batch_size=1`` and
+a version every 2 steps. It ends the way ``HOW`` says, once every row is served and learned:
 
-Usage: ``python -m tests.jobs.quiet_loop WORK_DIR``
+- ``cancel``: ``env.execute_async`` and ``client.cancel()`` (bounded file sources);
+- ``drain``: ``flink_dl.stop_with_drain`` (monitored sources: an unbounded job);
+- ``timeout``: ``flink_dl.execute(env, timeout_s=...)`` runs past its timeout (unbounded).
+
+``tests/test_online_quiet.py`` counts what it writes to stderr.
+
+Usage: ``python -m tests.jobs.quiet_loop WORK_DIR [HOW]``
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pyflink.table import StreamTableEnvironment
 
 import flink_dl
 from examples.online_loop import REQUEST_COLUMNS, X, clicks, csv_source, write_csv
-from flink_dl.errors import FlinkDLError
+from flink_dl.errors import ClusterTimeoutError, FlinkDLError
 from flink_dl.files import count_rows, read_files, write_files
 from flink_dl.log import configure_logging
 from flink_dl.models.store import ModelStore
@@ -38,7 +43,11 @@ def trained_rows(store: ModelStore) -> int:
         return 0
 
 
-def main(work: Path) -> None:
+#: ``timeout`` mode: the job's timeout (s), long enough to serve and learn every row.
+TIMEOUT_S = 75
+
+
+def main(work: Path, how: str = "cancel") -> None:
     flink_dl.use_jvm_archive()
     configure_logging()
     history = work / "history"
@@ -57,9 +66,10 @@ def main(work: Path) -> None:
     write_csv(frame[["id", "ts", "y"]], work / "labels" / "part-0.csv")
     env = StreamExecutionEnvironment.get_execution_environment()
     t_env = StreamTableEnvironment.create(env)
-    requests = csv_source(t_env, "requests", work / "requests", REQUEST_COLUMNS, False)
+    unbounded = how != "cancel"
+    requests = csv_source(t_env, "requests", work / "requests", REQUEST_COLUMNS, unbounded)
     labels = csv_source(t_env, "labels", work / "labels", "id BIGINT, ts TIMESTAMP(3), y INT",
-                        False)
+                        unbounded)
     scored = predict(requests, work / "pipes")
     samples = join_labels(scored, labels, key="id", within=10)
     FTRLLogisticRegression(X, "y", model_dir=work / "online", alpha=0.5, batch_size=1,
@@ -68,18 +78,29 @@ def main(work: Path) -> None:
     served = write_files(scored.select(scored.id, scored.pipeline_version), work / "served")
     write_files(monitor(samples, label="y", score="probability", window=5,
                         reference=work / "pipes"), work / "metrics")
-    client = env.execute_async("quiet loop")
     online = ModelStore(work / "online")
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and not (
-                count_rows(served) >= ROWS and trained_rows(online) >= ROWS):
-            time.sleep(0.5)
-    finally:
-        client.cancel().result()
-        flink_dl.cleanup(env)
+    if how == "timeout":
+        try:
+            flink_dl.execute(env, "quiet loop", timeout_s=TIMEOUT_S)
+        except ClusterTimeoutError:
+            print("ended: timeout", flush=True)
+    else:
+        client = env.execute_async("quiet loop")
+        deadline = time.monotonic() + 240
+        try:
+            while time.monotonic() < deadline and not (
+                    count_rows(served) >= ROWS and trained_rows(online) >= ROWS):
+                time.sleep(0.5)
+            if how == "drain":
+                flink_dl.stop_with_drain(client, (work / "savepoints").as_uri(),
+                                         timeout_s=120)
+                print("ended: drain", flush=True)
+        finally:
+            if not client.get_job_execution_result().done():
+                client.cancel().result()
+            flink_dl.cleanup(env)
     print(f"served {len(read_files(served))} rows", flush=True)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *sys.argv[2:3])

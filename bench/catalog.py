@@ -124,7 +124,7 @@ def online(settings: Settings) -> Iterator[Output]:
     yield Table("The README's real-time loop vs River (StandardScaler | LogisticRegression) "
                 "on the same rows, prequential accuracy of what was served (labels arrive "
                 "with their requests; River in its own environment, same run)", accuracy)
-    yield Table("The loop's sustained training rate, input all there (20,000 rows of the "
+    yield Table("The loop's sustained training rate, input all there (60,000 rows of the "
                 "drifting stream; River's rate from the same run, in one process)",
                 throughput)
 

@@ -199,7 +199,8 @@ def test_both_configs_share_every_training_field_with_one_default() -> None:
     ({"label": 3}, "label"), ({"allow_empty_input": "yes"}, "allow_empty_input"),
     ({"channel_capacity": 1000}, "channel_capacity"), ({"init_from": 5}, "init_from"),
     ({"timeouts": {"nope": 1}}, "timeouts.nope"), ({"restart": -1}, "restart.attempts"),
-    ({"bind_host": ""}, "bind_host"),
+    ({"bind_host": ""}, "bind_host"), ({"input_bundle_ms": 0}, "input_bundle_ms"),
+    ({"input_bundle_ms": 2.5}, "input_bundle_ms"),
 ])
 def test_both_configs_reject_the_same_bad_value_naming_the_key(overrides: dict[str, Any],
                                                                key: str) -> None:

@@ -179,6 +179,7 @@ class MLCluster:
         codec: str = "arrow",
         exactly_once: bool = False,
         state_keep: int = 5,
+        input_bundle_ms: int | None = None,
     ) -> DataStream:
         """Add the nodes of ``role`` (parallelism = its count); returns its stream: the rows
         its nodes write (``output_schema``), else one JSON outcome per node. Also
@@ -233,7 +234,7 @@ class MLCluster:
             # The frame adds its sequence number and mark; the message carries the mark.
             keyed = feed(env, input, role, count,
                          channel_capacity - FRAME_HEADER - FRAME_BYTES + MARK_BYTES, codec,
-                         marked=True)
+                         marked=True, bundle_ms=input_bundle_ms)
             stream = keyed.process(
                 AMHostingFedNodeFunction(hosted_am_config(self._operator_config()), role,
                                          entry_bytes, channels, schema_bytes, host_am=True),
@@ -246,7 +247,8 @@ class MLCluster:
                 output_type=out_type)
         else:
             assert self._addresses is not None
-            keyed = feed(env, input, role, count, channel_capacity - FRAME_HEADER, codec)
+            keyed = feed(env, input, role, count, channel_capacity - FRAME_HEADER, codec,
+                         bundle_ms=input_bundle_ms)
             stream = keyed.connect(self._addresses.broadcast(_ADDRESS_STATE)).process(
                 FedNodeFunction(self._operator_config(), role, entry_bytes, channels,
                                 schema_bytes), output_type=out_type,
@@ -293,7 +295,7 @@ def add_role(env: StreamExecutionEnvironment, config: ClusterConfig, role: str,
     """Add the nodes of ``role`` (parallelism = its count). Same as
     ``ml_cluster(env, config).add_role(role, input, **options)``, which declares the
     options (``epochs``, ``output_schema``, ``channel_capacity``, ``codec``,
-    ``exactly_once``, ``state_keep``)."""
+    ``exactly_once``, ``state_keep``, ``input_bundle_ms``)."""
     return ml_cluster(env, config).add_role(role, input, **options)
 
 

@@ -188,10 +188,12 @@ def as_table(env: StreamExecutionEnvironment, input: Table | DataStream,
 
 def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
          role: str, nodes: int, max_message_bytes: int, codec: str = "arrow",
-         marked: bool = False) -> KeyedStream:
+         marked: bool = False, bundle_ms: int | None = None) -> KeyedStream:
     """Build the packing pipeline for ``role``'s ``nodes`` (see the module docstring); returns
     the stream keyed so that node *i*'s messages reach subtask *i*. ``marked``: every
-    message starts with its packing instance's mark (exactly-once input)."""
+    message starts with its packing instance's mark (exactly-once input). ``bundle_ms``:
+    in a streaming job, the packing UDF's Python bundle ends within that long (a row waits
+    no longer to leave for its node); ``None``: the job's bundle time."""
     table = as_table(env, input, role)
     schema = arrow_schema_of(table)
     if not schema.names:
@@ -223,18 +225,17 @@ def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
     # source sat at the final watermark. The data passes a watermark assigner that ignores
     # upstream idleness and watermarks and forwards only the final one; the seeds join
     # behind it.
-    with python_bundles_of(t_env, FEED_BUNDLE_MS):  # a sample reaches its node in ~0.1 s
+    if bundle_ms is None:
         converted = t_env.to_data_stream(packed)
+    else:
+        with python_bundles_of(t_env, bundle_ms):
+            converted = t_env.to_data_stream(packed)
     data = _retyped(converted).assign_timestamps_and_watermarks(
         WatermarkStrategy.no_watermarks())
     stream = data.union(_retyped(t_env.to_data_stream(seeds)))
     return _key_by_first_field(stream)
 
 
-#: The packing UDF's Python bundle (ms) in a streaming job: a bundle ends after this long
-#: or ``bundle.size`` rows, and its rows reach the node only then (Flink's 1 s default held
-#: an online learner's samples back up to a second; at high rates bundles end by size).
-FEED_BUNDLE_MS = 50
 #: Rows per Arrow batch handed to the packing UDF unless the job sets its own (Flink's
 #: default of 1,000 costs ~25 % of ingest throughput in per-batch overhead).
 FEED_ARROW_BATCH_ROWS = 10_000

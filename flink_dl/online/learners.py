@@ -127,12 +127,18 @@ class FTRLLogisticRegression(TorchEstimator):
             properties["pipeline_dir"] = str(pipeline_dir)
         config = dataclasses.replace(self.config, features=features, label=self.label,
                                      properties=properties, exactly_once=exactly_once,
-                                     export_every_s=export_every_s)
+                                     export_every_s=export_every_s,
+                                     input_bundle_ms=self.config.input_bundle_ms
+                                     or STREAM_INPUT_BUNDLE_MS)
         env = env_of(samples)
         shorter_buffer_timeout(env)
         return train(env, samples, config)
 
 
+#: How long a sample may wait in the feed's Python bundle in ``fit_stream`` (ms), unless
+#: ``input_bundle_ms=`` says otherwise (Flink's 1 s bundle held samples back up to a
+#: second at the rates of an online loop).
+STREAM_INPUT_BUNDLE_MS = 50
 #: The network buffer timeout (ms) ``fit_stream`` gives a job still at Flink's default.
 STREAM_BUFFER_TIMEOUT_MS = 10
 _FLINK_BUFFER_TIMEOUT_MS = 100

@@ -72,13 +72,15 @@ def build(env: StreamExecutionEnvironment, input: Table | DataStream | None,
                               "stream whose rows must each be trained on exactly once)")
         # The fed role hosts the AM (a separate AM operator would block checkpoints).
         workers = add_role(env, cluster, WORKER_ROLE, table, output_schema=worker_schema,
-                           channel_capacity=config.channel_capacity, exactly_once=True)
+                           channel_capacity=config.channel_capacity, exactly_once=True,
+                           input_bundle_ms=config.input_bundle_ms)
     else:
         add_am_role(env, cluster)
         workers = add_role(env, cluster, WORKER_ROLE, table,
                            epochs=config.epochs if table is not None else 1,
                            output_schema=worker_schema,
-                           channel_capacity=config.channel_capacity)
+                           channel_capacity=config.channel_capacity,
+                           input_bundle_ms=config.input_bundle_ms)
     others = [add_role(env, cluster, role, None, output_schema=EVENTS_SCHEMA)
               for role in cluster.roles if role != WORKER_ROLE]
     if not config.exactly_once:

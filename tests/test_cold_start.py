@@ -172,7 +172,8 @@ def test_a_torch_estimator_with_a_factory_starts_from_its_module(tmp_path: Path)
     t_env = StreamTableEnvironment.create(env)
     frame = clicks(np.arange(40), seed=3)[X]
     table = t_env.from_pandas(frame)
-    config = TorchConfig(world_size=1, entry="tests.entries:record", model_dir=str(tmp_path / "models"))
+    config = TorchConfig(world_size=1, entry="tests.entries:record",
+                         model_dir=str(tmp_path / "models"))
     estimator = TorchEstimator(config, X, "y", factory=Doubler,
                                outputs={"score": pa.float32()})
     Pipeline([estimator]).untrained(table).save(tmp_path / "pipes")

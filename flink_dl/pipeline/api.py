@@ -131,6 +131,15 @@ class Estimator(Stage):
                           "FTRLLogisticRegression, a TorchEstimator with a factory)")
 
 
+def require_table(where: str, table: object) -> None:
+    """``ConfigError`` unless ``table`` is a PyFlink Table (a DataStream is converted with
+    ``t_env.from_data_stream(stream)`` first)."""
+    if not isinstance(table, Table):
+        raise ConfigError(f"{where}: the input must be a pyflink Table, got "
+                          f"{type(table).__name__}; convert a DataStream with "
+                          "t_env.from_data_stream(stream)")
+
+
 def check_handle_invalid(stage: str, value: str) -> str:
     if value not in HANDLE_INVALID:
         raise ConfigError(f"{stage}: handle_invalid must be one of {list(HANDLE_INVALID)}, "

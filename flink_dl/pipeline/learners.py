@@ -29,7 +29,7 @@ from flink_dl.errors import ConfigError
 from flink_dl.flink.pyflink_adapter import j_exec_env_of_table_env, table_env_of
 from flink_dl.inference.api import ModelHandler
 from flink_dl.models.store import ModelStore, ModelVersion
-from flink_dl.pipeline.api import Estimator, Model, check_columns
+from flink_dl.pipeline.api import Estimator, Model, check_columns, require_table
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,6 @@ class LearnerEstimator(Estimator):
         (``publish_untrained``), with the features ``fit`` would choose on ``table``
         (a label column need not be there). No Flink job runs."""
         from flink_dl.flink.feed import arrow_schema_of
-        from flink_dl.pipeline.pipeline import require_table
 
         name = type(self).__name__
         require_table(f"{name}.untrained", table)

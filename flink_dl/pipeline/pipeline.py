@@ -21,7 +21,14 @@ from pyflink.table import Table
 
 from flink_dl.errors import ConfigError, FeatureTypeError, NotFoundError
 from flink_dl.models.store import ModelStore, ModelVersion
-from flink_dl.pipeline.api import Estimator, Model, Stage, Transformer, stage_class
+from flink_dl.pipeline.api import (
+    Estimator,
+    Model,
+    Stage,
+    Transformer,
+    require_table,
+    stage_class,
+)
 from flink_dl.pipeline.sql import Column, columns_of
 from flink_dl.pipeline.stages.base import FeatureEstimator
 
@@ -125,15 +132,6 @@ class Pipeline(Estimator):
         log.info("a pipeline of %d stages starts untrained", len(models))
         return PipelineModel(models, input_schema=list(input_columns.values()),
                              untrained=True)
-
-
-def require_table(where: str, table: object) -> None:
-    """``ConfigError`` unless ``table`` is a PyFlink Table (a DataStream is converted with
-    ``t_env.from_data_stream(stream)`` first)."""
-    if not isinstance(table, Table):
-        raise ConfigError(f"{where}: the input must be a pyflink Table, got "
-                          f"{type(table).__name__}; convert a DataStream with "
-                          "t_env.from_data_stream(stream)")
 
 
 def _as_model(stage: Stage, index: int) -> Model:

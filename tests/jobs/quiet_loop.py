@@ -3,8 +3,8 @@ INFO logging), with an online learner that publishes often: FTRL with ``batch_si
 a version every 2 steps. It ends the way ``HOW`` says, once every row is served and learned:
 
 - ``cancel``: ``env.execute_async`` and ``client.cancel()`` (bounded file sources);
-- ``drain``: ``flink_dl.stop_with_drain`` (monitored sources: an unbounded job);
-- ``timeout``: ``flink_dl.execute(env, timeout_s=...)`` runs past its timeout (unbounded).
+- ``timeout``: ``flink_dl.execute(env, timeout_s=...)`` runs past its timeout (monitored
+  sources: an unbounded job).
 
 ``tests/test_online_quiet.py`` counts what it writes to stderr.
 
@@ -91,10 +91,6 @@ def main(work: Path, how: str = "cancel") -> None:
             while time.monotonic() < deadline and not (
                     count_rows(served) >= ROWS and trained_rows(online) >= ROWS):
                 time.sleep(0.5)
-            if how == "drain":
-                flink_dl.stop_with_drain(client, (work / "savepoints").as_uri(),
-                                         timeout_s=120)
-                print("ended: drain", flush=True)
         finally:
             if not client.get_job_execution_result().done():
                 client.cancel().result()

@@ -15,7 +15,7 @@ from flink_dl.errors import FlinkDLError
 
 #: Every ``--only`` name, as README.md, docs/ and bench/run.sh use them, in run order.
 NAMES = ["startup", "demo", "multihost", "recovery", "channel", "ingest", "memory", "w1",
-         "w1tf", "drift", "w3", "pipeline", "latency", "soak"]
+         "w1tf", "drift", "online", "online-soak", "w3", "pipeline", "latency", "soak"]
 
 
 def test_every_benchmark_is_registered_once_in_run_order() -> None:

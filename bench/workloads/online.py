@@ -45,8 +45,6 @@ RATES = {"phishing": 10, "hyperplane": 25}
 START = pd.Timestamp("2026-01-01 00:00:00")
 #: How often the feeder writes a file of rows (wall seconds).
 FILE_EVERY_S = 0.1
-#: ``sustained`` stops when no new version has come for this long (s).
-STALL_S = 10.0
 #: The README's paths, replaced with this run's.
 README_PATHS = ("/data/pipelines", "/data/online", "/data/batch-models/v000001")
 
@@ -298,11 +296,14 @@ def measure(speeds: tuple[float, ...] = (1.0, 5.0),
     """Two tables: per stream, start and speed, flink-dl's prequential accuracy beside
     River's on the same rows; the loop's sustained samples/s per FTRL batch size beside
     River's rows/s (predict and learn, one process). One run."""
+    from bench.workloads import online_rate
+
     work = Path(tempfile.mkdtemp(prefix="bench-online-"))
     try:
         reference = river(work)
         throughput = [{"learner": f"flink-dl loop, FTRL batch_size={size}",
-                       **sustained(work / "data", work / f"sustained-{size}", size)}
+                       **online_rate.sustained(work / "data", work / f"sustained-{size}",
+                                               size)}
                       for size in batch_sizes]
         throughput.append({"learner": "River, StandardScaler | LogisticRegression (one "
                                       "process, no I/O)", "batch_size": 1,
@@ -333,71 +334,6 @@ def measure(speeds: tuple[float, ...] = (1.0, 5.0),
         return table, throughput
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def sustained(data_dir: Path, work: Path, batch_size: int, rows: int = 60_000,
-              timeout_s: float = 600.0) -> dict[str, Any]:
-    """Samples/s the loop (predict, join, FTRL ``fit_stream`` cold) trains when its input
-    is all there: the drifting stream's rows repeated to ``rows`` with new ids, in one file
-    of a monitored directory; from the first published version to the newest (the last
-    few hundred rows can wait in a Python operator's bundle for rows that never come:
-    the table says how many samples were learned)."""
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StreamTableEnvironment
-
-    import flink_dl
-    from flink_dl.models.store import ModelStore
-    from flink_dl.online import FTRLLogisticRegression, join_labels
-    from flink_dl.pipeline import Pipeline, predict
-
-    frame = pd.read_csv(data_dir / "hyperplane.csv")
-    features = [c for c in frame.columns if c not in ("id", "y")]
-    frame = pd.concat([frame] * (rows // len(frame) + 1)).iloc[:rows].reset_index(drop=True)
-    frame["id"] = range(rows)
-    ts = START + pd.to_timedelta(frame["id"] / 1000, unit="s")
-    for name in ("requests", "labels"):
-        (work / name).mkdir(parents=True)
-    write_csv(frame[["id", *features]].assign(ts=ts)[["id", "ts", *features]],
-              work / "requests" / "part-0.csv")
-    write_csv(frame[["id", "y"]].assign(ts=ts)[["id", "ts", "y"]], work / "labels" / "p.csv")
-    env = StreamExecutionEnvironment.get_execution_environment()
-    t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("table.exec.source.idle-timeout", "1 s")
-    columns = ", ".join(f"`{f}` DOUBLE" for f in features)
-    requests = file_source(t_env, "requests", work / "requests",
-                           f"id BIGINT, ts TIMESTAMP(3), {columns}")
-    labels = file_source(t_env, "labels", work / "labels", "id BIGINT, ts TIMESTAMP(3), y INT")
-    learner = FTRLLogisticRegression(features, "y", model_dir=work / "online",
-                                     batch_size=batch_size)
-    Pipeline([learner]).untrained(requests).save(work / "pipes")
-    scored = predict(requests, work / "pipes")
-    learner.fit_stream(join_labels(scored, labels, key="id", within=10), work / "pipes")
-    store = ModelStore(work / "online")
-    client = env.execute_async(f"online bench sustained, batch {batch_size}")
-    points: list[tuple[float, int]] = []
-    deadline = time.monotonic() + timeout_s
-    ended = client.get_job_execution_result()
-
-    def stalled() -> bool:  # the last rows may wait in a Python bundle for rows to come
-        return bool(points) and time.monotonic() - points[-1][0] > STALL_S
-
-    try:
-        while time.monotonic() < deadline and not ended.done() and not stalled() and (
-                not points or points[-1][1] < rows):
-            time.sleep(0.05)
-            with contextlib.suppress(Exception):  # a version pruned while read
-                samples = int(store.open(verify=False).metrics.get("samples", 0))
-                if samples and (not points or samples != points[-1][1]):
-                    points.append((time.monotonic(), samples))
-    finally:
-        if not ended.done():
-            client.cancel().result()
-        flink_dl.cleanup(env)
-    if len(points) < 2 or points[-1][0] <= points[0][0]:
-        return {"batch_size": batch_size, "samples/s": None, "samples": rows}
-    (t0, s0), (t1, s1) = points[0], points[-1]
-    return {"batch_size": batch_size, "samples/s": round((s1 - s0) / (t1 - t0)),
-            "samples": f"{s1:,} of {rows:,}", "versions": store.latest_number()}
 
 
 if __name__ == "__main__":  # quick look: python -m bench.workloads.online [stream start speed]

@@ -39,8 +39,9 @@ def directory_bytes(path: Path) -> int:
     return total
 
 
-def generated(t_env: Any, name: str, rate: int, columns: str) -> Any:
-    """A datagen table over ids 0, 1, ... at ``rate`` rows/s with the computed columns."""
+def generated(t_env: Any, name: str, rate: int, columns: str, rows: int) -> Any:
+    """A datagen table over ids 0 .. ``rows`` at ``rate`` rows/s with the computed
+    columns (a bounded sequence: datagen may hold its range in memory)."""
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE {name} (
           id BIGINT,
@@ -49,7 +50,7 @@ def generated(t_env: Any, name: str, rate: int, columns: str) -> Any:
           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
         ) WITH ('connector' = 'datagen', 'rows-per-second' = '{rate}',
                 'fields.id.kind' = 'sequence', 'fields.id.start' = '0',
-                'fields.id.end' = '1000000000000')""")
+                'fields.id.end' = '{rows}')""")
     return t_env.from_path(name)
 
 
@@ -71,10 +72,11 @@ def measure(duration_s: float = 600.0, every_s: float = 10.0, warmup_s: float = 
         work = Path(work_dir)
         env = StreamExecutionEnvironment.get_execution_environment()
         t_env = StreamTableEnvironment.create(env)
-        requests = generated(t_env, "requests", rate, features)
+        rows = int(rate * (duration_s + 300))  # more than the soak reads
+        requests = generated(t_env, "requests", rate, features, rows)
         labels = generated(t_env, "labels", rate,
                            f"{features}, y AS CASE WHEN SIN(id * 0.37) + COS(id * 1.13) > 0 "
-                           "THEN 1 ELSE 0 END").select(col("id"), col("ts"), col("y"))
+                           "THEN 1 ELSE 0 END", rows).select(col("id"), col("ts"), col("y"))
         scaler = OnlineStandardScaler(X)
         learner = FTRLLogisticRegression(X, "y", model_dir=work / "online")
         Pipeline([scaler, learner]).untrained(requests).save(work / "pipes")

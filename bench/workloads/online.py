@@ -84,8 +84,6 @@ def run_loop(work: Path, frame: pd.DataFrame, features: list[str], run: Run,
              rate: float, timeout_s: float = 600.0) -> dict[str, Any]:
     """The README loop on ``frame``'s rows (from ``WARM_ROWS`` when warm); what it served,
     scored against the labels."""
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StreamTableEnvironment
 
     import flink_dl
     from flink_dl.files import count_rows, read_files, write_files
@@ -98,13 +96,7 @@ def run_loop(work: Path, frame: pd.DataFrame, features: list[str], run: Run,
     if run.start == "warm":
         batch_model = fit_batch(work, frame.iloc[:first], features)
     stream = frame.iloc[first:].reset_index(drop=True)
-    env = StreamExecutionEnvironment.get_execution_environment()
-    t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("table.exec.source.idle-timeout", "1 s")
-    columns = ", ".join(f"`{f}` DOUBLE" for f in features)
-    requests = file_source(t_env, "requests", work / "requests",
-                           f"id BIGINT, ts TIMESTAMP(3), {columns}")
-    labels = file_source(t_env, "labels", work / "labels", "id BIGINT, ts TIMESTAMP(3), y INT")
+    env, requests, labels = loop_sources(work, features)
     code = warm_code if run.start == "warm" else cold_code
     if run.batch_size is not None:
         assert 'model_dir="/data/online")' in code, "the README's learner line changed"
@@ -212,6 +204,22 @@ def watch_versions(pipes: Path, online: Any, learned: dict[int, int],
             learned[number] = samples
         except Exception:  # a version pruned while it was read: the next poll
             continue
+
+
+def loop_sources(work: Path, features: list[str]) -> tuple[Any, Any, Any]:
+    """A new job's environment with the requests and labels tables of ``work``'s monitored
+    directories (a source subtask with no file goes idle after 1 s)."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("table.exec.source.idle-timeout", "1 s")
+    columns = ", ".join(f"`{f}` DOUBLE" for f in features)
+    requests = file_source(t_env, "requests", work / "requests",
+                           f"id BIGINT, ts TIMESTAMP(3), {columns}")
+    labels = file_source(t_env, "labels", work / "labels", "id BIGINT, ts TIMESTAMP(3), y INT")
+    return env, requests, labels
 
 
 def fit_batch(work: Path, history: pd.DataFrame, features: list[str]) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.workloads.online import START, file_source, write_csv
+from bench.workloads.online import START, loop_sources, write_csv
 
 #: ``sustained`` stops when no new version has come for this long (s).
 STALL_S = 10.0
@@ -23,8 +23,6 @@ def sustained(data_dir: Path, work: Path, batch_size: int, rows: int = 60_000,
     of a monitored directory; from the first published version to the newest (the last
     few hundred rows can wait in a Python operator's bundle for rows that never come:
     the table says how many samples were learned)."""
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StreamTableEnvironment
 
     import flink_dl
     from flink_dl.models.store import ModelStore
@@ -41,13 +39,7 @@ def sustained(data_dir: Path, work: Path, batch_size: int, rows: int = 60_000,
     write_csv(frame[["id", *features]].assign(ts=ts)[["id", "ts", *features]],
               work / "requests" / "part-0.csv")
     write_csv(frame[["id", "y"]].assign(ts=ts)[["id", "ts", "y"]], work / "labels" / "p.csv")
-    env = StreamExecutionEnvironment.get_execution_environment()
-    t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("table.exec.source.idle-timeout", "1 s")
-    columns = ", ".join(f"`{f}` DOUBLE" for f in features)
-    requests = file_source(t_env, "requests", work / "requests",
-                           f"id BIGINT, ts TIMESTAMP(3), {columns}")
-    labels = file_source(t_env, "labels", work / "labels", "id BIGINT, ts TIMESTAMP(3), y INT")
+    env, requests, labels = loop_sources(work, features)
     learner = FTRLLogisticRegression(features, "y", model_dir=work / "online",
                                      batch_size=batch_size)
     Pipeline([learner]).untrained(requests).save(work / "pipes")

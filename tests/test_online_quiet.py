@@ -57,11 +57,14 @@ def test_the_loop_logs_little_and_keeps_few_versions(tmp_path: Path) -> None:
 
 def test_a_timeout_of_execute_is_quiet_and_says_so(tmp_path: Path) -> None:
     """``flink_dl.execute(env, timeout_s=...)`` on the unbounded loop: the job is cancelled
-    at its timeout, ``ClusterTimeoutError`` says so, and no Python worker prints a
-    traceback (the nodes killed by the cleanup after the cancel are not reported as a
-    failure)."""
+    at its timeout, one line says so (the client keeps its log handlers while the job's
+    loopback workers run: ``startup.client_logging``), ``ClusterTimeoutError`` is raised,
+    and no Python worker prints a traceback (the nodes killed by the cleanup after the
+    cancel are not reported as a failure)."""
     done, lines = run_loop(tmp_path, "timeout")
     assert "ended: timeout" in done.stdout and "served 1250 rows" in done.stdout
+    said = [line for line in lines if "ran past its timeout" in line]
+    assert len(said) == 1 and "cancelled" in said[0], "\n".join(lines)
     assert no_worker_tracebacks(lines), "\n".join(lines)
     assert not [line for line in lines if "failed" in line.lower()], "\n".join(lines)
     assert len(lines) < 100, "\n".join(lines)

@@ -14,7 +14,7 @@ from flink_dl.errors import ClusterFailedError, ClusterTimeoutError
 from flink_dl.flink.failures import flink_dl_error, name_job
 from flink_dl.flink.job_id import submission_mark, submissions_since
 from flink_dl.flink.pyflink_adapter import j_env_config, j_job_client
-from flink_dl.startup import quiet_hangup
+from flink_dl.startup import client_logging, quiet_hangup
 from flink_dl.startup.client_env import restored_environ
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def _execute(env: StreamExecutionEnvironment, job_name: str, timeout_s: float | 
     from flink_dl.startup import worker_isolation
 
     plan_on_any_thread()
+    client_logging.install()
 
     clusters = cluster_configs_of(env)
     worker_isolation.apply(j_env_config(env))

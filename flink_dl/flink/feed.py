@@ -38,7 +38,7 @@ from flink_dl.flink.bundles import python_bundles_of
 from flink_dl.flink.keys import DEFAULT_MAX_PARALLELISM, keys_for_subtasks
 from flink_dl.flink.planner_threads import install as plan_on_any_thread
 from flink_dl.flink.pyflink_adapter import key_by_first_field, set_output_type, table_env_of
-from flink_dl.startup import worker_tuning
+from flink_dl.startup import client_logging, worker_tuning
 
 PACKED_FIELD = "flink_dl_packed"
 
@@ -200,6 +200,7 @@ def feed(env: StreamExecutionEnvironment, input: Table | DataStream,
         raise ConfigError(f"add_role(role={role!r}): the input has no columns")
     t_env = table_env_of(table)
     plan_on_any_thread()
+    client_logging.install()
     _default_arrow_batch(t_env)
     keys = keys_for_subtasks(nodes, DEFAULT_MAX_PARALLELISM)
     if marked:

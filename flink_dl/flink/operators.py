@@ -60,10 +60,11 @@ class AMFunction(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         worker_tuning.apply()
         self.attempt = attempt_number(runtime_context)
-        log.info("AM operator of job %s opened (attempt %d)", self.config.job_id, self.attempt)
+        log.debug("AM operator of job %s opened (attempt %d)", self.config.job_id,
+                  self.attempt)
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        log.info("AM of job %s starting", self.config.job_id)
+        log.debug("AM of job %s starting", self.config.job_id)
         self.am = HostedAM(self.config, self.attempt)
         ctx.timer_service().register_event_time_timer(END_OF_TIME)
         assert self.am.am.am_address is not None

@@ -175,8 +175,10 @@ def _set_throughput_settings(t_env: StreamTableEnvironment, rows: int) -> None:
 
 def _as_table(input: Table | DataStream) -> tuple[Table, StreamTableEnvironment]:
     from flink_dl.flink.planner_threads import install as plan_on_any_thread
+    from flink_dl.startup import client_logging
 
     plan_on_any_thread()
+    client_logging.install()
     if isinstance(input, Table):
         return input, table_env_of(input)
     if isinstance(input, DataStream):

@@ -27,6 +27,7 @@ from pyflink.table import Table
 
 from flink_dl.errors import ConfigError, MissingColumnError
 from flink_dl.flink.pyflink_adapter import table_env_of
+from flink_dl.log import EveryFewSeconds
 from flink_dl.online.labels import duration_seconds, event_time_column
 from flink_dl.pipeline.api import register
 from flink_dl.pipeline.sql import as_double, columns_of, interval_literal, is_missing, quote
@@ -232,6 +233,7 @@ class PublishScaler(KeyedProcessFunction):
 
         self.state = runtime_context.get_state(
             ValueStateDescriptor("flink_dl_scaler", Types.PICKLED_BYTE_ARRAY()))
+        self._published = EveryFewSeconds(log)  # a version per window: a line per 30 s
 
     def process_element(self, value: Any, ctx: Any) -> Any:
         moments: list[RunningMoments] | None = self.state.value()
@@ -250,6 +252,6 @@ class PublishScaler(KeyedProcessFunction):
         if not any(m.count for m in moments):
             return
         version = publish_statistics(self.pipeline_dir, self.input_cols, moments)
-        log.info("OnlineStandardScaler: published pipeline version %d (%d rows in the window)",
-                 version, value["rows"])
+        self._published.log("OnlineStandardScaler: published pipeline version %d (%d rows "
+                            "in the window)", version, value["rows"])
         yield Row(version, int(value["rows"]), str(value["window_end"]))

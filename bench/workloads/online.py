@@ -43,6 +43,9 @@ WARM_ROWS = 250
 #: Rows per second of event time at 1x.
 RATES = {"phishing": 10, "hyperplane": 25}
 START = pd.Timestamp("2026-01-01 00:00:00")
+#: How long the feed waits, after its first file, for a version that learned from it (s):
+#: a learner of batches of 64 cannot learn before 64 rows have come.
+LEARN_WAIT_S = 15.0
 #: How often the feeder writes a file of rows (wall seconds).
 FILE_EVERY_S = 0.1
 #: The README's paths, replaced with this run's.
@@ -258,7 +261,7 @@ def feed(stream: pd.DataFrame, features: list[str], rate: float, speed: float, w
     """Write ``stream`` as request and label files, ``rate * speed`` rows per wall second
     (event time: ``id / rate`` seconds). The job's start-up is not measured: after the
     first file the feed waits until the job has served it and a model version has learned
-    from it (River's learner, too, exists before its first row)."""
+    from it (River's learner, too, exists before its first row), or ``LEARN_WAIT_S``."""
     from flink_dl.files import count_rows
     from flink_dl.models.store import ModelStore
 
@@ -280,7 +283,9 @@ def feed(stream: pd.DataFrame, features: list[str], rate: float, speed: float, w
         for frame, name in ((requests, "requests"), (labels, "labels")):
             write_csv(frame.iloc[part], work / name / f"part-{number:06d}.csv")
         timeline.written.append((time.monotonic(), min(start + per_file, len(stream))))
-        while number == 0 and not (count_rows(served_dir) and learned_some()):
+        waited = time.monotonic()
+        while number == 0 and not (count_rows(served_dir) and (
+                learned_some() or time.monotonic() - waited > LEARN_WAIT_S)):
             if stop.wait(0.05):
                 return
         begun = begun or time.monotonic()

@@ -321,7 +321,8 @@ def measure(speeds: tuple[float, ...] = (1.0, 5.0),
         throughput.append({"learner": "River, StandardScaler | LogisticRegression (one "
                                       "process, no I/O)", "batch_size": 1,
                            "samples/s": round(reference["hyperplane"]["rows_per_s"]),
-                           "samples": reference["hyperplane"]["rows"]})
+                           "samples learned": f"{reference['hyperplane']['rows']:,}",
+                           "model versions": None})
         table = []
         for stream, start, batch_size in runs:
             frame = pd.read_csv(work / "data" / f"{stream}.csv")

@@ -66,8 +66,11 @@ def sustained(data_dir: Path, work: Path, batch_size: int, rows: int = 60_000,
         if not ended.done():
             client.cancel().result()
         flink_dl.cleanup(env)
-    if len(points) < 2 or points[-1][0] <= points[0][0]:
-        return {"batch_size": batch_size, "samples/s": None, "samples": rows}
-    (t0, s0), (t1, s1) = points[0], points[-1]
-    return {"batch_size": batch_size, "samples/s": round((s1 - s0) / (t1 - t0)),
-            "samples": f"{s1:,} of {rows:,}", "versions": store.latest_number()}
+    learned = points[-1][1] if points else 0
+    rate = None
+    if len(points) >= 2 and points[-1][0] > points[0][0]:
+        (t0, s0), (t1, s1) = points[0], points[-1]
+        rate = round((s1 - s0) / (t1 - t0))
+    return {"batch_size": batch_size, "samples/s": rate,
+            "samples learned": f"{learned:,} of {rows:,}",
+            "model versions": store.latest_number()}

@@ -39,7 +39,8 @@ READER_THREAD = "read_grpc_client_inputs"
 #: Beam's loggers that echo the hang-up.
 BEAM_LOGGERS = ("apache_beam.runners.worker.data_plane",
                 "apache_beam.runners.worker.sdk_worker",
-                "apache_beam.runners.worker.bundle_processor")
+                "apache_beam.runners.worker.bundle_processor",
+                "pyflink.fn_execution.beam.beam_worker_pool_service")
 PREMATURE_CLOSE = "Channel closed prematurely"
 _installed = False
 _lock = threading.Lock()

@@ -34,6 +34,7 @@ from flink_dl.errors import (
     InvalidStateError,
     ProtocolError,
 )
+from flink_dl.startup import quiet_hangup
 
 log = logging.getLogger("flink_dl.cluster.am")  # the AM logs as one (users filter on it)
 
@@ -81,8 +82,11 @@ class ClusterStateMachine:
                     f"cluster rules {self.rules.name!r} made an illegal transition "
                     f"{old} -> {new} on {event.kind}"
                 )
-            log.info("cluster %s attempt %d: %s -> %s (%s %s)", self.config.job_id,
-                     self.attempt, old, new, event.kind, event.node or "")
+            # a job its client stopped: its nodes were killed on purpose, not news
+            level = logging.DEBUG if quiet_hangup.was_stopped(self.config.job_id) \
+                else logging.INFO
+            log.log(level, "cluster %s attempt %d: %s -> %s (%s %s)", self.config.job_id,
+                    self.attempt, old, new, event.kind, event.node or "")
             self.state = new
             self.timing[f"state_{new.value.lower()}"] = time.time()
             if new is ClusterState.RUNNING:

@@ -55,6 +55,12 @@ def mark_stopped(job_ids: Iterable[str]) -> None:
         _STOPPED.update(str(job_id) for job_id in job_ids if job_id)
 
 
+def was_stopped(job_id: str) -> bool:
+    """Whether the client stopped the job ``job_id`` (``mark_stopped``)."""
+    with _lock:
+        return job_id in _STOPPED
+
+
 def of_stopped_job(error: BaseException) -> bool:
     """A flink-dl error that names a job its client stopped."""
     from flink_dl.errors import FlinkDLError
